@@ -1,0 +1,265 @@
+/*
+ * ferry.h - libferry, the C client of the ferry message broker.
+ *
+ * One `ferry_conn` is one connection to ferryd. It serves both sides:
+ *
+ *   Producers: blocking, thread-safe calls. ferry_publish() queues the
+ *   frame and writes it (coalescing with other threads' frames into one
+ *   write); ferry_flush() waits until the broker has confirmed every
+ *   publish made so far on the connection. Many threads may share one
+ *   connection: each call takes the connection's mutex for the time of an
+ *   append to the output buffer, so threads serialise there. For the last
+ *   bit of throughput give each thread its own connection.
+ *
+ *   Consumers: asynchronous. ferry_consume() registers a callback per
+ *   message; messages are read and dispatched by ferry_process(), which
+ *   either ferry_attach() calls from a libevent loop, or your own loop
+ *   calls when ferry_fd() is readable (see "Event-loop integration").
+ *   ferry_get() is the blocking alternative for simple programs.
+ *
+ * Errors: every call returns FERRY_OK (0) or a negative ferry_status.
+ * When the broker answered with an error frame the call returns
+ * FERRY_ESERVER, and ferry_server_error() tells the code and text (per
+ * thread). ferry_strerror() names any status.
+ *
+ * Ownership rules:
+ *   - Arguments are borrowed for the duration of the call only: the
+ *     library copies what it keeps. A failed publish leaves everything with
+ *     the caller, who may retry.
+ *   - A `ferry_message` passed to a callback, and its payload and headers,
+ *     belong to the library and are valid until the callback returns. Use
+ *     ferry_message_copy() to keep one; free that with ferry_message_free().
+ *   - A `ferry_message` from ferry_get() belongs to the caller: free it
+ *     with ferry_message_free() (after acking it with ferry_ack()).
+ *   - ferry_stats() results belong to the caller: ferry_stats_free().
+ *
+ * Fork: a connection belongs to the process that opened it. In a child,
+ * every call on an inherited connection returns FERRY_EFORKED and touches
+ * nothing shared; ferry_close() in the child frees the memory and closes
+ * the child's copy of the descriptor without writing to it. Open a new
+ * connection in the child.
+ */
+#ifndef FERRY_H
+#define FERRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FERRY_VERSION_STRING "0.1.0"
+
+/* Marks the library's exported symbols; everything else stays hidden. */
+#if defined(__GNUC__)
+#define FERRY_API __attribute__((visibility("default")))
+#else
+#define FERRY_API
+#endif
+
+/* Status codes. 0 is success; every error is negative. */
+typedef enum ferry_status {
+    FERRY_OK = 0,
+    FERRY_EINVAL = -1,     /* a bad argument (NULL, bad queue name, too large) */
+    FERRY_ENOMEM = -2,     /* out of memory */
+    FERRY_ECONNECT = -3,   /* could not connect, or the handshake failed */
+    FERRY_EIO = -4,        /* the connection broke; the conn is unusable */
+    FERRY_EPROTO = -5,     /* the server sent something malformed; unusable */
+    FERRY_ETIMEDOUT = -6,  /* the timeout passed first */
+    FERRY_ESERVER = -7,    /* the broker refused: see ferry_server_error() */
+    FERRY_EFORKED = -8,    /* the connection was opened by the parent process */
+    FERRY_ECLOSED = -9,    /* the connection was closed */
+    FERRY_EAGAIN = -10,    /* nothing could be done without blocking */
+    FERRY_EDEADLK = -11,   /* a blocking call from inside this conn's callback */
+    FERRY_EENDED = -12,    /* ferry_get: the queue is ended and drained */
+} ferry_status;
+
+/* Human-readable text of a status. Never NULL. */
+FERRY_API const char *ferry_strerror(int status);
+
+/* The broker's error code and text of the calling thread's last
+ * FERRY_ESERVER (codes as in docs/PROTOCOL.md, e.g. 8 = ENDED).
+ * Returns the code, 0 if none; `text` may be NULL. */
+FERRY_API int ferry_server_error(const char **text);
+
+typedef struct ferry_conn ferry_conn;
+
+/* Connection options; zero means default. */
+struct ferry_options {
+    const char *url;          /* NULL: ferry_default_url() */
+    const char *name;         /* client name shown in stats; NULL: program name */
+    int connect_timeout_ms;   /* default 5000 */
+    int request_timeout_ms;   /* blocking round trips (declare, stats...); default 30000 */
+    size_t max_output_bytes;  /* bound of the unsent output buffer; default 8 MiB.
+                                 ferry_publish blocks while it is full. */
+};
+
+/* The URL used when none is given: $FERRY_URL, else
+ * "unix:/run/ferry/ferryd.sock". Never NULL. */
+FERRY_API const char *ferry_default_url(void);
+
+/* Connects and completes the handshake. url NULL: default. */
+FERRY_API int ferry_connect(const char *url, ferry_conn **out);
+FERRY_API int ferry_connect_opts(const struct ferry_options *opts, ferry_conn **out);
+
+/* Closes and frees. Unflushed publishes are written if the socket takes
+ * them without blocking, else dropped: call ferry_flush() first. */
+FERRY_API void ferry_close(ferry_conn *c);
+
+/* ---- producing ------------------------------------------------------- */
+
+/* A header: NUL-terminated key, byte-string value. */
+struct ferry_header {
+    const char *key;
+    const void *value;
+    size_t value_len;
+};
+
+/* One message of a batch. */
+struct ferry_msg {
+    const void *data;
+    size_t len;
+    const struct ferry_header *headers;
+    size_t header_count;
+};
+
+#define FERRY_PUBLISH_CONFIRM 1 /* wait until this publish is confirmed */
+
+/* Publishes one message. Returns once the frame is written to the socket
+ * (or, with FERRY_PUBLISH_CONFIRM, confirmed by the broker). Blocks while
+ * the output buffer is full (backpressure). A refusal of an unconfirmed
+ * publish is reported by the next ferry_flush(). */
+FERRY_API int ferry_publish(ferry_conn *c, const char *queue, const void *data, size_t len,
+                  const struct ferry_header *headers, size_t header_count, int flags);
+
+/* Publishes n messages in one frame; confirmed as a whole. */
+FERRY_API int ferry_publish_batch(ferry_conn *c, const char *queue, const struct ferry_msg *msgs,
+                        size_t n, int flags);
+
+/* Waits until every publish made so far on this connection is confirmed.
+ * Returns FERRY_OK, FERRY_ESERVER if any of them was refused since the last
+ * flush (ferry_server_error() tells the first refusal), or an I/O status.
+ * timeout_ms < 0 waits without limit. */
+FERRY_API int ferry_flush(ferry_conn *c, int timeout_ms);
+
+/* ---- consuming -------------------------------------------------------- */
+
+/* A delivered message. Valid only inside the callback unless copied. */
+typedef struct ferry_message {
+    uint64_t tag;          /* delivery tag: give it to ferry_ack/ferry_nack */
+    uint64_t sub;          /* the subscription it came through (0 for ferry_get) */
+    uint32_t attempt;      /* 1 on first delivery, more on redelivery */
+    const char *queue;     /* NUL-terminated queue name */
+    const void *data;      /* payload */
+    size_t len;
+    const void *headers;   /* raw msgpack map; use ferry_message_header() */
+    size_t headers_len;
+} ferry_message;
+
+/* Finds header `key`. Returns true and sets value/len if present. */
+FERRY_API bool ferry_message_header(const ferry_message *m, const char *key,
+                          const void **value, size_t *len);
+/* A caller-owned deep copy; NULL on ENOMEM. */
+FERRY_API ferry_message *ferry_message_copy(const ferry_message *m);
+/* Frees a message from ferry_message_copy() or ferry_get(). NULL is fine. */
+FERRY_API void ferry_message_free(ferry_message *m);
+
+typedef void (*ferry_message_fn)(ferry_conn *c, const ferry_message *m, void *arg);
+/* End of stream: the queue was ended and every message before the end has
+ * been delivered and acked (or the queue was deleted). */
+typedef void (*ferry_eos_fn)(ferry_conn *c, uint64_t sub, const char *queue, void *arg);
+/* An asynchronous error from the broker (an ack of an unknown tag...). */
+typedef void (*ferry_error_fn)(ferry_conn *c, int code, const char *text, void *arg);
+
+struct ferry_consume_options {
+    uint32_t credit;            /* most unacked messages at once; default 256 */
+    ferry_message_fn on_message; /* required */
+    ferry_eos_fn on_eos;         /* optional */
+    void *arg;                   /* given to both callbacks */
+};
+
+/* Subscribes to `queue` (created if missing). Blocks for the broker's
+ * answer; *sub_out receives the subscription id. Not from a callback. */
+FERRY_API int ferry_consume(ferry_conn *c, const char *queue, const struct ferry_consume_options *o,
+                  uint64_t *sub_out);
+/* Widens the subscription's window by n messages. */
+FERRY_API int ferry_credit(ferry_conn *c, uint64_t sub, uint32_t n);
+/* Stops the subscription. Messages already delivered stay unacked until
+ * acked or the connection closes. Does not wait. */
+FERRY_API int ferry_cancel(ferry_conn *c, uint64_t sub);
+
+/* Acknowledges deliveries. Callable from the callback (acks are then
+ * batched into one frame per read) or from any thread (written at once). */
+FERRY_API int ferry_ack(ferry_conn *c, uint64_t tag);
+FERRY_API int ferry_ack_many(ferry_conn *c, const uint64_t *tags, size_t n);
+/* Negative acknowledgement: requeue (to the front) or drop. */
+FERRY_API int ferry_nack(ferry_conn *c, uint64_t tag, bool requeue);
+
+/* Blocking receive of one message for simple programs. Returns FERRY_OK
+ * with *out set (caller owns it, must ack it), FERRY_ETIMEDOUT when none
+ * came in time, or FERRY_EENDED if the queue is ended and drained.
+ * timeout_ms < 0 waits without limit. */
+FERRY_API int ferry_get(ferry_conn *c, const char *queue, int timeout_ms, ferry_message **out);
+
+/* Receives asynchronous broker errors; default: ignored. */
+FERRY_API void ferry_set_error_handler(ferry_conn *c, ferry_error_fn fn, void *arg);
+
+/* ---- event-loop integration ------------------------------------------ */
+
+/* The socket. Poll it for reading always, and for writing while
+ * ferry_want_write() is true. Do not read, write or close it yourself. */
+FERRY_API int ferry_fd(const ferry_conn *c);
+/* Reads what is readable without blocking and dispatches callbacks.
+ * Returns FERRY_OK, or FERRY_EIO / FERRY_EPROTO / FERRY_ECLOSED when the
+ * connection is over. */
+FERRY_API int ferry_process(ferry_conn *c);
+/* true while output is waiting for the socket to become writable. */
+FERRY_API bool ferry_want_write(ferry_conn *c);
+/* Writes pending output without blocking. FERRY_OK or an I/O status. */
+FERRY_API int ferry_write_pending(ferry_conn *c);
+/* Milliseconds until ferry_process() should be called again even without
+ * input (heartbeats), or -1 for no deadline. */
+FERRY_API int ferry_next_timeout(ferry_conn *c);
+
+struct event_base;
+/* Drives the connection from a libevent loop: adds read/write/timer events
+ * to `base`, whose thread then runs the callbacks. Call once, before
+ * event_base_dispatch. ferry_close() removes the events. */
+FERRY_API int ferry_attach(ferry_conn *c, struct event_base *base);
+
+/* ---- queue administration (blocking round trips) ---------------------- */
+
+FERRY_API int ferry_declare(ferry_conn *c, const char *queue);
+FERRY_API int ferry_delete(ferry_conn *c, const char *queue);
+FERRY_API int ferry_purge(ferry_conn *c, const char *queue, uint64_t *purged);
+/* Marks the queue ended: further publishes are refused (code ENDED);
+ * consumers get end-of-stream once everything before is acked. */
+FERRY_API int ferry_end(ferry_conn *c, const char *queue);
+/* Lifts the end mark: publishes are accepted again. */
+FERRY_API int ferry_reopen(ferry_conn *c, const char *queue);
+/* Waits until every message published to the queue before this call has
+ * been acked (or dropped). timeout_ms < 0 waits without limit. */
+FERRY_API int ferry_join(ferry_conn *c, const char *queue, int timeout_ms);
+
+struct ferry_queue_info {
+    char *name;
+    uint64_t depth, inflight, consumers, published, delivered, acked, redelivered, dropped, bytes;
+    bool ended;
+};
+
+struct ferry_stats {
+    uint64_t connections, queues, uptime_ms, messages, bytes;
+    size_t count;                   /* entries in queues[] */
+    struct ferry_queue_info *queues;
+};
+
+/* Statistics of one queue (queue != NULL) or of all. *out: ferry_stats_free. */
+FERRY_API int ferry_stats(ferry_conn *c, const char *queue, struct ferry_stats **out);
+FERRY_API void ferry_stats_free(struct ferry_stats *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,2 @@
+/* stub: to be written */
+typedef int ferry_stub_conn;

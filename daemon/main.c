@@ -1,0 +1,2 @@
+/* stub: to be written */
+int main(void) { return 0; }
