@@ -1,0 +1,194 @@
+/*
+ * harness.c - real ferryd processes for integration tests: start on a
+ * temporary socket, wait for readiness, stop by PID, clean the directory.
+ */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define READY_TIMEOUT_MS 10000
+#define STOP_TIMEOUT_MS 5000
+#define MAX_ARGS 64
+
+long long harness_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static const char *env_or(const char *name, const char *fallback)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : fallback;
+}
+
+const char *harness_ferryd_path(void) { return env_or("FERRYD", "ferryd"); }
+const char *harness_cli_path(void) { return env_or("FERRY_CLI", "ferry"); }
+
+int harness_raw_connect(const struct ferryd *d)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", d->sock);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+static pid_t spawn(const struct ferryd *d, const char *const *extra)
+{
+    const char *argv[MAX_ARGS];
+    int n = 0;
+    argv[n++] = harness_ferryd_path();
+    argv[n++] = "-l";
+    argv[n++] = d->url;
+    argv[n++] = "--log-level";
+    argv[n++] = "debug";
+    for (int i = 0; extra && extra[i] && n < MAX_ARGS - 1; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    /* Child: die with the test process, log to the directory. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(127);
+    int log = open(d->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (log >= 0) {
+        dup2(log, STDERR_FILENO);
+        dup2(log, STDOUT_FILENO);
+    }
+    execvp(argv[0], (char *const *)argv);
+    fprintf(stderr, "harness: exec %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+}
+
+static int wait_ready(struct ferryd *d)
+{
+    long long deadline = harness_now_ms() + READY_TIMEOUT_MS;
+    while (harness_now_ms() < deadline) {
+        int fd = harness_raw_connect(d);
+        if (fd >= 0) {
+            close(fd);
+            return 0;
+        }
+        if (!ferryd_alive(d)) {
+            fprintf(stderr, "harness: ferryd exited during start-up (log: %s)\n", d->log);
+            return -1;
+        }
+        sleep_ms(5);
+    }
+    fprintf(stderr, "harness: ferryd not ready within %d ms\n", READY_TIMEOUT_MS);
+    return -1;
+}
+
+int ferryd_start(struct ferryd *d, const char *const *extra)
+{
+    memset(d, 0, sizeof *d);
+    d->pid = -1;
+    snprintf(d->dir, sizeof d->dir, "/tmp/ferry-test-XXXXXX");
+    if (!mkdtemp(d->dir)) {
+        perror("harness: mkdtemp");
+        return -1;
+    }
+    snprintf(d->sock, sizeof d->sock, "%s/ferryd.sock", d->dir);
+    snprintf(d->url, sizeof d->url, "unix:%s", d->sock);
+    snprintf(d->log, sizeof d->log, "%s/ferryd.log", d->dir);
+    return ferryd_restart(d, extra);
+}
+
+int ferryd_restart(struct ferryd *d, const char *const *extra)
+{
+    d->pid = spawn(d, extra);
+    if (d->pid < 0) {
+        perror("harness: fork");
+        return -1;
+    }
+    if (wait_ready(d) != 0) {
+        ferryd_kill(d);
+        return -1;
+    }
+    return 0;
+}
+
+bool ferryd_alive(struct ferryd *d)
+{
+    if (d->pid <= 0)
+        return false;
+    int status;
+    pid_t r = waitpid(d->pid, &status, WNOHANG);
+    if (r == d->pid) {
+        d->pid = -1;
+        return false;
+    }
+    return r == 0;
+}
+
+int ferryd_terminate(struct ferryd *d)
+{
+    if (d->pid <= 0)
+        return -1;
+    kill(d->pid, SIGTERM);
+    long long deadline = harness_now_ms() + STOP_TIMEOUT_MS;
+    int status = 0;
+    for (;;) {
+        pid_t r = waitpid(d->pid, &status, WNOHANG);
+        if (r == d->pid)
+            break;
+        if (harness_now_ms() >= deadline) {
+            fprintf(stderr, "harness: ferryd %d ignored SIGTERM; killing\n", (int)d->pid);
+            kill(d->pid, SIGKILL);
+            waitpid(d->pid, &status, 0);
+            break;
+        }
+        sleep_ms(5);
+    }
+    d->pid = -1;
+    return status;
+}
+
+void ferryd_kill(struct ferryd *d)
+{
+    if (d->pid <= 0)
+        return;
+    kill(d->pid, SIGKILL);
+    waitpid(d->pid, NULL, 0);
+    d->pid = -1;
+}
+
+void ferryd_stop(struct ferryd *d)
+{
+    ferryd_terminate(d);
+    if (d->dir[0]) {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", d->dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "harness: could not remove %s\n", d->dir);
+        d->dir[0] = '\0';
+    }
+}

@@ -1,0 +1,49 @@
+/*
+ * harness.h - starts and stops real ferryd processes for integration tests.
+ *
+ * Each daemon gets a fresh temporary directory with its Unix socket and its
+ * log; it is stopped by PID (SIGTERM, then SIGKILL) and its directory is
+ * removed. A daemon also dies with the test process that started it
+ * (PR_SET_PDEATHSIG), so a test killed on timeout leaves nothing behind.
+ */
+#ifndef FERRY_TEST_HARNESS_H
+#define FERRY_TEST_HARNESS_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+struct ferryd {
+    pid_t pid;
+    char dir[64];    /* temporary directory, removed by ferryd_stop */
+    char sock[128];  /* Unix socket path inside dir */
+    char url[160];   /* "unix:" + sock */
+    char log[128];   /* ferryd's stderr */
+};
+
+/* Path of the ferryd binary ($FERRYD, set by meson) and of the ferry CLI ($FERRY_CLI). */
+const char *harness_ferryd_path(void);
+const char *harness_cli_path(void);
+
+/* Starts ferryd listening on a new Unix socket plus `extra` arguments
+ * (NULL-terminated, may be NULL), and waits until it accepts connections.
+ * 0 on success, -1 with a message on stderr. */
+int ferryd_start(struct ferryd *d, const char *const *extra);
+/* Restarts a stopped or killed daemon on the same directory and socket. */
+int ferryd_restart(struct ferryd *d, const char *const *extra);
+/* SIGTERM, wait up to 5 s, then SIGKILL; reaps it. Returns its exit status
+ * as waitpid gives it, or -1 if it was not running. Keeps the directory. */
+int ferryd_terminate(struct ferryd *d);
+/* SIGKILL and reap at once. */
+void ferryd_kill(struct ferryd *d);
+/* Terminates (if running) and removes the directory. Safe to call twice. */
+void ferryd_stop(struct ferryd *d);
+/* true while the process is alive. */
+bool ferryd_alive(struct ferryd *d);
+
+/* Connects a raw Unix stream socket to the daemon (for hostile-input tests). */
+int harness_raw_connect(const struct ferryd *d);
+
+/* Monotonic milliseconds. */
+long long harness_now_ms(void);
+
+#endif
