@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# test_cli.sh - the ferry command-line tool against a real ferryd.
+set -u
+. "$(dirname "$0")/lib.sh"
+FERRY=${FERRY_CLI:?FERRY_CLI must name the ferry binary}
+start_ferryd || exit 1
+t() { timeout 30 "$FERRY" "$@"; }
+
+# publish from arguments and from standard input; exit 0 once confirmed
+t publish jobs one two || fail "publish args"
+printf 'three\nfour\nfive\n' | t publish jobs || fail "publish stdin"
+expect_eq "depth after publish" 5 "$(t stats jobs --json | grep -o '"depth": *[0-9]*' | grep -o '[0-9]*$')"
+
+# consume -n prints payloads one per line, in order, and acks them
+expect_eq "consume -n 2" "one
+two" "$(t consume jobs -n 2)"
+expect_eq "depth after consume" 3 "$(t stats jobs --json | grep -o '"depth": *[0-9]*' | grep -o '[0-9]*$')"
+
+# end: further publishes refused with exit 1; consume drains and stops at EOS
+t end jobs || fail "end"
+t publish jobs late 2>/dev/null; expect_eq "publish to ended queue exit code" 1 "$?"
+expect_eq "consume to end of stream" "three
+four
+five" "$(t consume jobs --timeout 10)"
+t join jobs --timeout 5 || fail "join after drain"
+t reopen jobs || fail "reopen"
+t publish jobs again || fail "publish after reopen"
+
+# get prints one message and acks it; an empty queue times out with exit 4
+expect_eq "get" "again" "$(t get jobs --timeout 2)"
+t get jobs --timeout 0.2 >/dev/null; expect_eq "get on empty queue exit code" 4 "$?"
+
+# consume -n more than available: exit 4 after the idle timeout
+t publish few a || fail "publish few"
+t consume few -n 3 --timeout 0.5 >/dev/null; expect_eq "short consume exit code" 4 "$?"
+
+# purge prints the count; delete removes; delete again is refused
+t publish trash x y z || fail "publish trash"
+expect_eq "purge count" 3 "$(t purge trash)"
+t delete trash || fail "delete"
+t delete trash 2>/dev/null; expect_eq "delete twice exit code" 1 "$?"
+
+# bad usage is exit 2; --help is exit 0 for every command
+t publish 2>/dev/null; expect_eq "usage exit code" 2 "$?"
+for cmd in publish consume get end reopen join declare delete purge stats; do
+  t "$cmd" --help >/dev/null || fail "$cmd --help"
+done
+
+# no broker: exit 3
+FERRY_URL="unix:$ferryd_dir/absent.sock" t stats >/dev/null 2>&1; expect_eq "no broker exit code" 3 "$?"
+
+# stats: the table and the JSON name the queues
+t stats | grep -q '^jobs ' || t stats | grep -q ' jobs ' || fail "stats table lists jobs"
+t stats --json | grep -q '"name": *"jobs"' || fail "stats --json lists jobs"
+
+echo "cli: all checks passed"
