@@ -50,7 +50,11 @@ static inline struct ferry_bytes message_headers(const struct message *m)
 
 /* How the broker talks back to a connection. Each callback gets the
  * `owner` pointer given to broker_session_new. None may call back into
- * the broker. */
+ * the broker, with one exception: a callback may call
+ * broker_session_set_writable(b, s, false) for its own session (the one
+ * `owner` belongs to), and dispatch then stops delivering to that session
+ * at once, even in the middle of a loop (a CREDIT of 2^32 must not fill
+ * one connection's output without bound). */
 struct session_ops {
     /* Send a DELIVER: for a subscription (sub != 0) or for a GET (rid != 0).
      * `m` stays valid at least until the tag is acked, nacked, or the
@@ -69,7 +73,7 @@ struct session_ops {
 /* Limits the broker enforces; zero means "no limit" except where noted. */
 struct broker_limits {
     size_t max_queues;              /* default 10000 when 0 */
-    size_t max_consumers_per_queue; /* default 10000 when 0 */
+    size_t max_consumers_per_queue; /* default 10000 when 0; subscriptions, not GETs */
 };
 
 /* Per-queue counters and gauges, as STATS reports them. */
@@ -118,7 +122,8 @@ enum ferry_code broker_nack(struct broker *b, struct session *s, uint64_t tag, b
 
 /* One-shot receive: delivers the next ready message through
  * ops->deliver(rid), now or when one arrives; or ops->get_ended when the
- * queue is ended and drained. OK, BAD_NAME, BAD_REQUEST (rid in use), NO_MEMORY. */
+ * queue is ended and drained. OK, BAD_NAME, BAD_REQUEST (rid in use or 0),
+ * LIMIT (creating the queue would pass max_queues), NO_MEMORY. */
 enum ferry_code broker_get(struct broker *b, struct session *s, struct ferry_bytes queue, uint64_t rid);
 /* Withdraws a waiting GET (its time ran out). true if it was still waiting. */
 bool broker_get_cancel(struct broker *b, struct session *s, uint64_t rid);
@@ -139,7 +144,8 @@ enum ferry_code broker_reopen(struct broker *b, struct ferry_bytes queue);
 enum ferry_code broker_join(struct broker *b, struct session *s, struct ferry_bytes queue, uint64_t rid);
 
 /* Statistics. broker_queue_stats: NOT_FOUND or OK. broker_each_queue
- * calls fn for every queue in name order-independent order. */
+ * calls fn for every queue in name order-independent order; fn must not
+ * call into the broker. */
 enum ferry_code broker_queue_stats(struct broker *b, struct ferry_bytes queue, struct queue_stats *out);
 void broker_each_queue(struct broker *b,
                        void (*fn)(void *arg, struct ferry_bytes name, const struct queue_stats *st),

@@ -1,2 +1,197 @@
-/* stub: to be written */
-typedef int ferry_stub_queue;
+/*
+ * queue.c - one queue's lists: the FIFO of ready messages, the ring of
+ * consumers with room and the list of the others, the list of all its
+ * consumers, the JOIN waiters.
+ * Pure list keeping: which consumer may get what is dispatch.c's call.
+ */
+#include "queue.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core_alloc.h"
+
+struct queue *queue_new(struct ferry_bytes name)
+{
+    struct queue *q = core_calloc(1, sizeof *q + name.len);
+    if (q == NULL)
+        return NULL;
+    memcpy(q->name, name.ptr, name.len);
+    q->name_len = name.len;
+    q->next_seq = 1;
+    return q;
+}
+
+void queue_free(struct queue *q)
+{
+    free(q);
+}
+
+struct ferry_bytes queue_name(const struct queue *q)
+{
+    return (struct ferry_bytes){ q->name, q->name_len };
+}
+
+bool queue_drained(const struct queue *q)
+{
+    return q->stats.depth == 0 && q->stats.inflight == 0;
+}
+
+void queue_push_back(struct queue *q, struct message *m)
+{
+    m->next = NULL;
+    m->prev = q->tail;
+    if (q->tail != NULL)
+        q->tail->next = m;
+    else
+        q->head = m;
+    q->tail = m;
+    q->stats.depth++;
+}
+
+void queue_push_front(struct queue *q, struct message *m)
+{
+    m->prev = NULL;
+    m->next = q->head;
+    if (q->head != NULL)
+        q->head->prev = m;
+    else
+        q->tail = m;
+    q->head = m;
+    q->stats.depth++;
+}
+
+struct message *queue_pop_front(struct queue *q)
+{
+    struct message *m = q->head;
+    if (m == NULL)
+        return NULL;
+    q->head = m->next;
+    if (q->head != NULL)
+        q->head->prev = NULL;
+    else
+        q->tail = NULL;
+    m->next = NULL;
+    m->prev = NULL;
+    q->stats.depth--;
+    return m;
+}
+
+/* Circular lists of consumers, reached through a pointer to their first
+ * element. A new element goes last, so a new consumer waits its turn. */
+static void ring_insert(struct consumer **first, struct consumer *c)
+{
+    struct consumer *head = *first;
+    if (head == NULL) {
+        c->next = c;
+        c->prev = c;
+        *first = c;
+        return;
+    }
+    c->next = head;
+    c->prev = head->prev;
+    head->prev->next = c;
+    head->prev = c;
+}
+
+static void ring_remove(struct consumer **first, struct consumer *c)
+{
+    if (c->next == c) {
+        *first = NULL;
+    } else {
+        c->prev->next = c->next;
+        c->next->prev = c->prev;
+        if (*first == c)
+            *first = c->next;
+    }
+    c->next = NULL;
+    c->prev = NULL;
+}
+
+static struct consumer **list_of(struct queue *q, bool ready)
+{
+    return ready ? &q->cursor : &q->idle;
+}
+
+void queue_add_consumer(struct queue *q, struct consumer *c, bool ready)
+{
+    c->queue = q;
+    c->in_ring = ready;
+    ring_insert(list_of(q, ready), c);
+    c->member_prev = NULL;
+    c->member_next = q->members;
+    if (q->members != NULL)
+        q->members->member_prev = c;
+    q->members = c;
+    if (c->sub != 0)
+        q->stats.consumers++;
+}
+
+void queue_remove_consumer(struct queue *q, struct consumer *c)
+{
+    ring_remove(list_of(q, c->in_ring), c);
+    if (c->member_prev != NULL)
+        c->member_prev->member_next = c->member_next;
+    else
+        q->members = c->member_next;
+    if (c->member_next != NULL)
+        c->member_next->member_prev = c->member_prev;
+    c->member_next = NULL;
+    c->member_prev = NULL;
+    if (c->sub != 0)
+        q->stats.consumers--;
+    c->queue = NULL;
+    c->in_ring = false;
+}
+
+void queue_set_consumer_ready(struct queue *q, struct consumer *c, bool ready)
+{
+    if (c->in_ring == ready)
+        return;
+    ring_remove(list_of(q, c->in_ring), c);
+    ring_insert(list_of(q, ready), c);
+    c->in_ring = ready;
+}
+
+struct consumer *queue_next_consumer(struct queue *q)
+{
+    struct consumer *c = q->cursor;
+    if (c != NULL)
+        q->cursor = c->next;
+    return c;
+}
+
+void queue_each_consumer(struct queue *q, void (*fn)(struct consumer *c, void *arg), void *arg)
+{
+    /* The members list, not the ring: fn may move consumers between ring
+     * and idle, which would make a walk of those skip or repeat some. */
+    struct consumer *c = q->members;
+    while (c != NULL) {
+        struct consumer *next = c->member_next;
+        fn(c, arg);
+        c = next;
+    }
+}
+
+void queue_add_join(struct queue *q, struct join_waiter *w)
+{
+    w->queue = q;
+    w->prev = NULL;
+    w->next = q->joins;
+    if (q->joins != NULL)
+        q->joins->prev = w;
+    q->joins = w;
+}
+
+void queue_remove_join(struct queue *q, struct join_waiter *w)
+{
+    if (w->prev != NULL)
+        w->prev->next = w->next;
+    else
+        q->joins = w->next;
+    if (w->next != NULL)
+        w->next->prev = w->prev;
+    w->next = NULL;
+    w->prev = NULL;
+    w->queue = NULL;
+}

@@ -15,7 +15,7 @@
 struct ferryd {
     pid_t pid;
     char dir[64];    /* temporary directory, removed by ferryd_stop */
-    char sock[128];  /* Unix socket path inside dir */
+    char sock[100];  /* Unix socket path inside dir (fits sun_path) */
     char url[160];   /* "unix:" + sock */
     char log[128];   /* ferryd's stderr */
 };

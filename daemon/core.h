@@ -1,0 +1,84 @@
+/*
+ * core.h - what the files of the broker core share: the broker and session
+ * structures and the dispatcher's functions. Internal to broker.c,
+ * session.c and dispatch.c; the rest of ferryd sees only broker.h.
+ */
+#ifndef FERRY_CORE_H
+#define FERRY_CORE_H
+
+#include "broker.h"
+#include "idmap.h"
+#include "queue.h"
+#include "queue_map.h"
+#include "tags.h"
+
+struct broker {
+    size_t max_queues;
+    size_t max_consumers_per_queue;
+    struct queue_map queues;    /* live queues by name; the broker owns them */
+    uint64_t messages;          /* ready + in flight, all queues */
+    uint64_t bytes;             /* their headers + payload */
+    uint64_t seed;              /* secret seed of the hashes of client-chosen keys */
+};
+
+struct session {
+    const struct session_ops *ops;
+    void *owner;
+    struct tag_table tags;          /* deliveries in flight on this session */
+    uint64_t next_tag;
+    struct id_map subs;             /* sub id -> attached subscription */
+    struct id_map gets;             /* rid -> waiting GET */
+    struct consumer *consumers;     /* all attached consumers, via session_next */
+    struct join_waiter *joins;      /* via session_next */
+    bool writable;
+};
+
+/* ---- broker.c ---- */
+
+/* Finds the named queue, creating it if `create` (a call that fails later
+ * may leave the queue it created, as a DECLARE would).
+ * OK, BAD_NAME, NOT_FOUND (not create), LIMIT, NO_MEMORY. */
+enum ferry_code broker_find_queue(struct broker *b, struct ferry_bytes name, bool create,
+                                  struct queue **out);
+
+/* ---- dispatch.c ---- */
+
+/* Delivers ready messages of q to its consumers with room, round robin,
+ * until one or the other runs out. */
+void dispatch(struct queue *q);
+
+/* Links a new consumer (window set, session set) to q and its session; the
+ * session's id map for it must have room (id_map_reserve). */
+void dispatch_attach(struct consumer *c, struct queue *q);
+/* Unlinks c from its queue and session. A subscription with deliveries in
+ * flight lives on detached until the last is settled; else c is freed. */
+void dispatch_detach(struct consumer *c);
+/* Puts c into its queue's ring, or out of it, as its window and its
+ * session's writability say. */
+void dispatch_refresh(struct consumer *c);
+/* One delivery of c (NULL: a GET's) was settled or taken back: a slot of
+ * its window is free again. Frees a detached c with its last delivery. */
+void dispatch_slot_freed(struct consumer *c);
+
+/* Frees a message that leaves the broker (acked, dropped, purged) and
+ * counts it down for the JOINs of its queue. The caller counts why. */
+void dispatch_forget(struct broker *b, struct message *m);
+/* After messages of q were forgotten: frees a deleted q with its last
+ * in-flight message; else sends EOS if q just became ended and drained,
+ * and dispatches. */
+void dispatch_settled(struct queue *q);
+/* q just became ended and drained: EOS to each subscription, get_ended to
+ * each waiting GET (which is detached). */
+void dispatch_end_of_stream(struct queue *q);
+/* q is being deleted: EOS to each subscription that has not had one, then
+ * detaches it; get_ended to each waiting GET, detached too. */
+void dispatch_close_consumers(struct queue *q);
+
+/* Links a new JOIN (rid, mark, remaining set) to q and its session. */
+void dispatch_join_attach(struct join_waiter *w, struct queue *q);
+/* Ends a JOIN: answers it with `code` and frees it. */
+void dispatch_join_done(struct join_waiter *w, enum ferry_code code);
+/* Unlinks a JOIN from its queue and session and frees it, unanswered. */
+void dispatch_join_cancel(struct join_waiter *w);
+
+#endif

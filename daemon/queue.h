@@ -1,0 +1,98 @@
+/*
+ * queue.h - one named queue: its FIFO of ready messages (owned), its
+ * consumers (those with room in a round-robin ring, the others aside) and
+ * JOIN waiters (linked, owned by their sessions), its counters. Knows
+ * nothing of callbacks, tags or the name map: dispatch.c decides what moves.
+ */
+#ifndef FERRY_QUEUE_H
+#define FERRY_QUEUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker.h"
+
+/* A receiver of messages on one queue: a subscription (sub != 0) or a
+ * waiting GET (rid != 0), which is served once. Owned by its session; a
+ * detached subscription (queue == NULL) lives on, owned by its deliveries
+ * in flight, until the last one is settled. */
+struct consumer {
+    struct consumer *next;          /* queue's ring or idle list (circular) */
+    struct consumer *prev;
+    struct consumer *member_next;   /* queue's list of all its consumers */
+    struct consumer *member_prev;
+    struct consumer *session_next;  /* session's list of consumers */
+    struct consumer *session_prev;
+    struct queue *queue;            /* NULL once detached */
+    struct session *session;
+    uint64_t sub;                   /* subscription id, 0 for a GET */
+    uint64_t rid;                   /* GET request id, 0 for a subscription */
+    uint64_t window;                /* most deliveries unsettled at once */
+    uint64_t inflight;              /* deliveries not yet settled */
+    bool in_ring;                   /* in the ring (can take a message now) */
+};
+
+/* A JOIN waiting for the messages published before it to be settled.
+ * Owned by its session. */
+struct join_waiter {
+    struct join_waiter *next;       /* queue's list */
+    struct join_waiter *prev;
+    struct join_waiter *session_next;
+    struct join_waiter *session_prev;
+    struct queue *queue;
+    struct session *session;
+    uint64_t rid;
+    uint64_t mark;                  /* messages with seq < mark count */
+    uint64_t remaining;             /* of those, how many are unsettled */
+};
+
+struct queue {
+    struct message *head;           /* ready messages, oldest first; owned */
+    struct message *tail;
+    struct consumer *cursor;        /* ring of consumers with room; next to serve */
+    struct consumer *idle;          /* the other consumers (circular list) */
+    struct consumer *members;       /* all consumers, in an order that moving
+                                     * between ring and idle does not change */
+    struct join_waiter *joins;
+    struct queue *work_next;        /* a caller's list of queues to dispatch */
+    bool in_work;
+    bool deleted;                   /* out of the name map; lives for its in-flight messages */
+    uint64_t next_seq;
+    struct queue_stats stats;       /* kept up to date at every change */
+    size_t name_len;
+    uint8_t name[];
+};
+
+/* A queue with no messages and no consumers. NULL on ENOMEM. */
+struct queue *queue_new(struct ferry_bytes name);
+/* Frees the struct; the caller has emptied it (messages, consumers, joins). */
+void queue_free(struct queue *q);
+struct ferry_bytes queue_name(const struct queue *q);
+/* No message ready or in flight: every message published is settled. */
+bool queue_drained(const struct queue *q);
+
+/* The ready list. push_back and push_front take ownership of m. */
+void queue_push_back(struct queue *q, struct message *m);
+void queue_push_front(struct queue *q, struct message *m);
+/* Takes the oldest ready message out of the list (NULL if none); the queue
+ * still owns it while it is in flight. */
+struct message *queue_pop_front(struct queue *q);
+
+/* Links c into the ring (ready) or aside, and counts subscriptions. */
+void queue_add_consumer(struct queue *q, struct consumer *c, bool ready);
+void queue_remove_consumer(struct queue *q, struct consumer *c);
+/* Moves c into the ring or out of it. */
+void queue_set_consumer_ready(struct queue *q, struct consumer *c, bool ready);
+/* The consumer to serve next, round robin; NULL if none has room. */
+struct consumer *queue_next_consumer(struct queue *q);
+/* Calls fn for every consumer, in the ring or aside. fn may remove the
+ * consumer it is given from the queue, and move any between ring and idle
+ * (a session callback may make its session unwritable), but remove no
+ * other. */
+void queue_each_consumer(struct queue *q, void (*fn)(struct consumer *c, void *arg), void *arg);
+
+void queue_add_join(struct queue *q, struct join_waiter *w);
+void queue_remove_join(struct queue *q, struct join_waiter *w);
+
+#endif
