@@ -165,7 +165,8 @@ struct ferry_frame {
     struct ferry_bytes payload; /* PUBLISH, DELIVER: the opaque message bytes */
     struct ferry_bytes headers; /* PUBLISH, DELIVER: raw msgpack map, len 0 if absent */
 
-    /* Decoded lists: CONFIRM ids, ACK/NACK tags, PUBLISH_BATCH items, OK queues. */
+    /* Decoded lists: CONFIRM ids, ACK/NACK tags, PUBLISH_BATCH items, OK queues.
+     * `list` spans the entries (after the array header). */
     struct ferry_bytes list;
     uint32_t list_count;
 
@@ -230,9 +231,14 @@ enum ferry_code ferry_frame_decode(const uint8_t *body, size_t len,
                                    struct ferry_frame *f, const char **why);
 
 /* Appends one whole frame (prefix included) to *out.
- * Returns 0, or -1 on ENOMEM (out unchanged in length). The caller is
- * responsible for giving values within the limits above; the encoder
- * does not validate. */
+ * Returns 0, or -1 on ENOMEM, an unknown f->type or a body over 4 GiB
+ * (out unchanged in length). The caller is responsible for giving values
+ * within the limits above; the encoder does not validate.
+ * Optional keys are written when set: rid, sub, wait_ms and OK's count
+ * when nonzero, id when has_id, empty when true, HELLO name and headers
+ * when non-empty, STATS q when non-empty. An OK with server_stats carries
+ * "server" and "queues" (from stats/stats_count, possibly empty). NACK
+ * always carries "requeue" (so set it: a zeroed frame means drop). */
 int ferry_frame_encode(struct ferry_buf *out, const struct ferry_frame *f);
 
 /* ---- list iterators (over validated decoded lists) --------------------- */
@@ -259,7 +265,8 @@ struct ferry_kv {
     struct ferry_bytes value;
 };
 
-/* Appends the msgpack map for n headers to *out (no frame prefix). 0 or -1. */
+/* Appends the msgpack map for n headers to *out (no frame prefix); keys
+ * as str, values as bin. 0 or -1 (ENOMEM). */
 int ferry_headers_encode(struct ferry_buf *out, const struct ferry_kv *h, size_t n);
 /* Iterates a validated raw header map: init with its bytes, then next. */
 void ferry_headers_iter_init(struct ferry_iter *it, struct ferry_bytes headers);

@@ -31,35 +31,16 @@ enum mpack_result {
     MPACK_INVALID,    /* the byte 0xc1, which msgpack never uses */
 };
 
-/* What kind of value comes next, judged from its first byte alone. */
-enum mpack_kind {
-    MPACK_KIND_END, /* no bytes left */
-    MPACK_KIND_NIL,
-    MPACK_KIND_BOOL,
-    MPACK_KIND_UINT,   /* non-negative integer, whatever its encoding */
-    MPACK_KIND_NEGINT, /* negative fixint or int8..int64 (may hold a non-negative value) */
-    MPACK_KIND_FLOAT,
-    MPACK_KIND_STR,
-    MPACK_KIND_BIN,
-    MPACK_KIND_ARRAY,
-    MPACK_KIND_MAP,
-    MPACK_KIND_EXT,
-    MPACK_KIND_INVALID,
-};
-
 static inline void mpack_reader_init(struct mpack_reader *r, const uint8_t *p, size_t len)
 {
     r->pos = p;
-    r->end = p + len;
+    r->end = len ? p + len : p; /* p may be NULL when len is 0 */
 }
 
 static inline size_t mpack_remaining(const struct mpack_reader *r)
 {
     return (size_t)(r->end - r->pos);
 }
-
-/* Kind of the next value, without consuming anything. */
-enum mpack_kind mpack_peek(const struct mpack_reader *r);
 
 /* Map header: *count pairs follow; fails unless 2 * count bytes remain. */
 enum mpack_result mpack_read_map(struct mpack_reader *r, uint32_t *count);

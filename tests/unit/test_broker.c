@@ -775,12 +775,16 @@ START_TEST(test_join_completes_at_once_when_nothing_is_pending)
     struct broker *b = broker_new(NULL);
     struct fake a;
     fake_open(&a, b);
-    ck_assert_int_eq(broker_join(b, a.s, bytes("q"), 9), FERRY_CODE_NOT_FOUND);
+    /* A queue that does not exist holds no work: answered at once. */
+    ck_assert_int_eq(broker_join(b, a.s, bytes("q"), 8), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_queue_count(b), 0); /* and not created */
     ck_assert_int_eq(broker_declare(b, bytes("q")), FERRY_CODE_OK);
     ck_assert_int_eq(broker_join(b, a.s, bytes("q"), 9), FERRY_CODE_OK);
-    ck_assert_uint_eq(count_of(&a, EV_JOIN_DONE), 1);
-    ck_assert_uint_eq(nth(&a, EV_JOIN_DONE, 0)->rid, 9);
+    ck_assert_uint_eq(count_of(&a, EV_JOIN_DONE), 2);
+    ck_assert_uint_eq(nth(&a, EV_JOIN_DONE, 0)->rid, 8);
+    ck_assert_uint_eq(nth(&a, EV_JOIN_DONE, 1)->rid, 9);
     ck_assert_int_eq(nth(&a, EV_JOIN_DONE, 0)->code, FERRY_CODE_OK);
+    ck_assert_int_eq(nth(&a, EV_JOIN_DONE, 1)->code, FERRY_CODE_OK);
     fake_close(&a);
     broker_free(b);
 }

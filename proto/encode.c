@@ -1,0 +1,450 @@
+/*
+ * encode.c - writes struct ferry_frame as one whole frame (length prefix
+ * and msgpack map) into a struct ferry_buf, with msgpack-c's packer. On
+ * the hot path (a DELIVER per message): one reserve for the frame's upper
+ * bound, then plain appends. Does not validate; callers keep to the limits.
+ */
+#include <assert.h>
+#include <string.h>
+
+#include <msgpack.h>
+
+#include "ferry_proto.h"
+
+/* The packer writes through this into the output buffer. `failed` is
+ * sticky, so a frame with a hole in it is never kept. */
+struct encoder {
+    msgpack_packer pk;
+    struct ferry_buf *out;
+    bool failed;
+};
+
+static inline void put_raw(struct encoder *e, const void *p, size_t n)
+{
+    struct ferry_buf *b = e->out;
+    if (n == 0 || e->failed)
+        return;
+    /* The frame's upper bound was reserved up front, so this is the path
+     * taken: a bare copy, no call into the buffer's growth logic. */
+    if (n <= b->cap - b->len) {
+        memcpy(b->data + b->len, p, n);
+        b->len += n;
+        return;
+    }
+    if (ferry_buf_append(b, p, n) != 0)
+        e->failed = true;
+}
+
+static int packer_write(void *data, const char *bytes, size_t len)
+{
+    struct encoder *e = data;
+    put_raw(e, bytes, len);
+    return e->failed ? -1 : 0;
+}
+
+/* ---- upper bound of the encoded size ------------------------------------- */
+
+/* Widest map, array, str or bin header. */
+#define HEADER_MAX 5u
+/* Widest key (fixstr of up to 11 bytes: "redelivered") with its widest
+ * scalar value (uint64: 9 bytes). */
+#define SCALAR_PAIR_MAX (1u + 11u + 9u)
+/* More scalar keys than any frame has. */
+#define SCALAR_PAIRS_MAX 12u
+
+/* A key with a str, bin or raw-map value of len bytes. */
+static size_t span_bound(size_t len)
+{
+    return 1 + 11 + HEADER_MAX + len;
+}
+
+static size_t items_bound(const struct ferry_frame *f)
+{
+    size_t n = span_bound(0);
+    for (size_t i = 0; i < f->item_count; i++) {
+        /* {"h": map, "p": bin}: map header, two 2-byte keys, bin header. */
+        n += 1 + 2 + 2 + HEADER_MAX + f->items[i].payload.len + f->items[i].headers.len;
+    }
+    return n;
+}
+
+static size_t stats_bound(const struct ferry_frame *f)
+{
+    size_t n = 2 * span_bound(0) + 1 + 5 * SCALAR_PAIR_MAX;
+    for (size_t i = 0; i < f->stats_count; i++)
+        n += 1 + 11 * SCALAR_PAIR_MAX + f->stats[i].name.len;
+    return n;
+}
+
+/* Bytes the frame takes at most, prefix included. */
+static size_t frame_bound(const struct ferry_frame *f)
+{
+    size_t n = FERRY_FRAME_PREFIX + HEADER_MAX + SCALAR_PAIRS_MAX * SCALAR_PAIR_MAX;
+    n += span_bound(f->queue.len) + span_bound(f->name.len) + span_bound(f->text.len);
+    n += span_bound(f->payload.len) + span_bound(f->headers.len);
+    switch (f->type) {
+    case FERRY_F_CONFIRM: case FERRY_F_ACK: case FERRY_F_NACK:
+        n += span_bound(0) + 9 * f->uint_count;
+        break;
+    case FERRY_F_PUBLISH_BATCH:
+        n += items_bound(f);
+        break;
+    case FERRY_F_OK:
+        n += stats_bound(f);
+        break;
+    default:
+        break;
+    }
+    return n;
+}
+
+/* ---- pairs --------------------------------------------------------------- */
+
+/* Keys are short constant strings (at most 11 bytes): one fixstr, its
+ * header byte and text written in one copy instead of two packer calls. */
+static inline void put_key(struct encoder *e, const char *key)
+{
+    uint8_t fixstr[16];
+    size_t len = strlen(key);
+    assert(len < sizeof fixstr && len <= 31);
+    fixstr[0] = (uint8_t)(0xa0 | len);
+    memcpy(fixstr + 1, key, len);
+    put_raw(e, fixstr, 1 + len);
+}
+
+static inline void put_uint(struct encoder *e, const char *key, uint64_t v)
+{
+    put_key(e, key);
+    msgpack_pack_uint64(&e->pk, v);
+}
+
+static void put_bool(struct encoder *e, const char *key, bool v)
+{
+    put_key(e, key);
+    if (v)
+        msgpack_pack_true(&e->pk);
+    else
+        msgpack_pack_false(&e->pk);
+}
+
+static void put_str(struct encoder *e, const char *key, struct ferry_bytes s)
+{
+    put_key(e, key);
+    msgpack_pack_str_with_body(&e->pk, s.ptr, s.len);
+}
+
+static void put_bin(struct encoder *e, const char *key, struct ferry_bytes b)
+{
+    put_key(e, key);
+    msgpack_pack_bin_with_body(&e->pk, b.ptr, b.len);
+}
+
+/* A raw header map, copied as is: it was validated (or built by
+ * ferry_headers_encode) before, re-encoding would only cost time. */
+static void put_raw_map(struct encoder *e, const char *key, struct ferry_bytes map)
+{
+    put_key(e, key);
+    put_raw(e, map.ptr, map.len);
+}
+
+/* The map header and the "t" pair every frame starts with. */
+static void put_start(struct encoder *e, const struct ferry_frame *f, size_t pairs)
+{
+    msgpack_pack_map(&e->pk, pairs);
+    put_uint(e, "t", (uint64_t)f->type);
+}
+
+/* ---- one function per frame shape --------------------------------------- */
+
+static void encode_hello(struct encoder *e, const struct ferry_frame *f)
+{
+    bool has_name = f->name.len > 0;
+    put_start(e, f, 2 + has_name);
+    put_uint(e, "v", f->version);
+    if (has_name)
+        put_str(e, "name", f->name);
+}
+
+static void encode_welcome(struct encoder *e, const struct ferry_frame *f)
+{
+    put_start(e, f, 5);
+    put_uint(e, "v", f->version);
+    put_str(e, "name", f->name);
+    put_uint(e, "max_frame", f->max_frame);
+    put_uint(e, "hb", f->heartbeat_ms);
+}
+
+static void encode_error(struct encoder *e, const struct ferry_frame *f)
+{
+    bool has_rid = f->rid != 0;
+    put_start(e, f, 4 + has_rid + f->has_id);
+    put_uint(e, "code", f->code);
+    put_str(e, "msg", f->text);
+    put_bool(e, "fatal", f->fatal);
+    if (has_rid)
+        put_uint(e, "rid", f->rid);
+    if (f->has_id)
+        put_uint(e, "id", f->id);
+}
+
+/* PING, PONG: an optional rid. */
+static void encode_ping(struct encoder *e, const struct ferry_frame *f)
+{
+    bool has_rid = f->rid != 0;
+    put_start(e, f, 1 + has_rid);
+    if (has_rid)
+        put_uint(e, "rid", f->rid);
+}
+
+static void put_server_stats(struct encoder *e, const struct ferry_server_stats *s)
+{
+    put_key(e, "server");
+    msgpack_pack_map(&e->pk, 5);
+    put_uint(e, "conns", s->connections);
+    put_uint(e, "queues", s->queues);
+    put_uint(e, "uptime_ms", s->uptime_ms);
+    put_uint(e, "messages", s->messages);
+    put_uint(e, "bytes", s->bytes);
+}
+
+static void put_queue_stats(struct encoder *e, const struct ferry_queue_stats *qs)
+{
+    msgpack_pack_map(&e->pk, 11);
+    put_str(e, "q", qs->name);
+    put_uint(e, "depth", qs->depth);
+    put_uint(e, "inflight", qs->inflight);
+    put_uint(e, "consumers", qs->consumers);
+    put_uint(e, "published", qs->published);
+    put_uint(e, "delivered", qs->delivered);
+    put_uint(e, "acked", qs->acked);
+    put_uint(e, "redelivered", qs->redelivered);
+    put_uint(e, "dropped", qs->dropped);
+    put_uint(e, "bytes", qs->bytes);
+    put_bool(e, "ended", qs->ended);
+}
+
+/* OK: "n" when nonzero, "empty" when true; a STATS reply (server_stats
+ * set) carries "server" and "queues", the latter possibly empty. */
+static void encode_ok(struct encoder *e, const struct ferry_frame *f)
+{
+    bool has_n = f->count != 0;
+    bool has_server = f->server_stats != NULL;
+    bool has_queues = has_server || f->stats_count > 0;
+    put_start(e, f, 2 + has_n + f->empty + has_server + has_queues);
+    put_uint(e, "rid", f->rid);
+    if (has_n)
+        put_uint(e, "n", f->count);
+    if (f->empty)
+        put_bool(e, "empty", true);
+    if (has_server)
+        put_server_stats(e, f->server_stats);
+    if (has_queues) {
+        put_key(e, "queues");
+        msgpack_pack_array(&e->pk, f->stats_count);
+        for (size_t i = 0; i < f->stats_count; i++)
+            put_queue_stats(e, &f->stats[i]);
+    }
+}
+
+static void encode_publish(struct encoder *e, const struct ferry_frame *f)
+{
+    bool has_headers = f->headers.len > 0;
+    put_start(e, f, 3 + has_headers + f->has_id);
+    put_str(e, "q", f->queue);
+    if (has_headers)
+        put_raw_map(e, "h", f->headers);
+    if (f->has_id)
+        put_uint(e, "id", f->id);
+    put_bin(e, "p", f->payload); /* last: the payload is one memcpy */
+}
+
+/* An item without headers is its bare payload bin. */
+static void put_item(struct encoder *e, const struct ferry_item *item)
+{
+    if (item->headers.len == 0) {
+        msgpack_pack_bin_with_body(&e->pk, item->payload.ptr, item->payload.len);
+        return;
+    }
+    msgpack_pack_map(&e->pk, 2);
+    put_raw_map(e, "h", item->headers);
+    put_bin(e, "p", item->payload);
+}
+
+static void encode_publish_batch(struct encoder *e, const struct ferry_frame *f)
+{
+    put_start(e, f, 3 + f->has_id);
+    put_str(e, "q", f->queue);
+    if (f->has_id)
+        put_uint(e, "id", f->id);
+    put_key(e, "m");
+    msgpack_pack_array(&e->pk, f->item_count);
+    for (size_t i = 0; i < f->item_count; i++)
+        put_item(e, &f->items[i]);
+}
+
+static void put_uints(struct encoder *e, const char *key, const uint64_t *v, size_t n)
+{
+    put_key(e, key);
+    msgpack_pack_array(&e->pk, n);
+    for (size_t i = 0; i < n; i++)
+        msgpack_pack_uint64(&e->pk, v[i]);
+}
+
+/* CONFIRM, ACK, NACK. NACK always says "requeue", so a reader need not
+ * know the default. */
+static void encode_uint_list(struct encoder *e, const struct ferry_frame *f)
+{
+    bool is_nack = f->type == FERRY_F_NACK;
+    put_start(e, f, 2 + is_nack);
+    put_uints(e, f->type == FERRY_F_CONFIRM ? "ids" : "tags", f->uints, f->uint_count);
+    if (is_nack)
+        put_bool(e, "requeue", f->requeue);
+}
+
+static void encode_consume(struct encoder *e, const struct ferry_frame *f)
+{
+    put_start(e, f, 5);
+    put_uint(e, "rid", f->rid);
+    put_str(e, "q", f->queue);
+    put_uint(e, "sub", f->sub);
+    put_uint(e, "credit", f->credit);
+}
+
+static void encode_credit(struct encoder *e, const struct ferry_frame *f)
+{
+    put_start(e, f, 3);
+    put_uint(e, "sub", f->sub);
+    put_uint(e, "n", f->credit);
+}
+
+static void encode_deliver(struct encoder *e, const struct ferry_frame *f)
+{
+    bool has_sub = f->sub != 0, has_rid = f->rid != 0, has_headers = f->headers.len > 0;
+    put_start(e, f, 4 + has_sub + has_rid + has_headers);
+    if (has_sub)
+        put_uint(e, "sub", f->sub);
+    if (has_rid)
+        put_uint(e, "rid", f->rid);
+    put_uint(e, "tag", f->tag);
+    put_uint(e, "n", f->attempt);
+    if (has_headers)
+        put_raw_map(e, "h", f->headers);
+    put_bin(e, "p", f->payload); /* last: the payload is one memcpy */
+}
+
+static void encode_cancel(struct encoder *e, const struct ferry_frame *f)
+{
+    put_start(e, f, 3);
+    put_uint(e, "rid", f->rid);
+    put_uint(e, "sub", f->sub);
+}
+
+static void encode_get(struct encoder *e, const struct ferry_frame *f)
+{
+    bool has_wait = f->wait_ms != 0;
+    put_start(e, f, 3 + has_wait);
+    put_uint(e, "rid", f->rid);
+    put_str(e, "q", f->queue);
+    if (has_wait)
+        put_uint(e, "wait", f->wait_ms);
+}
+
+static void encode_eos(struct encoder *e, const struct ferry_frame *f)
+{
+    put_start(e, f, 3);
+    put_uint(e, "sub", f->sub);
+    put_str(e, "q", f->queue);
+}
+
+/* DECLARE, DELETE, PURGE, END, REOPEN, JOIN; and STATS, whose q may be
+ * absent (all queues). */
+static void encode_queue_request(struct encoder *e, const struct ferry_frame *f)
+{
+    bool has_queue = f->type != FERRY_F_STATS || f->queue.len > 0;
+    put_start(e, f, 2 + has_queue);
+    put_uint(e, "rid", f->rid);
+    if (has_queue)
+        put_str(e, "q", f->queue);
+}
+
+/* false if f->type is not a frame type. */
+static bool encode_body(struct encoder *e, const struct ferry_frame *f)
+{
+    switch (f->type) {
+    case FERRY_F_HELLO: encode_hello(e, f); break;
+    case FERRY_F_WELCOME: encode_welcome(e, f); break;
+    case FERRY_F_ERROR: encode_error(e, f); break;
+    case FERRY_F_PING: case FERRY_F_PONG: encode_ping(e, f); break;
+    case FERRY_F_OK: encode_ok(e, f); break;
+    case FERRY_F_PUBLISH: encode_publish(e, f); break;
+    case FERRY_F_PUBLISH_BATCH: encode_publish_batch(e, f); break;
+    case FERRY_F_CONFIRM: case FERRY_F_ACK: case FERRY_F_NACK: encode_uint_list(e, f); break;
+    case FERRY_F_CONSUME: encode_consume(e, f); break;
+    case FERRY_F_CREDIT: encode_credit(e, f); break;
+    case FERRY_F_DELIVER: encode_deliver(e, f); break;
+    case FERRY_F_CANCEL: encode_cancel(e, f); break;
+    case FERRY_F_GET: encode_get(e, f); break;
+    case FERRY_F_EOS: encode_eos(e, f); break;
+    case FERRY_F_DECLARE: case FERRY_F_DELETE: case FERRY_F_PURGE: case FERRY_F_STATS:
+    case FERRY_F_END: case FERRY_F_REOPEN: case FERRY_F_JOIN:
+        encode_queue_request(e, f);
+        break;
+    default:
+        return false;
+    }
+    return true;
+}
+
+int ferry_frame_encode(struct ferry_buf *out, const struct ferry_frame *f)
+{
+    size_t bound = frame_bound(f);
+    if (ferry_buf_reserve(out, bound) != 0)
+        return -1;
+    /* Counted from the read cursor, which stays valid even if a
+     * (never expected) later reserve compacts the buffer. */
+    size_t start = out->len - out->off;
+
+    struct encoder e = { .out = out, .failed = false };
+    msgpack_packer_init(&e.pk, &e, packer_write);
+    static const uint8_t prefix_placeholder[FERRY_FRAME_PREFIX];
+    put_raw(&e, prefix_placeholder, sizeof prefix_placeholder);
+    bool known = encode_body(&e, f);
+
+    uint8_t *frame = out->data + out->off + start;
+    size_t frame_len = out->len - out->off - start;
+    size_t body_len = frame_len - FERRY_FRAME_PREFIX;
+    if (!known || e.failed || body_len > UINT32_MAX) {
+        out->len = out->off + start;
+        return -1;
+    }
+    assert(frame_len <= bound);
+    frame[0] = (uint8_t)(body_len >> 24);
+    frame[1] = (uint8_t)(body_len >> 16);
+    frame[2] = (uint8_t)(body_len >> 8);
+    frame[3] = (uint8_t)body_len;
+    return 0;
+}
+
+int ferry_headers_encode(struct ferry_buf *out, const struct ferry_kv *h, size_t n)
+{
+    size_t bound = HEADER_MAX;
+    for (size_t i = 0; i < n; i++)
+        bound += 2 * HEADER_MAX + h[i].key.len + h[i].value.len;
+    if (ferry_buf_reserve(out, bound) != 0)
+        return -1;
+    size_t start = out->len - out->off;
+
+    struct encoder e = { .out = out, .failed = false };
+    msgpack_packer_init(&e.pk, &e, packer_write);
+    msgpack_pack_map(&e.pk, n);
+    for (size_t i = 0; i < n; i++) {
+        msgpack_pack_str_with_body(&e.pk, h[i].key.ptr, h[i].key.len);
+        /* Values are opaque bytes to ferry: bin, so nothing assumes UTF-8. */
+        msgpack_pack_bin_with_body(&e.pk, h[i].value.ptr, h[i].value.len);
+    }
+    if (e.failed) {
+        out->len = out->off + start;
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,421 @@
+/*
+ * lists.c - the nested values of a frame: header maps, uint lists, batch
+ * items and stats maps. Checked in full while decoding, then read again by
+ * the public iterators, which therefore cannot fail on a decoded frame.
+ * Knows nothing of the top-level frame map or the frame types.
+ */
+#include <string.h>
+
+#include "lists.h"
+
+static bool fail(const char **why, const char *reason)
+{
+    *why = reason;
+    return false;
+}
+
+const char *proto_read_why(enum mpack_result res, const struct field_whys *w)
+{
+    switch (res) {
+    case MPACK_WRONG_TYPE:
+        return w->wrong_type;
+    case MPACK_TRUNCATED:
+        return w->truncated;
+    case MPACK_TOO_DEEP:
+        return "value nested deeper than 8 containers";
+    case MPACK_INVALID:
+        return "invalid msgpack byte 0xc1";
+    default:
+        return "no error";
+    }
+}
+
+static bool key_is(struct ferry_bytes key, const char *name)
+{
+    size_t n = strlen(name);
+    return key.len == n && memcmp(key.ptr, name, n) == 0;
+}
+
+/* Index of key in names[0..n), or -1. */
+static int key_index(struct ferry_bytes key, const char *const *names, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (key_is(key, names[i]))
+            return i;
+    }
+    return -1;
+}
+
+static enum mpack_result read_str_or_bin(struct mpack_reader *r, struct ferry_bytes *s)
+{
+    enum mpack_result res = mpack_read_str(r, s);
+    return res == MPACK_WRONG_TYPE ? mpack_read_bin(r, s) : res;
+}
+
+/* ---- header maps ------------------------------------------------------- */
+
+/* One pair of a header map; *why is set on failure. */
+static bool read_header_pair(struct mpack_reader *r, const struct field_whys *w,
+                             struct ferry_kv *kv, const char **why)
+{
+    enum mpack_result res = mpack_read_str(r, &kv->key);
+    if (res == MPACK_WRONG_TYPE)
+        return fail(why, "field 'h': header keys must be str");
+    if (res != MPACK_OK)
+        return fail(why, proto_read_why(res, w));
+    if (kv->key.len == 0 || kv->key.len > FERRY_HEADER_KEY_MAX)
+        return fail(why, "field 'h': header keys must be 1..255 bytes");
+
+    res = read_str_or_bin(r, &kv->value);
+    if (res == MPACK_WRONG_TYPE)
+        return fail(why, "field 'h': header values must be str or bin");
+    if (res != MPACK_OK)
+        return fail(why, proto_read_why(res, w));
+    if (kv->value.len > FERRY_HEADER_VALUE_MAX)
+        return fail(why, "field 'h': header value longer than 65535 bytes");
+    return true;
+}
+
+bool proto_check_headers(struct mpack_reader *r, const struct field_whys *w,
+                         struct ferry_bytes *raw, const char **why)
+{
+    const uint8_t *start = r->pos;
+    uint32_t pairs;
+    enum mpack_result res = mpack_read_map(r, &pairs);
+    if (res != MPACK_OK)
+        return fail(why, proto_read_why(res, w));
+    if (pairs > FERRY_HEADERS_MAX)
+        return fail(why, "field 'h': more than 64 headers");
+    for (uint32_t i = 0; i < pairs; i++) {
+        struct ferry_kv kv;
+        if (!read_header_pair(r, w, &kv, why))
+            return false;
+    }
+    raw->ptr = start;
+    raw->len = (size_t)(r->pos - start);
+    return true;
+}
+
+void ferry_headers_iter_init(struct ferry_iter *it, struct ferry_bytes headers)
+{
+    struct mpack_reader r;
+    mpack_reader_init(&r, headers.ptr, headers.len);
+    uint32_t pairs = 0;
+    if (headers.len == 0 || mpack_read_map(&r, &pairs) != MPACK_OK)
+        pairs = 0;
+    it->pos = r.pos;
+    it->end = r.end;
+    it->left = pairs;
+}
+
+bool ferry_headers_next(struct ferry_iter *it, struct ferry_kv *h)
+{
+    static const struct field_whys whys = { "", "", "" };
+    const char *ignored;
+    if (it->left == 0)
+        return false;
+    struct mpack_reader r = { it->pos, it->end };
+    if (!read_header_pair(&r, &whys, h, &ignored)) {
+        it->left = 0; /* only a map that was never validated gets here */
+        return false;
+    }
+    it->pos = r.pos;
+    it->left--;
+    return true;
+}
+
+/* ---- lists -------------------------------------------------------------- */
+
+/* Reads an array header of at least `min` and at most FERRY_LIST_MAX
+ * entries; *list starts right after it. */
+static bool read_list_header(struct mpack_reader *r, const struct field_whys *w, uint32_t min,
+                             struct ferry_bytes *list, uint32_t *count, const char **why)
+{
+    enum mpack_result res = mpack_read_array(r, count);
+    if (res != MPACK_OK)
+        return fail(why, proto_read_why(res, w));
+    if (*count < min || *count > FERRY_LIST_MAX)
+        return fail(why, w->bad_value);
+    list->ptr = r->pos;
+    return true;
+}
+
+static void end_list(const struct mpack_reader *r, struct ferry_bytes *list)
+{
+    list->len = (size_t)(r->pos - list->ptr);
+}
+
+void ferry_iter_init(struct ferry_iter *it, const struct ferry_frame *f)
+{
+    struct mpack_reader r;
+    mpack_reader_init(&r, f->list.ptr, f->list.len);
+    it->pos = r.pos;
+    it->end = r.end;
+    it->left = f->list_count;
+}
+
+bool proto_check_uints(struct mpack_reader *r, const struct field_whys *w,
+                       struct ferry_bytes *list, uint32_t *count, const char **why)
+{
+    if (!read_list_header(r, w, 1, list, count, why))
+        return false;
+    for (uint32_t i = 0; i < *count; i++) {
+        uint64_t v;
+        enum mpack_result res = mpack_read_uint(r, &v);
+        if (res != MPACK_OK)
+            return fail(why, proto_read_why(res, w));
+    }
+    end_list(r, list);
+    return true;
+}
+
+bool ferry_iter_uint(struct ferry_iter *it, uint64_t *v)
+{
+    if (it->left == 0)
+        return false;
+    struct mpack_reader r = { it->pos, it->end };
+    if (mpack_read_uint(&r, v) != MPACK_OK) {
+        it->left = 0;
+        return false;
+    }
+    it->pos = r.pos;
+    it->left--;
+    return true;
+}
+
+/* ---- batch items -------------------------------------------------------- */
+
+static const struct field_whys item_headers_whys = {
+    "field 'm': item 'h' must be a map", "field 'm': truncated", "",
+};
+
+/* The map form of an item: {"p": bin, "h"?: headers}, other keys skipped. */
+static bool read_item_map(struct mpack_reader *r, uint32_t pairs, const struct field_whys *w,
+                          struct ferry_item *item, const char **why)
+{
+    bool has_payload = false, has_headers = false;
+    for (uint32_t i = 0; i < pairs; i++) {
+        struct ferry_bytes key;
+        enum mpack_result res = mpack_read_str(r, &key);
+        if (res == MPACK_WRONG_TYPE)
+            return fail(why, "field 'm': item keys must be str");
+        if (res != MPACK_OK)
+            return fail(why, proto_read_why(res, w));
+
+        if (key_is(key, "p")) {
+            if (has_payload)
+                return fail(why, "field 'm': duplicate 'p' in an item");
+            has_payload = true;
+            res = mpack_read_bin(r, &item->payload);
+            if (res == MPACK_WRONG_TYPE)
+                return fail(why, "field 'm': item 'p' must be bin");
+        } else if (key_is(key, "h")) {
+            if (has_headers)
+                return fail(why, "field 'm': duplicate 'h' in an item");
+            has_headers = true;
+            if (!proto_check_headers(r, &item_headers_whys, &item->headers, why))
+                return false;
+        } else {
+            res = mpack_skip(r);
+        }
+        if (res != MPACK_OK)
+            return fail(why, proto_read_why(res, w));
+    }
+    if (!has_payload)
+        return fail(why, "field 'm': an item map lacks 'p'");
+    return true;
+}
+
+/* One item: a bin (the payload alone) or the map form. */
+static bool read_item(struct mpack_reader *r, const struct field_whys *w,
+                      struct ferry_item *item, const char **why)
+{
+    *item = (struct ferry_item){ { NULL, 0 }, { NULL, 0 } };
+    enum mpack_result res = mpack_read_bin(r, &item->payload);
+    if (res == MPACK_OK)
+        return true;
+    if (res != MPACK_WRONG_TYPE)
+        return fail(why, proto_read_why(res, w));
+
+    uint32_t pairs;
+    res = mpack_read_map(r, &pairs);
+    if (res == MPACK_WRONG_TYPE)
+        return fail(why, "field 'm': an item must be bin or map");
+    if (res != MPACK_OK)
+        return fail(why, proto_read_why(res, w));
+    return read_item_map(r, pairs, w, item, why);
+}
+
+bool proto_check_items(struct mpack_reader *r, const struct field_whys *w,
+                       struct ferry_bytes *list, uint32_t *count, const char **why)
+{
+    if (!read_list_header(r, w, 1, list, count, why))
+        return false;
+    for (uint32_t i = 0; i < *count; i++) {
+        struct ferry_item item;
+        if (!read_item(r, w, &item, why))
+            return false;
+    }
+    end_list(r, list);
+    return true;
+}
+
+bool ferry_iter_item(struct ferry_iter *it, struct ferry_item *item)
+{
+    static const struct field_whys whys = { "", "", "" };
+    const char *ignored;
+    if (it->left == 0)
+        return false;
+    struct mpack_reader r = { it->pos, it->end };
+    if (!read_item(&r, &whys, item, &ignored)) {
+        it->left = 0;
+        return false;
+    }
+    it->pos = r.pos;
+    it->left--;
+    return true;
+}
+
+/* ---- stats maps --------------------------------------------------------- */
+
+enum queue_stat_key {
+    QS_Q, QS_DEPTH, QS_INFLIGHT, QS_CONSUMERS, QS_PUBLISHED, QS_DELIVERED,
+    QS_ACKED, QS_REDELIVERED, QS_DROPPED, QS_BYTES, QS_ENDED, QS_KEY_COUNT,
+};
+
+static const char *const queue_stat_keys[QS_KEY_COUNT] = {
+    "q", "depth", "inflight", "consumers", "published", "delivered",
+    "acked", "redelivered", "dropped", "bytes", "ended",
+};
+
+/* One value of a queue stats map, stored into *qs. */
+static enum mpack_result read_queue_stat(struct mpack_reader *r, int key,
+                                         struct ferry_queue_stats *qs)
+{
+    uint64_t *const counters[QS_KEY_COUNT] = {
+        [QS_DEPTH] = &qs->depth, [QS_INFLIGHT] = &qs->inflight,
+        [QS_CONSUMERS] = &qs->consumers, [QS_PUBLISHED] = &qs->published,
+        [QS_DELIVERED] = &qs->delivered, [QS_ACKED] = &qs->acked,
+        [QS_REDELIVERED] = &qs->redelivered, [QS_DROPPED] = &qs->dropped,
+        [QS_BYTES] = &qs->bytes,
+    };
+    if (key == QS_Q)
+        return mpack_read_str(r, &qs->name);
+    if (key == QS_ENDED)
+        return mpack_read_bool(r, &qs->ended);
+    return mpack_read_uint(r, counters[key]);
+}
+
+static bool read_queue_stats(struct mpack_reader *r, const struct field_whys *w,
+                             struct ferry_queue_stats *qs, const char **why)
+{
+    *qs = (struct ferry_queue_stats){ .name = { NULL, 0 } };
+    uint32_t pairs;
+    enum mpack_result res = mpack_read_map(r, &pairs);
+    if (res != MPACK_OK)
+        return fail(why, proto_read_why(res, w));
+
+    unsigned seen = 0;
+    for (uint32_t i = 0; i < pairs; i++) {
+        struct ferry_bytes name;
+        res = mpack_read_str(r, &name);
+        if (res == MPACK_WRONG_TYPE)
+            return fail(why, "field 'queues': keys must be str");
+        if (res != MPACK_OK)
+            return fail(why, proto_read_why(res, w));
+
+        int key = key_index(name, queue_stat_keys, QS_KEY_COUNT);
+        if (key < 0) {
+            res = mpack_skip(r);
+        } else if (seen & (1u << key)) {
+            return fail(why, "field 'queues': duplicate key in a queue");
+        } else {
+            seen |= 1u << key;
+            res = read_queue_stat(r, key, qs);
+            if (res == MPACK_WRONG_TYPE)
+                return fail(why, "field 'queues': 'q' must be str, 'ended' bool, the rest uint");
+        }
+        if (res != MPACK_OK)
+            return fail(why, proto_read_why(res, w));
+    }
+    if (seen != (1u << QS_KEY_COUNT) - 1)
+        return fail(why, "field 'queues': a queue lacks a key");
+    return true;
+}
+
+bool proto_check_queue_stats(struct mpack_reader *r, const struct field_whys *w,
+                             struct ferry_bytes *list, uint32_t *count, const char **why)
+{
+    if (!read_list_header(r, w, 0, list, count, why))
+        return false;
+    for (uint32_t i = 0; i < *count; i++) {
+        struct ferry_queue_stats qs;
+        if (!read_queue_stats(r, w, &qs, why))
+            return false;
+    }
+    end_list(r, list);
+    return true;
+}
+
+bool ferry_iter_stats(struct ferry_iter *it, struct ferry_queue_stats *qs)
+{
+    static const struct field_whys whys = { "", "", "" };
+    const char *ignored;
+    if (it->left == 0)
+        return false;
+    struct mpack_reader r = { it->pos, it->end };
+    if (!read_queue_stats(&r, &whys, qs, &ignored)) {
+        it->left = 0;
+        return false;
+    }
+    it->pos = r.pos;
+    it->left--;
+    return true;
+}
+
+enum server_stat_key {
+    SS_CONNS, SS_QUEUES, SS_UPTIME_MS, SS_MESSAGES, SS_BYTES, SS_KEY_COUNT,
+};
+
+static const char *const server_stat_keys[SS_KEY_COUNT] = {
+    "conns", "queues", "uptime_ms", "messages", "bytes",
+};
+
+bool proto_check_server_stats(struct mpack_reader *r, const struct field_whys *w,
+                              struct ferry_server_stats *out, const char **why)
+{
+    uint64_t *const counters[SS_KEY_COUNT] = {
+        &out->connections, &out->queues, &out->uptime_ms, &out->messages, &out->bytes,
+    };
+    uint32_t pairs;
+    enum mpack_result res = mpack_read_map(r, &pairs);
+    if (res != MPACK_OK)
+        return fail(why, proto_read_why(res, w));
+
+    unsigned seen = 0;
+    for (uint32_t i = 0; i < pairs; i++) {
+        struct ferry_bytes name;
+        res = mpack_read_str(r, &name);
+        if (res == MPACK_WRONG_TYPE)
+            return fail(why, "field 'server': keys must be str");
+        if (res != MPACK_OK)
+            return fail(why, proto_read_why(res, w));
+
+        int key = key_index(name, server_stat_keys, SS_KEY_COUNT);
+        if (key < 0) {
+            res = mpack_skip(r);
+        } else if (seen & (1u << key)) {
+            return fail(why, "field 'server': duplicate key");
+        } else {
+            seen |= 1u << key;
+            res = mpack_read_uint(r, counters[key]);
+            if (res == MPACK_WRONG_TYPE)
+                return fail(why, "field 'server': values must be uint");
+        }
+        if (res != MPACK_OK)
+            return fail(why, proto_read_why(res, w));
+    }
+    if (seen != (1u << SS_KEY_COUNT) - 1)
+        return fail(why, "field 'server': lacks a key");
+    return true;
+}

@@ -1,0 +1,177 @@
+/*
+ * proto_examples.c - prints one realistic example of every frame type:
+ * its readout and its bytes as the codec encodes them. The output is the
+ * "Examples" section of docs/PROTOCOL.md; run it again after a codec change
+ * and paste. msgpack-c's own unpacker reads the bytes back for the readout,
+ * so the readout cannot drift from the bytes.
+ */
+#include <msgpack.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "ferry_proto.h"
+
+#define S(s) { (const uint8_t *)(s), sizeof(s) - 1 }
+
+/* str as "..."; bin as b"..." with \xNN for bytes that are not printable. */
+static void print_text(const char *p, size_t n, bool is_bin)
+{
+    fputs(is_bin ? "b\"" : "\"", stdout);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c >= 0x20 && c < 0x7f)
+            putchar(c);
+        else
+            printf("\\x%02x", c);
+    }
+    putchar('"');
+}
+
+static void print_object(const msgpack_object *o)
+{
+    switch (o->type) {
+    case MSGPACK_OBJECT_NIL: fputs("null", stdout); break;
+    case MSGPACK_OBJECT_BOOLEAN: fputs(o->via.boolean ? "true" : "false", stdout); break;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER: printf("%llu", (unsigned long long)o->via.u64); break;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER: printf("%lld", (long long)o->via.i64); break;
+    case MSGPACK_OBJECT_STR: print_text(o->via.str.ptr, o->via.str.size, false); break;
+    case MSGPACK_OBJECT_BIN: print_text(o->via.bin.ptr, o->via.bin.size, true); break;
+    case MSGPACK_OBJECT_ARRAY:
+        putchar('[');
+        for (uint32_t i = 0; i < o->via.array.size; i++) {
+            if (i)
+                putchar(',');
+            print_object(&o->via.array.ptr[i]);
+        }
+        putchar(']');
+        break;
+    case MSGPACK_OBJECT_MAP:
+        putchar('{');
+        for (uint32_t i = 0; i < o->via.map.size; i++) {
+            if (i)
+                putchar(',');
+            print_object(&o->via.map.ptr[i].key);
+            putchar(':');
+            print_object(&o->via.map.ptr[i].val);
+        }
+        putchar('}');
+        break;
+    default: fputs("?", stdout); break;
+    }
+}
+
+/* "00 00 00 1a  84 a1 74 0a ...": the prefix, then the body 16 bytes a line. */
+static void print_hex(const uint8_t *frame, size_t len)
+{
+    printf("    %02x %02x %02x %02x ", frame[0], frame[1], frame[2], frame[3]);
+    for (size_t i = FERRY_FRAME_PREFIX; i < len; i++) {
+        size_t col = (i - FERRY_FRAME_PREFIX) % 16;
+        if (col == 0 && i > FERRY_FRAME_PREFIX)
+            printf("\n                ");
+        printf(" %02x", frame[i]);
+    }
+    putchar('\n');
+}
+
+static int print_example(const char *title, const struct ferry_frame *f)
+{
+    struct ferry_buf out = { 0 };
+    if (ferry_frame_encode(&out, f) != 0)
+        return -1;
+    const uint8_t *frame = out.data + out.off;
+    size_t len = ferry_buf_pending(&out);
+
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    const char *body = (const char *)frame + FERRY_FRAME_PREFIX;
+    if (msgpack_unpack_next(&u, body, len - FERRY_FRAME_PREFIX, &off) != MSGPACK_UNPACK_SUCCESS) {
+        msgpack_unpacked_destroy(&u);
+        ferry_buf_free(&out);
+        return -1;
+    }
+    printf("%s (t=%d), %zu bytes\n    ", title, (int)f->type, len);
+    print_object(&u.data);
+    putchar('\n');
+    print_hex(frame, len);
+    putchar('\n');
+    msgpack_unpacked_destroy(&u);
+    ferry_buf_free(&out);
+    return 0;
+}
+
+int main(void)
+{
+    struct ferry_buf headers = { 0 };
+    struct ferry_kv kv = { S("trace"), S("a1b2") };
+    if (ferry_headers_encode(&headers, &kv, 1) != 0)
+        return EXIT_FAILURE;
+    struct ferry_bytes h = { headers.data + headers.off, ferry_buf_pending(&headers) };
+
+    static const uint64_t ids[] = { 7, 8 };
+    static const uint64_t tags[] = { 1, 2, 3 };
+    static const uint64_t nacked[] = { 4 };
+    struct ferry_item items[] = {
+        { S("one"), { NULL, 0 } },
+        { S("two"), h },
+    };
+    static const struct ferry_server_stats server = { 2, 1, 3600000, 10, 1200 };
+    static const struct ferry_queue_stats queue = {
+        S("jobs"), 8, 2, 1, 150, 145, 140, 3, 0, 1200, false,
+    };
+
+    const struct {
+        const char *title;
+        struct ferry_frame f;
+    } examples[] = {
+        { "HELLO", { .type = FERRY_F_HELLO, .version = 1, .name = S("ferry-cli") } },
+        { "WELCOME", { .type = FERRY_F_WELCOME, .version = 1, .name = S("ferryd 0.1.0"),
+                       .max_frame = FERRY_FRAME_MAX_DEFAULT, .heartbeat_ms = 30000 } },
+        { "ERROR refusing publish 7", { .type = FERRY_F_ERROR, .code = FERRY_CODE_QUEUE_FULL,
+                                        .text = S("queue full"), .id = 7, .has_id = true } },
+        { "ERROR, fatal", { .type = FERRY_F_ERROR, .code = FERRY_CODE_BAD_FRAME,
+                            .text = S("field 'q': expected str"), .fatal = true } },
+        { "PING", { .type = FERRY_F_PING, .rid = 9 } },
+        { "PONG", { .type = FERRY_F_PONG, .rid = 9 } },
+        { "OK", { .type = FERRY_F_OK, .rid = 4 } },
+        { "OK to PURGE", { .type = FERRY_F_OK, .rid = 5, .count = 12 } },
+        { "OK to GET, empty", { .type = FERRY_F_OK, .rid = 6, .empty = true } },
+        { "OK to STATS", { .type = FERRY_F_OK, .rid = 10, .server_stats = &server, .stats = &queue,
+                           .stats_count = 1 } },
+        { "PUBLISH", { .type = FERRY_F_PUBLISH, .queue = S("jobs"), .headers = h, .id = 7,
+                       .has_id = true, .payload = S("hello") } },
+        { "PUBLISH_BATCH", { .type = FERRY_F_PUBLISH_BATCH, .queue = S("jobs"), .id = 8,
+                             .has_id = true, .items = items, .item_count = 2 } },
+        { "CONFIRM", { .type = FERRY_F_CONFIRM, .uints = ids, .uint_count = 2 } },
+        { "CONSUME", { .type = FERRY_F_CONSUME, .rid = 1, .queue = S("jobs"), .sub = 1, .credit = 100 } },
+        { "CREDIT", { .type = FERRY_F_CREDIT, .sub = 1, .credit = 50 } },
+        { "DELIVER to a subscription", { .type = FERRY_F_DELIVER, .sub = 1, .tag = 1, .attempt = 1,
+                                         .headers = h, .payload = S("hello") } },
+        { "DELIVER answering GET", { .type = FERRY_F_DELIVER, .rid = 3, .tag = 5, .attempt = 2,
+                                     .payload = S("again") } },
+        { "ACK", { .type = FERRY_F_ACK, .uints = tags, .uint_count = 3 } },
+        { "NACK", { .type = FERRY_F_NACK, .uints = nacked, .uint_count = 1, .requeue = false } },
+        { "CANCEL", { .type = FERRY_F_CANCEL, .rid = 2, .sub = 1 } },
+        { "GET", { .type = FERRY_F_GET, .rid = 3, .queue = S("jobs"), .wait_ms = 1000 } },
+        { "EOS", { .type = FERRY_F_EOS, .sub = 1, .queue = S("jobs") } },
+        { "DECLARE", { .type = FERRY_F_DECLARE, .rid = 11, .queue = S("jobs") } },
+        { "DELETE", { .type = FERRY_F_DELETE, .rid = 12, .queue = S("jobs") } },
+        { "PURGE", { .type = FERRY_F_PURGE, .rid = 5, .queue = S("jobs") } },
+        { "STATS, all queues", { .type = FERRY_F_STATS, .rid = 10 } },
+        { "END", { .type = FERRY_F_END, .rid = 13, .queue = S("jobs") } },
+        { "REOPEN", { .type = FERRY_F_REOPEN, .rid = 14, .queue = S("jobs") } },
+        { "JOIN", { .type = FERRY_F_JOIN, .rid = 15, .queue = S("jobs") } },
+    };
+
+    int rc = EXIT_SUCCESS;
+    for (size_t i = 0; i < sizeof examples / sizeof examples[0]; i++) {
+        if (print_example(examples[i].title, &examples[i].f) != 0) {
+            fprintf(stderr, "proto-examples: cannot encode %s\n", examples[i].title);
+            rc = EXIT_FAILURE;
+        }
+    }
+    ferry_buf_free(&headers);
+    return rc;
+}
