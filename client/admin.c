@@ -1,2 +1,150 @@
-/* stub: to be written */
-typedef int ferry_stub_admin;
+/*
+ * admin.c - queue administration: DECLARE, DELETE, PURGE, END, REOPEN,
+ * JOIN and STATS, each a blocking round trip, and the decoding of the
+ * STATS reply into caller-owned memory.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+
+/* Sends a request about one queue and waits for its answer in *w. */
+static int queue_request(struct ferry_conn *c, enum ferry_frame_type type, const char *queue,
+                         bool use_request_timeout, int timeout_ms, struct ferry_waiter *w)
+{
+    if (!c || !conn__queue_valid(queue))
+        return FERRY_EINVAL;
+    if (conn__in_dispatch(c))
+        return FERRY_EDEADLK;
+    int rc = conn__lock(c);
+    if (rc != FERRY_OK)
+        return rc;
+    struct ferry_frame f = { .type = type, .queue = conn__bytes(queue) };
+    rc = request__roundtrip(c, &f, w, use_request_timeout ? c->request_timeout_ms : timeout_ms);
+    conn__unlock(c);
+    return rc;
+}
+
+int ferry_declare(ferry_conn *c, const char *queue)
+{
+    struct ferry_waiter w = { 0 };
+    return queue_request(c, FERRY_F_DECLARE, queue, true, 0, &w);
+}
+
+int ferry_delete(ferry_conn *c, const char *queue)
+{
+    struct ferry_waiter w = { 0 };
+    return queue_request(c, FERRY_F_DELETE, queue, true, 0, &w);
+}
+
+int ferry_purge(ferry_conn *c, const char *queue, uint64_t *purged)
+{
+    struct ferry_waiter w = { 0 };
+    int rc = queue_request(c, FERRY_F_PURGE, queue, true, 0, &w);
+    if (rc == FERRY_OK && purged)
+        *purged = w.count;
+    return rc;
+}
+
+int ferry_end(ferry_conn *c, const char *queue)
+{
+    struct ferry_waiter w = { 0 };
+    return queue_request(c, FERRY_F_END, queue, true, 0, &w);
+}
+
+int ferry_reopen(ferry_conn *c, const char *queue)
+{
+    struct ferry_waiter w = { 0 };
+    return queue_request(c, FERRY_F_REOPEN, queue, true, 0, &w);
+}
+
+int ferry_join(ferry_conn *c, const char *queue, int timeout_ms)
+{
+    struct ferry_waiter w = { 0 };
+    return queue_request(c, FERRY_F_JOIN, queue, false, timeout_ms, &w);
+}
+
+int ferry_stats(ferry_conn *c, const char *queue, struct ferry_stats **out)
+{
+    if (!out)
+        return FERRY_EINVAL;
+    *out = NULL;
+    if (!c || (queue && !conn__queue_valid(queue)))
+        return FERRY_EINVAL;
+    if (conn__in_dispatch(c))
+        return FERRY_EDEADLK;
+    int rc = conn__lock(c);
+    if (rc != FERRY_OK)
+        return rc;
+    struct ferry_waiter w = { .wants_stats = true };
+    struct ferry_frame f = { .type = FERRY_F_STATS };
+    if (queue)
+        f.queue = conn__bytes(queue);
+    rc = request__roundtrip(c, &f, &w, c->request_timeout_ms);
+    conn__unlock(c);
+    if (rc == FERRY_OK)
+        *out = w.stats; /* the reader decoded it for us; the caller owns it now */
+    else
+        ferry_stats_free(w.stats);
+    return rc;
+}
+
+void ferry_stats_free(struct ferry_stats *s)
+{
+    free(s); /* one allocation: see admin__decode_stats() */
+}
+
+static void copy_queue_stats(struct ferry_queue_info *q, const struct ferry_queue_stats *qs,
+                             char *name)
+{
+    if (qs->name.len)
+        memcpy(name, qs->name.ptr, qs->name.len);
+    name[qs->name.len] = '\0';
+    *q = (struct ferry_queue_info){
+        .name = name,
+        .depth = qs->depth,
+        .inflight = qs->inflight,
+        .consumers = qs->consumers,
+        .published = qs->published,
+        .delivered = qs->delivered,
+        .acked = qs->acked,
+        .redelivered = qs->redelivered,
+        .dropped = qs->dropped,
+        .bytes = qs->bytes,
+        .ended = qs->ended,
+    };
+}
+
+int admin__decode_stats(const struct ferry_frame *f, struct ferry_stats **out)
+{
+    /* One allocation holds the struct, the queue array and every name, so
+     * that ferry_stats_free() is one free(). First measure, then fill. */
+    struct ferry_iter it;
+    struct ferry_queue_stats qs;
+    size_t count = 0, names = 0;
+    ferry_iter_init(&it, f);
+    while (ferry_iter_stats(&it, &qs)) {
+        count++;
+        names += qs.name.len + 1;
+    }
+    struct ferry_stats *s = calloc(1, sizeof *s + count * sizeof(struct ferry_queue_info) + names);
+    if (!s)
+        return FERRY_ENOMEM;
+    if (f->has_server_stats) {
+        s->connections = f->server.connections;
+        s->queue_total = f->server.queues;
+        s->uptime_ms = f->server.uptime_ms;
+        s->messages = f->server.messages;
+        s->bytes = f->server.bytes;
+    }
+    s->queues = count ? (struct ferry_queue_info *)(s + 1) : NULL;
+    char *name = (char *)(s + 1) + count * sizeof(struct ferry_queue_info);
+    ferry_iter_init(&it, f);
+    for (size_t i = 0; i < count && ferry_iter_stats(&it, &qs); i++) {
+        copy_queue_stats(&s->queues[i], &qs, name);
+        name += qs.name.len + 1;
+        s->count = i + 1;
+    }
+    *out = s;
+    return FERRY_OK;
+}

@@ -1,2 +1,224 @@
-/* stub: to be written */
-int main(void) { return 0; }
+/*
+ * cli.c - `ferry`, the command-line client of the ferry broker: the table
+ * of commands with their help texts, the global options, and main().
+ * Each command lives in its own cli_*.c; this file knows none of their
+ * internals, only their entry points (cli.h).
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "ferry_proto.h"
+
+#define EXIT_STATUS_HELP \
+    "Exit status:\n" \
+    "  0  success\n" \
+    "  1  the broker refused the request (\"ferry: CODE: text\" on stderr)\n" \
+    "  2  usage error\n" \
+    "  3  cannot connect to the broker\n" \
+    "  4  timeout\n" \
+    "  5  connection lost, protocol error, or local failure\n" \
+    "  130, 143  consume stopped by SIGINT, SIGTERM\n"
+
+#define COMMON_OPTIONS_HELP \
+    "      --url URL          broker address (default: $FERRY_URL)\n" \
+    "  -h, --help             show this help\n"
+
+static const struct cli_command commands[] = {
+    {"publish", cli_cmd_publish, "publish messages (arguments, or one per line of stdin)",
+     "Usage: ferry publish [-H KEY=VALUE]... QUEUE [MESSAGE...]\n"
+     "\n"
+     "Publishes each MESSAGE to QUEUE (created if missing). Without MESSAGE,\n"
+     "publishes one message per line of standard input, the newline removed.\n"
+     "Exits 0 only once the broker has confirmed every message.\n"
+     "\n"
+     "Options:\n"
+     "  -H, --header KEY=VALUE\n"
+     "                         add a header to every message (repeatable, at most 64)\n"
+     COMMON_OPTIONS_HELP},
+    {"consume", cli_cmd_consume, "print and acknowledge messages as they arrive",
+     "Usage: ferry consume [-n COUNT] [--timeout SECONDS] [--credit N] [--no-ack] QUEUE\n"
+     "\n"
+     "Subscribes to QUEUE and prints each message's payload on its own line,\n"
+     "acknowledging it once it is written. Stops after COUNT messages, when\n"
+     "no message came for SECONDS, or at end of stream (the queue was ended\n"
+     "and drained). An idle timeout is an error (exit 4) only with -n, when\n"
+     "fewer than COUNT messages came.\n"
+     "\n"
+     "Options:\n"
+     "  -n, --count COUNT      stop after COUNT messages\n"
+     "  -t, --timeout SECONDS  stop when no message came for SECONDS (e.g. 0.5)\n"
+     "  -c, --credit N         unacknowledged messages in flight, 1..65536 (default 256)\n"
+     "      --no-ack           print without acknowledging: the messages go back\n"
+     "                         to the queue when ferry exits (at most N are seen)\n"
+     COMMON_OPTIONS_HELP
+     "\n"
+     "SIGINT and SIGTERM stop it cleanly (exit 130 and 143): what was printed\n"
+     "is acknowledged, the rest goes back to the queue.\n"},
+    {"get", cli_cmd_get, "print and acknowledge one message",
+     "Usage: ferry get [--timeout SECONDS] QUEUE\n"
+     "\n"
+     "Takes one message from QUEUE, prints its payload and a newline, and\n"
+     "acknowledges it. Waits for one without limit unless --timeout is given\n"
+     "(then exits 4 if none came). Exits 1 (ENDED) if the queue is ended and\n"
+     "drained.\n"
+     "\n"
+     "Options:\n"
+     "  -t, --timeout SECONDS  wait at most SECONDS (0: do not wait)\n"
+     COMMON_OPTIONS_HELP},
+    {"end", cli_cmd_end, "mark a queue ended: refuse further publishes",
+     "Usage: ferry end QUEUE\n"
+     "\n"
+     "Marks QUEUE ended: further publishes are refused (ENDED) until\n"
+     "`ferry reopen`; consumers get end of stream once every message published\n"
+     "before is acknowledged.\n"
+     "\n"
+     "Options:\n"
+     COMMON_OPTIONS_HELP},
+    {"reopen", cli_cmd_reopen, "accept publishes to an ended queue again",
+     "Usage: ferry reopen QUEUE\n"
+     "\n"
+     "Lifts the end mark of QUEUE: publishes are accepted again.\n"
+     "\n"
+     "Options:\n"
+     COMMON_OPTIONS_HELP},
+    {"join", cli_cmd_join, "wait until everything published so far is acknowledged",
+     "Usage: ferry join [--timeout SECONDS] QUEUE\n"
+     "\n"
+     "Waits until every message published to QUEUE before the call has been\n"
+     "acknowledged or dropped. Exits 4 if SECONDS pass first, 1 (NOT_FOUND)\n"
+     "if the queue is deleted meanwhile.\n"
+     "\n"
+     "Options:\n"
+     "  -t, --timeout SECONDS  wait at most SECONDS (default: without limit)\n"
+     COMMON_OPTIONS_HELP},
+    {"declare", cli_cmd_declare, "create a queue if it does not exist",
+     "Usage: ferry declare QUEUE\n"
+     "\n"
+     "Creates QUEUE if it does not exist yet.\n"
+     "\n"
+     "Options:\n"
+     COMMON_OPTIONS_HELP},
+    {"delete", cli_cmd_delete, "delete a queue and its ready messages",
+     "Usage: ferry delete QUEUE\n"
+     "\n"
+     "Deletes QUEUE: its ready messages are dropped and its consumers get end\n"
+     "of stream.\n"
+     "\n"
+     "Options:\n"
+     COMMON_OPTIONS_HELP},
+    {"purge", cli_cmd_purge, "drop the ready messages of a queue, print how many",
+     "Usage: ferry purge QUEUE\n"
+     "\n"
+     "Drops the ready messages of QUEUE (not those in flight) and prints how\n"
+     "many were dropped.\n"
+     "\n"
+     "Options:\n"
+     COMMON_OPTIONS_HELP},
+    {"stats", cli_cmd_stats, "show queue and server statistics",
+     "Usage: ferry stats [--json] [QUEUE]\n"
+     "\n"
+     "Prints a table of every queue (or of QUEUE only) and a line about the\n"
+     "server. With --json, prints one JSON object instead:\n"
+     "  {\"server\": {\"connections\", \"queues\", \"messages\", \"bytes\", \"uptime_ms\"},\n"
+     "   \"queues\": [{\"name\", \"depth\", \"inflight\", \"consumers\", \"published\",\n"
+     "               \"delivered\", \"acked\", \"redelivered\", \"dropped\", \"bytes\",\n"
+     "               \"ended\"}, ...]}\n"
+     "\n"
+     "Options:\n"
+     "  -j, --json             print JSON\n"
+     COMMON_OPTIONS_HELP},
+};
+
+#define COMMAND_COUNT (sizeof commands / sizeof commands[0])
+
+static void print_main_help(void)
+{
+    printf("Usage: ferry [--url URL] COMMAND [ARGUMENTS...]\n"
+           "       ferry COMMAND --help\n"
+           "       ferry --help | --version\n"
+           "\n"
+           "The command-line client of the ferry message broker.\n"
+           "\n"
+           "Commands:\n");
+    for (size_t i = 0; i < COMMAND_COUNT; i++)
+        printf("  %-8s  %s\n", commands[i].name, commands[i].summary);
+    printf("\n"
+           "Options:\n"
+           "      --url URL   broker address: unix:PATH or tcp://HOST:PORT\n"
+           "                  (default: $FERRY_URL, else %s)\n"
+           "  -h, --help      show this help\n"
+           "  -V, --version   show the version\n"
+           "\n"
+           "Environment:\n"
+           "  FERRY_URL       broker address when --url is not given\n"
+           "\n" EXIT_STATUS_HELP
+           "\n"
+           "See ferry(1) for details and examples.\n",
+           "unix:" FERRY_DEFAULT_SOCKET);
+}
+
+static const struct cli_command *find_command(const char *name)
+{
+    for (size_t i = 0; i < COMMAND_COUNT; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+/* Writes out stdout: a success is one only if the output arrived (a full
+ * disk...). A failure exit code was reported already and stays. */
+static int finish_output(int code)
+{
+    bool written = fflush(stdout) == 0 && !ferror(stdout);
+
+    if (written || code != CLI_EXIT_OK)
+        return code;
+    cli_error("cannot write to standard output");
+    return CLI_EXIT_BROKEN;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option global_options[] = {
+        {"url", required_argument, NULL, 'U'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    int optind_before = optind;
+    int opt;
+
+    opterr = 0; /* errors are reported by cli_option_error(), on one line */
+    /* "+": stop at the command name; the command parses the rest itself. */
+    while ((opt = getopt_long(argc, argv, "+:hV", global_options, NULL)) != -1) {
+        switch (opt) {
+        case 'U':
+            cli_url = optarg;
+            break;
+        case 'h':
+            print_main_help();
+            return finish_output(CLI_EXIT_OK);
+        case 'V':
+            printf("ferry %s\n", FERRY_VERSION_STRING);
+            return finish_output(CLI_EXIT_OK);
+        default:
+            return cli_option_error(NULL, opt, argv, optind_before);
+        }
+        optind_before = optind;
+    }
+    if (optind >= argc) {
+        cli_error("missing command; see 'ferry --help'");
+        return CLI_EXIT_USAGE;
+    }
+    const struct cli_command *cmd = find_command(argv[optind]);
+    if (cmd == NULL) {
+        cli_error("unknown command '%s'; see 'ferry --help'", argv[optind]);
+        return CLI_EXIT_USAGE;
+    }
+    int cmd_argc = argc - optind;
+    char **cmd_argv = argv + optind;
+    optind = 0; /* glibc: a full re-initialisation for the command's own options */
+    return finish_output(cmd->run(cmd, cmd_argc, cmd_argv));
+}

@@ -130,7 +130,12 @@ struct ferry_msg {
 /* Publishes one message. Returns once the frame is written to the socket
  * (or, with FERRY_PUBLISH_CONFIRM, confirmed by the broker). Blocks while
  * the output buffer is full (backpressure). A refusal of an unconfirmed
- * publish is reported by the next ferry_flush(). */
+ * publish is reported by the next ferry_flush().
+ * When another thread is writing this connection's output, the frame is
+ * left to it: that thread writes everything pending before it returns, so
+ * threads sharing a connection share their write() calls. From a callback
+ * of this connection it does not block: the frame is written as the socket
+ * allows, and FERRY_EAGAIN means the output buffer is full. */
 FERRY_API int ferry_publish(ferry_conn *c, const char *queue, const void *data, size_t len,
                   const struct ferry_header *headers, size_t header_count, int flags);
 
@@ -170,7 +175,10 @@ typedef void (*ferry_message_fn)(ferry_conn *c, const ferry_message *m, void *ar
 /* End of stream: the queue was ended and every message before the end has
  * been delivered and acked (or the queue was deleted). */
 typedef void (*ferry_eos_fn)(ferry_conn *c, uint64_t sub, const char *queue, void *arg);
-/* An asynchronous error from the broker (an ack of an unknown tag...). */
+/* An asynchronous error from the broker (an ack of an unknown tag...).
+ * On a connection driven by ferry_attach() it is also called once, with
+ * code < 0 (the ferry_status, e.g. FERRY_EIO) and text = ferry_strerror(code),
+ * when the connection ends; no callback of that connection follows. */
 typedef void (*ferry_error_fn)(ferry_conn *c, int code, const char *text, void *arg);
 
 struct ferry_consume_options {
@@ -213,7 +221,11 @@ FERRY_API void ferry_set_error_handler(ferry_conn *c, ferry_error_fn fn, void *a
 FERRY_API int ferry_fd(const ferry_conn *c);
 /* Reads what is readable without blocking and dispatches callbacks.
  * Returns FERRY_OK, or FERRY_EIO / FERRY_EPROTO / FERRY_ECLOSED when the
- * connection is over. */
+ * connection is over.
+ * The thread that calls it (or, after ferry_attach(), the loop's thread)
+ * becomes the connection's only reader, so that callbacks run there:
+ * blocking calls from other threads then wait for it to read their
+ * answers, so keep calling it whenever ferry_fd() is readable. */
 FERRY_API int ferry_process(ferry_conn *c);
 /* true while output is waiting for the socket to become writable. */
 FERRY_API bool ferry_want_write(ferry_conn *c);
@@ -226,7 +238,9 @@ FERRY_API int ferry_next_timeout(ferry_conn *c);
 struct event_base;
 /* Drives the connection from a libevent loop: adds read/write/timer events
  * to `base`, whose thread then runs the callbacks. Call once, before
- * event_base_dispatch. ferry_close() removes the events. */
+ * event_base_dispatch. ferry_close() removes the events. When the
+ * connection ends (EOF, I/O or protocol error) its events are removed and
+ * the error handler is called with the status (see ferry_error_fn). */
 FERRY_API int ferry_attach(ferry_conn *c, struct event_base *base);
 
 /* ---- queue administration (blocking round trips) ---------------------- */
@@ -250,7 +264,7 @@ struct ferry_queue_info {
 };
 
 struct ferry_stats {
-    uint64_t connections, queues, uptime_ms, messages, bytes;
+    uint64_t connections, queue_total, uptime_ms, messages, bytes; /* server-wide */
     size_t count;                   /* entries in queues[] */
     struct ferry_queue_info *queues;
 };

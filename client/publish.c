@@ -1,2 +1,247 @@
-/* stub: to be written */
-typedef int ferry_stub_publish;
+/*
+ * publish.c - the producer side: PUBLISH and PUBLISH_BATCH frames, publish
+ * ids and their confirms, ferry_flush(). Every publish carries an id; the
+ * bookkeeping is a count of unconfirmed ids plus the few ids a caller is
+ * waiting for, so a confirm costs O(1) however many are outstanding.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+
+/* Frame bytes beyond payload and header data, rounded up generously: the
+ * estimate only decides when to wait for room in the output buffer. */
+#define FRAME_OVERHEAD 64u
+#define HEADER_OVERHEAD 8u
+
+static int check_headers(const struct ferry_header *h, size_t n, size_t *estimate)
+{
+    if (n == 0)
+        return FERRY_OK;
+    if (!h || n > FERRY_HEADERS_MAX)
+        return FERRY_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        size_t key_len = h[i].key ? strnlen(h[i].key, FERRY_HEADER_KEY_MAX + 1) : 0;
+        if (key_len == 0 || key_len > FERRY_HEADER_KEY_MAX)
+            return FERRY_EINVAL;
+        if (h[i].value_len > FERRY_HEADER_VALUE_MAX || (!h[i].value && h[i].value_len))
+            return FERRY_EINVAL;
+        *estimate += key_len + h[i].value_len + HEADER_OVERHEAD;
+    }
+    return FERRY_OK;
+}
+
+static int check_message(const void *data, size_t len, const struct ferry_header *h, size_t n,
+                         size_t *estimate)
+{
+    if (!data && len)
+        return FERRY_EINVAL;
+    *estimate += len + FRAME_OVERHEAD;
+    return check_headers(h, n, estimate);
+}
+
+/* Appends the raw msgpack map of n (checked) headers to *out. */
+static int encode_headers(struct ferry_buf *out, const struct ferry_header *h, size_t n)
+{
+    struct ferry_kv kv[FERRY_HEADERS_MAX];
+    for (size_t i = 0; i < n; i++) {
+        kv[i].key = conn__bytes(h[i].key);
+        kv[i].value = (struct ferry_bytes){ h[i].value, h[i].value_len };
+    }
+    return ferry_headers_encode(out, kv, n) == 0 ? FERRY_OK : FERRY_ENOMEM;
+}
+
+/* Sends f (PUBLISH or PUBLISH_BATCH) under the next publish id and waits
+ * as asked: until written, or until confirmed. Mutex held. */
+static int publish_frame(struct ferry_conn *c, struct ferry_frame *f, bool confirm,
+                         int64_t deadline)
+{
+    uint64_t id = c->next_publish_id;
+    f->id = id;
+    f->has_id = true;
+    int rc = io__append(c, f);
+    if (rc != FERRY_OK)
+        return rc; /* nothing was queued: the caller may retry */
+    c->next_publish_id++;
+    c->unconfirmed++;
+    if (!confirm)
+        return io__send(c, deadline);
+
+    /* Linked before anything is written, so the confirm cannot be missed. */
+    struct ferry_waiter w = { 0 };
+    request__begin_publish(c, &w, id);
+    rc = io__send(c, deadline);
+    if (rc != FERRY_OK) {
+        request__end(c, &w);
+        return rc;
+    }
+    return request__wait(c, &w, deadline);
+}
+
+int ferry_publish(ferry_conn *c, const char *queue, const void *data, size_t len,
+                  const struct ferry_header *headers, size_t header_count, int flags)
+{
+    size_t estimate = 0;
+    if (!c || !conn__queue_valid(queue))
+        return FERRY_EINVAL;
+    int rc = check_message(data, len, headers, header_count, &estimate);
+    if (rc != FERRY_OK)
+        return rc;
+    bool confirm = (flags & FERRY_PUBLISH_CONFIRM) != 0;
+    if (confirm && conn__in_dispatch(c))
+        return FERRY_EDEADLK;
+
+    rc = conn__lock(c);
+    if (rc != FERRY_OK)
+        return rc;
+    int64_t deadline = conn__deadline(c->request_timeout_ms);
+    rc = io__wait_for_room(c, estimate + strlen(queue), deadline);
+    if (rc == FERRY_OK) {
+        struct ferry_frame f = {
+            .type = FERRY_F_PUBLISH,
+            .queue = conn__bytes(queue),
+            .payload = { data, len },
+        };
+        if (header_count) {
+            /* The map is built in the connection's scratch buffer, which
+             * stays untouched until the frame is encoded (mutex held). */
+            ferry_buf_consume(&c->scratch, ferry_buf_pending(&c->scratch));
+            rc = encode_headers(&c->scratch, headers, header_count);
+            f.headers = (struct ferry_bytes){ c->scratch.data + c->scratch.off,
+                                              ferry_buf_pending(&c->scratch) };
+        }
+        if (rc == FERRY_OK)
+            rc = publish_frame(c, &f, confirm, deadline);
+    }
+    conn__unlock(c);
+    return rc;
+}
+
+/* Fills items[] from msgs[], encoding every header map into *maps. */
+static int build_items(const struct ferry_msg *msgs, size_t n, struct ferry_item *items,
+                       struct ferry_buf *maps)
+{
+    /* First encode every map, then point at them: `maps` may move while it grows. */
+    for (size_t i = 0; i < n; i++) {
+        size_t before = ferry_buf_pending(maps);
+        if (msgs[i].header_count
+            && encode_headers(maps, msgs[i].headers, msgs[i].header_count) != FERRY_OK)
+            return FERRY_ENOMEM;
+        items[i].headers.len = ferry_buf_pending(maps) - before;
+        items[i].payload = (struct ferry_bytes){ msgs[i].data, msgs[i].len };
+    }
+    size_t offset = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (items[i].headers.len)
+            items[i].headers.ptr = maps->data + maps->off + offset;
+        offset += items[i].headers.len;
+    }
+    return FERRY_OK;
+}
+
+int ferry_publish_batch(ferry_conn *c, const char *queue, const struct ferry_msg *msgs, size_t n,
+                        int flags)
+{
+    if (!c || !conn__queue_valid(queue) || !msgs || n == 0 || n > FERRY_LIST_MAX)
+        return FERRY_EINVAL;
+    size_t estimate = strlen(queue);
+    for (size_t i = 0; i < n; i++) {
+        int rc = check_message(msgs[i].data, msgs[i].len, msgs[i].headers,
+                               msgs[i].header_count, &estimate);
+        if (rc != FERRY_OK)
+            return rc;
+    }
+    bool confirm = (flags & FERRY_PUBLISH_CONFIRM) != 0;
+    if (confirm && conn__in_dispatch(c))
+        return FERRY_EDEADLK;
+
+    /* Built outside the mutex; both freed below. */
+    struct ferry_item *items = calloc(n, sizeof *items);
+    struct ferry_buf maps = { 0 };
+    if (!items)
+        return FERRY_ENOMEM;
+    int rc = build_items(msgs, n, items, &maps);
+    if (rc == FERRY_OK)
+        rc = conn__lock(c);
+    if (rc == FERRY_OK) {
+        int64_t deadline = conn__deadline(c->request_timeout_ms);
+        rc = io__wait_for_room(c, estimate, deadline);
+        struct ferry_frame f = {
+            .type = FERRY_F_PUBLISH_BATCH,
+            .queue = conn__bytes(queue),
+            .items = items,
+            .item_count = n,
+        };
+        if (rc == FERRY_OK)
+            rc = publish_frame(c, &f, confirm, deadline);
+        conn__unlock(c);
+    }
+    free(items);
+    ferry_buf_free(&maps);
+    return rc;
+}
+
+int ferry_flush(ferry_conn *c, int timeout_ms)
+{
+    if (c && conn__in_dispatch(c))
+        return FERRY_EDEADLK;
+    int rc = conn__lock(c);
+    if (rc != FERRY_OK)
+        return rc;
+    int64_t deadline = conn__deadline(timeout_ms);
+    while (rc == FERRY_OK && c->unconfirmed > 0)
+        rc = io__pump(c, PUMP_INPUT, deadline);
+    if (rc == FERRY_OK && c->first_refusal.code) {
+        status__set_server_error(c->first_refusal.code, c->first_refusal.text,
+                                 strlen(c->first_refusal.text));
+        c->first_refusal.code = 0;
+        rc = FERRY_ESERVER;
+    }
+    conn__unlock(c);
+    return rc;
+}
+
+/* Counts publish id `id` as answered. false if it cannot be one of ours. */
+static bool settle(struct ferry_conn *c, uint64_t id)
+{
+    if (id == 0 || id >= c->next_publish_id || c->unconfirmed == 0)
+        return false;
+    c->unconfirmed--;
+    return true;
+}
+
+void publish__on_confirm(struct ferry_conn *c, const struct ferry_frame *f)
+{
+    struct ferry_iter it;
+    uint64_t id;
+    ferry_iter_init(&it, f);
+    while (ferry_iter_uint(&it, &id)) {
+        if (!settle(c, id)) {
+            conn__fail(c, FERRY_EPROTO);
+            return;
+        }
+        struct ferry_waiter *w = c->publish_waiters ? request__find(c, true, id) : NULL;
+        if (w)
+            request__finish(c, w, FERRY_OK, NULL);
+    }
+}
+
+void publish__on_refusal(struct ferry_conn *c, const struct ferry_frame *f)
+{
+    if (!settle(c, f->id)) {
+        conn__fail(c, FERRY_EPROTO);
+        return;
+    }
+    struct ferry_waiter *w = c->publish_waiters ? request__find(c, true, f->id) : NULL;
+    if (w) {
+        request__finish(c, w, FERRY_ESERVER, f); /* its caller hears of it */
+        return;
+    }
+    if (c->first_refusal.code)
+        return; /* flush reports the first one only */
+    size_t len = f->text.len < FERRY_ERROR_TEXT_MAX ? f->text.len : FERRY_ERROR_TEXT_MAX;
+    c->first_refusal.code = f->code ? f->code : FERRY_CODE_INTERNAL;
+    if (len)
+        memcpy(c->first_refusal.text, f->text.ptr, len);
+    c->first_refusal.text[len] = '\0';
+}

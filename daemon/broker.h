@@ -139,8 +139,8 @@ enum ferry_code broker_end(struct broker *b, struct ferry_bytes queue);
 enum ferry_code broker_reopen(struct broker *b, struct ferry_bytes queue);
 
 /* Answers through ops->join_done once every message published to the
- * queue before this call is acked or dropped (at once if none is pending).
- * OK (request accepted), BAD_NAME, NOT_FOUND, NO_MEMORY. */
+ * queue before this call is acked or dropped (at once if none is pending,
+ * or if the queue does not exist). OK (request accepted), BAD_NAME, NO_MEMORY. */
 enum ferry_code broker_join(struct broker *b, struct session *s, struct ferry_bytes queue, uint64_t rid);
 
 /* Statistics. broker_queue_stats: NOT_FOUND or OK. broker_each_queue

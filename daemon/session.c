@@ -258,6 +258,12 @@ enum ferry_code broker_join(struct broker *b, struct session *s, struct ferry_by
 {
     struct queue *q;
     enum ferry_code code = broker_find_queue(b, queue, false, &q);
+    if (code == FERRY_CODE_NOT_FOUND) {
+        /* A queue that does not exist holds no work: like queue.join()
+         * on an empty queue, the answer is immediate. */
+        s->ops->join_done(s->owner, rid, FERRY_CODE_OK);
+        return FERRY_CODE_OK;
+    }
     if (code != FERRY_CODE_OK)
         return code;
     /* Every message not yet settled was published before this call. */

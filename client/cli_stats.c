@@ -1,0 +1,174 @@
+/*
+ * cli_stats.c - `ferry stats`: the broker's statistics as a table for
+ * people or as one JSON object for programs. Only formats what
+ * ferry_stats() returns; names come from the network and are escaped.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+enum { COLUMN_COUNT = 9 }; /* the numeric columns, after the name */
+
+static const char *const column_titles[COLUMN_COUNT] = {
+    "DEPTH", "INFLIGHT", "CONSUMERS", "PUBLISHED", "DELIVERED",
+    "ACKED", "REDELIVERED", "DROPPED", "BYTES",
+};
+
+/* The same order, as JSON keys. */
+static const char *const column_keys[COLUMN_COUNT] = {
+    "depth", "inflight", "consumers", "published", "delivered",
+    "acked", "redelivered", "dropped", "bytes",
+};
+
+static void queue_values(const struct ferry_queue_info *q, uint64_t values[COLUMN_COUNT])
+{
+    const uint64_t in_column_order[COLUMN_COUNT] = {
+        q->depth, q->inflight, q->consumers, q->published, q->delivered,
+        q->acked, q->redelivered, q->dropped, q->bytes,
+    };
+    memcpy(values, in_column_order, sizeof in_column_order);
+}
+
+static int decimal_width(uint64_t v)
+{
+    int width = 1;
+    while (v >= 10) {
+        v /= 10;
+        width++;
+    }
+    return width;
+}
+
+/* A name as the terminal may show it: printable ASCII, '?' for the rest. */
+static void print_name(const char *name, int width)
+{
+    int len = 0;
+    for (; name[len] != '\0'; len++) {
+        unsigned char ch = (unsigned char)name[len];
+        putchar(ch >= 0x20 && ch < 0x7f ? ch : '?');
+    }
+    printf("%*s", width > len ? width - len : 0, "");
+}
+
+static void print_uptime(uint64_t ms)
+{
+    uint64_t s = ms / 1000;
+
+    if (s >= 86400)
+        printf("%" PRIu64 "d ", s / 86400);
+    printf("%02" PRIu64 ":%02" PRIu64 ":%02" PRIu64, s / 3600 % 24, s / 60 % 60, s % 60);
+}
+
+static void print_table(const struct ferry_stats *s)
+{
+    int name_width = (int)strlen("QUEUE");
+    int widths[COLUMN_COUNT];
+    uint64_t values[COLUMN_COUNT];
+
+    for (int c = 0; c < COLUMN_COUNT; c++)
+        widths[c] = (int)strlen(column_titles[c]);
+    for (size_t i = 0; i < s->count; i++) {
+        int len = (int)strlen(s->queues[i].name);
+        name_width = len > name_width ? len : name_width;
+        queue_values(&s->queues[i], values);
+        for (int c = 0; c < COLUMN_COUNT; c++)
+            if (decimal_width(values[c]) > widths[c])
+                widths[c] = decimal_width(values[c]);
+    }
+
+    printf("%-*s", name_width, "QUEUE");
+    for (int c = 0; c < COLUMN_COUNT; c++)
+        printf("  %*s", widths[c], column_titles[c]);
+    printf("  ENDED\n");
+    for (size_t i = 0; i < s->count; i++) {
+        print_name(s->queues[i].name, name_width);
+        queue_values(&s->queues[i], values);
+        for (int c = 0; c < COLUMN_COUNT; c++)
+            printf("  %*" PRIu64, widths[c], values[c]);
+        printf("  %s\n", s->queues[i].ended ? "yes" : "no");
+    }
+    printf("server: %" PRIu64 " connections, %" PRIu64 " queues, %" PRIu64 " messages, %" PRIu64
+           " bytes, up ",
+           s->connections, s->queue_total, s->messages, s->bytes);
+    print_uptime(s->uptime_ms);
+    putchar('\n');
+}
+
+/* A JSON string. Valid queue names are ASCII: any other byte is replaced,
+ * so that the output stays valid UTF-8 whatever the broker sends. */
+static void print_json_string(const char *text)
+{
+    putchar('"');
+    for (const unsigned char *p = (const unsigned char *)text; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\')
+            printf("\\%c", *p);
+        else if (*p < 0x20)
+            printf("\\u%04x", *p);
+        else if (*p >= 0x80)
+            printf("\\ufffd");
+        else
+            putchar(*p);
+    }
+    putchar('"');
+}
+
+static void print_json(const struct ferry_stats *s)
+{
+    uint64_t values[COLUMN_COUNT];
+
+    printf("{\"server\":{\"connections\":%" PRIu64 ",\"queues\":%" PRIu64
+           ",\"messages\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"uptime_ms\":%" PRIu64 "},"
+           "\"queues\":[",
+           s->connections, s->queue_total, s->messages, s->bytes, s->uptime_ms);
+    for (size_t i = 0; i < s->count; i++) {
+        fputs(i == 0 ? "{\"name\":" : ",{\"name\":", stdout);
+        print_json_string(s->queues[i].name);
+        queue_values(&s->queues[i], values);
+        for (int c = 0; c < COLUMN_COUNT; c++)
+            printf(",\"%s\":%" PRIu64, column_keys[c], values[c]);
+        printf(",\"ended\":%s}", s->queues[i].ended ? "true" : "false");
+    }
+    printf("]}\n");
+}
+
+int cli_cmd_stats(const struct cli_command *self, int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"json", no_argument, NULL, 'j'},
+        {"url", required_argument, NULL, 'U'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    bool json = false;
+    int exit_code = CLI_EXIT_OK;
+    int opt;
+
+    while ((opt = cli_next_option(self, argc, argv, ":hj", options, &exit_code)) > 0)
+        json = json || opt == 'j';
+    if (opt == CLI_OPT_STOP)
+        return exit_code;
+
+    const char *queue = NULL; /* all queues */
+    if (optind < argc) {
+        exit_code = cli_one_queue(self, argc, argv, &queue);
+        if (exit_code != CLI_EXIT_OK)
+            return exit_code;
+    }
+    ferry_conn *conn;
+    struct ferry_stats *stats;
+    exit_code = cli_connect(self, &conn);
+    if (exit_code != CLI_EXIT_OK)
+        return exit_code;
+    int status = ferry_stats(conn, queue, &stats);
+    ferry_close(conn);
+    if (status != FERRY_OK)
+        return cli_fail(status, self->name);
+    if (json)
+        print_json(stats);
+    else
+        print_table(stats);
+    ferry_stats_free(stats); /* ours since ferry_stats() returned it */
+    return CLI_EXIT_OK;
+}

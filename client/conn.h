@@ -1,0 +1,271 @@
+/*
+ * conn.h - the inside of a libferry connection, shared by the files of
+ * client/: `struct ferry_conn`, the waiting and I/O machinery, and the hooks
+ * through which inbound frames reach the concept that owns them.
+ * Not installed: ferry.h is the public face. Internal names are
+ * `module__verb` so that they never look like the public `ferry_*` API.
+ */
+#ifndef FERRY_CONN_H
+#define FERRY_CONN_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ferry.h"
+#include "ferry_proto.h"
+
+/* Acks made inside callbacks are sent as one ACK frame per read batch, or
+ * as soon as this many have accumulated. */
+#define CONN_ACK_BATCH 1024u
+
+/* Defaults for struct ferry_options fields left at zero. */
+#define CONN_DEFAULT_CONNECT_TIMEOUT_MS 5000
+#define CONN_DEFAULT_REQUEST_TIMEOUT_MS 30000
+#define CONN_DEFAULT_MAX_OUTPUT (8u * 1024u * 1024u)
+
+/* A deadline on the monotonic clock in milliseconds; CONN_NO_DEADLINE waits
+ * without limit. */
+#define CONN_NO_DEADLINE INT64_C(-1)
+
+struct ferry_events; /* event.c: the libevent glue, opaque everywhere else */
+
+/* A broker error as the library keeps it: code and NUL-terminated text. */
+struct server_error {
+    uint32_t code; /* enum ferry_code; 0 = none */
+    char text[FERRY_ERROR_TEXT_MAX + 1];
+};
+
+/* One subscription opened by ferry_consume(). */
+struct ferry_sub {
+    uint64_t id;
+    char *queue; /* owned; every ferry_message.queue of this sub points here */
+    ferry_message_fn on_message;
+    ferry_eos_fn on_eos;
+    void *arg;
+    /* Set by ferry_cancel(). The entry (and `queue`) is freed only by the
+     * reader between batches, never while a callback may hold `queue`. */
+    bool cancelled;
+};
+
+/* A thread waiting for the broker's answer to a request (rid) or to a
+ * confirmed publish (publish id). It lives on the waiting thread's stack and
+ * is linked into conn->waiters while it waits; the reader fills it in and
+ * sets `done`. */
+struct ferry_waiter {
+    struct ferry_waiter *next;
+    bool is_publish; /* `key` is a publish id, else a rid */
+    uint64_t key;
+    bool done;
+    int status;               /* once done: FERRY_OK, FERRY_ESERVER or FERRY_ENOMEM */
+    struct server_error error; /* when status is FERRY_ESERVER */
+
+    /* What the reply carried, for the requests that want it. */
+    uint64_t count;           /* OK `n` (PURGE) */
+    bool empty;               /* OK `empty` (GET) */
+    const char *get_queue;    /* GET: the queue name, borrowed from the caller */
+    ferry_message *message;   /* GET: the delivery, copied; ownership passes to the caller */
+    bool wants_stats;
+    struct ferry_stats *stats; /* STATS: decoded reply; ownership passes to the caller */
+};
+
+struct ferry_conn {
+    int fd;
+    unsigned long fork_generation; /* conn__forked() compares it to the process's */
+    pthread_mutex_t mu;            /* guards everything below unless noted */
+    pthread_cond_t cv;             /* broadcast whenever anything below changes */
+
+    /* 0 while usable; once set, the status every call returns. */
+    int dead;
+    bool death_reported; /* the error handler has been told */
+    bool welcomed;       /* the handshake is done */
+
+    size_t max_frame;       /* from WELCOME: we never send a larger body */
+    int request_timeout_ms; /* < 0: no limit */
+    size_t max_output;      /* bound of the unsent output */
+
+    /* Input. Only the thread holding the reader role (`reading`) touches
+     * `in`, and it never compacts it while a callback runs. */
+    bool reading;
+    struct ferry_buf in;
+
+    /* Output. Producers append frames to `out` under the mutex; the thread
+     * holding the writer role swaps it with the empty `sending` and writes
+     * `sending` with the mutex released, so writes of many threads
+     * coalesce into one syscall. */
+    bool writing;
+    /* The writer role's holder writes until the output is empty before it
+     * lets go: a producer that finds it so can leave its frame to it. */
+    bool draining;
+    struct ferry_buf out;
+    struct ferry_buf sending; /* writer role only */
+    uint64_t out_total;       /* bytes ever appended to `out` */
+    uint64_t written_total;   /* bytes ever written to the socket */
+
+    /* Event-loop mode: once ferry_process() or ferry_attach() is used, only
+     * `loop_thread` reads (so callbacks run there); others wait for it. */
+    bool loop_driven;
+    pthread_t loop_thread;
+    struct ferry_events *events; /* owned; NULL unless attached */
+
+    /* Requests and confirms. */
+    uint64_t next_rid;
+    struct ferry_waiter *waiters;  /* intrusive list of on-stack waiters */
+    size_t publish_waiters;        /* how many of them wait for a publish id */
+    uint64_t next_publish_id;
+    uint64_t unconfirmed;          /* publish ids neither confirmed nor refused */
+    struct server_error first_refusal; /* first refusal no caller has seen */
+    struct ferry_buf scratch;      /* header maps being encoded (under mu) */
+
+    /* Subscriptions, sorted by id (ids count up, so appending keeps order). */
+    uint64_t next_sub;
+    struct ferry_sub *subs;
+    size_t sub_count;
+    size_t sub_cap;
+
+    /* Acks made inside callbacks, waiting for the end of the read batch. */
+    uint64_t pending_acks[CONN_ACK_BATCH];
+    size_t pending_ack_count;
+
+    ferry_error_fn on_error;
+    void *error_arg;
+};
+
+/* ---- conn.c: lifetime, locking, failure ------------------------------- */
+
+/* true in a child process that inherited the connection by fork(). */
+bool conn__forked(const struct ferry_conn *c);
+/* Checks fork, takes the mutex, checks the connection is alive. Returns
+ * FERRY_OK with the mutex held, or a status with it released. */
+int conn__lock(struct ferry_conn *c);
+void conn__unlock(struct ferry_conn *c);
+/* Wakes every thread waiting on the connection. */
+void conn__wake(struct ferry_conn *c);
+/* Marks the connection unusable with `status` (first failure wins) and
+ * wakes everybody; shuts the socket down so that pollers wake too. */
+void conn__fail(struct ferry_conn *c, int status);
+/* true if the calling thread runs a callback of this connection. */
+bool conn__in_dispatch(const struct ferry_conn *c);
+/* Runs with the mutex released and the thread marked as dispatching `c`:
+ * call before a user callback; conn__end_callback() after it. */
+struct ferry_conn *conn__begin_callback(struct ferry_conn *c);
+void conn__end_callback(struct ferry_conn *c, struct ferry_conn *saved);
+/* Gives an error to the error handler, if any (mutex held, released for
+ * the call): a broker code (> 0), or a ferry_status (< 0) when the
+ * connection is lost. */
+void conn__report_error(struct ferry_conn *c, int code, struct ferry_bytes text);
+/* true if queue is a non-NULL valid queue name; its bytes for a frame. */
+bool conn__queue_valid(const char *queue);
+struct ferry_bytes conn__bytes(const char *s);
+/* Monotonic clock in ms; a deadline timeout_ms from now (< 0: none). */
+int64_t conn__now_ms(void);
+int64_t conn__deadline(int timeout_ms);
+/* Waits on the condition variable until woken or the deadline passes.
+ * FERRY_OK or FERRY_ETIMEDOUT. */
+int conn__sleep(struct ferry_conn *c, int64_t deadline);
+
+/* ---- io.c: sockets and the reader/writer roles ------------------------ */
+
+/* Opens a non-blocking socket to `a` within the deadline. */
+int io__connect(const struct ferry_addr *a, int64_t deadline, int *fd_out);
+/* Unsent bytes (in `out` and `sending`). */
+size_t io__output_pending(const struct ferry_conn *c);
+/* Encodes f at the end of `out`. FERRY_OK, FERRY_ENOMEM, or FERRY_EINVAL
+ * when the body would exceed max_frame (nothing is appended then). */
+int io__append(struct ferry_conn *c, const struct ferry_frame *f);
+/* Waits (pumping) until out_total - written_total + need <= max_output.
+ * In a callback it does not wait: FERRY_EAGAIN. */
+int io__wait_for_room(struct ferry_conn *c, size_t need, int64_t deadline);
+/* Makes sure what was appended reaches the socket: writes everything
+ * pending (waiting and pumping as needed), or leaves it to the thread
+ * already doing so; in a callback it writes what it can without blocking. */
+int io__send(struct ferry_conn *c, int64_t deadline);
+
+/* What a thread waits for, for io__pump(). */
+enum pump_need {
+    PUMP_OUTPUT, /* output progress: room in the buffer, bytes written */
+    PUMP_INPUT,  /* something only the broker can send */
+    PUMP_DRAIN,  /* an empty output buffer, written by this thread */
+};
+/* One step of waiting (mutex held): does the reading or writing nobody
+ * else is doing, else sleeps on the condvar. Returns FERRY_OK (re-check
+ * your condition), FERRY_ETIMEDOUT or the dead status. */
+int io__pump(struct ferry_conn *c, enum pump_need need, int64_t deadline);
+/* Writes without blocking if no other thread is writing. */
+int io__write_now(struct ferry_conn *c);
+/* The reader role, without blocking (ferry_process): reads what is
+ * there and processes it. FERRY_OK or the dead status. */
+int io__read_available(struct ferry_conn *c);
+
+/* ---- inbound.c: frames from the broker -------------------------------- */
+
+/* Processes every whole frame in c->in (reader role, mutex held). */
+void inbound__process(struct ferry_conn *c);
+
+/* ---- request.c: requests with rid and the threads waiting for them ---- */
+
+/* Links w (zeroed by the caller) as waiting for a new rid; returns the rid. */
+uint64_t request__begin(struct ferry_conn *c, struct ferry_waiter *w);
+/* Links w as waiting for publish id `id`. */
+void request__begin_publish(struct ferry_conn *c, struct ferry_waiter *w, uint64_t id);
+/* Unlinks w without waiting (the request could not be sent). */
+void request__end(struct ferry_conn *c, struct ferry_waiter *w);
+/* Waits until w is answered, the deadline passes or the conn dies; unlinks
+ * w. Sets the thread's server error on FERRY_ESERVER. */
+int request__wait(struct ferry_conn *c, struct ferry_waiter *w, int64_t deadline);
+/* A whole round trip: sends f (its rid is set here) and waits for the
+ * answer into w (zeroed by the caller, reply fields preset). Not from callbacks. */
+int request__roundtrip(struct ferry_conn *c, struct ferry_frame *f, struct ferry_waiter *w,
+                       int timeout_ms);
+/* The waiter for a rid or a publish id, NULL if nobody waits for it. */
+struct ferry_waiter *request__find(struct ferry_conn *c, bool is_publish, uint64_t key);
+/* Marks w answered with `status` and the broker error (may be NULL). */
+void request__finish(struct ferry_conn *c, struct ferry_waiter *w, int status,
+                     const struct ferry_frame *error);
+/* Inbound OK. */
+void request__on_ok(struct ferry_conn *c, const struct ferry_frame *f);
+
+/* ---- publish.c --------------------------------------------------------- */
+
+/* Inbound CONFIRM: settles each listed publish id. */
+void publish__on_confirm(struct ferry_conn *c, const struct ferry_frame *f);
+/* An ERROR carrying a publish id: that publish was refused. */
+void publish__on_refusal(struct ferry_conn *c, const struct ferry_frame *f);
+
+/* ---- consume.c --------------------------------------------------------- */
+
+/* Inbound DELIVER: to its subscription's callback, or to a waiting GET. */
+void consume__on_deliver(struct ferry_conn *c, const struct ferry_frame *f);
+/* Inbound EOS: to its subscription's end-of-stream callback. */
+void consume__on_eos(struct ferry_conn *c, const struct ferry_frame *f);
+/* Moves the acks batched by callbacks into `out` as one ACK frame. */
+void consume__flush_acks(struct ferry_conn *c);
+/* Frees cancelled subscriptions; reader role, no callback running. */
+void consume__sweep(struct ferry_conn *c);
+/* Frees every subscription (ferry_close). */
+void consume__free_all(struct ferry_conn *c);
+
+/* ---- admin.c ----------------------------------------------------------- */
+
+/* Decodes an OK reply to STATS into one caller-owned allocation. */
+int admin__decode_stats(const struct ferry_frame *f, struct ferry_stats **out);
+
+/* ---- message.c --------------------------------------------------------- */
+
+/* A caller-owned ferry_message from the parts, in one allocation. */
+ferry_message *message__new(uint64_t tag, uint64_t sub, uint64_t attempt, const char *queue,
+                            struct ferry_bytes payload, struct ferry_bytes headers);
+
+/* ---- event.c ----------------------------------------------------------- */
+
+/* Removes and frees the libevent events (ferry_close). */
+void events__free(struct ferry_events *ev);
+
+/* ---- status.c ---------------------------------------------------------- */
+
+/* Sets the calling thread's last server error (text need not be NUL-terminated). */
+void status__set_server_error(uint32_t code, const char *text, size_t len);
+
+#endif

@@ -1,0 +1,56 @@
+/*
+ * conn.h - ferryd's client connections: each one a protocol state machine
+ * over a non-blocking socket, and the set of them that shares the event
+ * loop, the broker and the output flush.
+ *
+ * Knows frames and the broker; knows nothing of listeners, addresses or
+ * signals (server.c hands it accepted sockets).
+ */
+#ifndef FERRYD_CONN_H
+#define FERRYD_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <event2/event.h>
+
+#include "broker.h"
+#include "ferry_proto.h"
+
+/* Per-connection bounds, from the server configuration. */
+struct conn_limits {
+    size_t max_frame;  /* largest frame body accepted (announced in WELCOME) */
+    size_t max_output; /* output bytes queued before the connection is throttled */
+};
+
+/* Every open connection, plus what they share while one input batch is
+ * handled (the list of connections with output to flush, the confirms
+ * gathered). */
+struct conn_set;
+
+/* Creates an empty set on `base`, serving `broker`. Both stay owned by
+ * the caller and must outlive the set. NULL on ENOMEM. */
+struct conn_set *conn_set_new(struct event_base *base, struct broker *broker,
+                              const struct conn_limits *limits);
+/* Closes every connection at once (without flushing) and frees the set. */
+void conn_set_free(struct conn_set *set);
+
+/* Number of open connections, closing ones included. */
+size_t conn_set_count(const struct conn_set *set);
+
+/* Serves a freshly accepted non-blocking socket (TCP, or else Unix).
+ * Takes ownership of fd whatever the outcome (closes it on failure).
+ * 0, or -1 on ENOMEM. */
+int conn_open(struct conn_set *set, int fd, bool is_tcp);
+
+/* Sends one fatal ERROR frame on a non-blocking socket that will not be
+ * served (a connection over the limit), then closes it. Takes fd. */
+void conn_reject(int fd, enum ferry_code code, const char *text);
+
+/* Starts a graceful stop: every connection gets a fatal SHUTTING_DOWN
+ * error after the output already queued, stops reading and closes once
+ * its output is out. `all_closed(arg)` is called once, when the last
+ * connection is gone (at once if there is none). */
+void conn_set_shutdown(struct conn_set *set, void (*all_closed)(void *arg), void *arg);
+
+#endif
