@@ -88,6 +88,7 @@ static void die(const char *what, int rc)
 
 static void wait_go(void)
 {
+    close(go_pipe[1]); /* only the parent may hold it: its close is the start signal */
     __sync_fetch_and_add(&sh->ready, 1);
     char c;
     while (read(go_pipe[0], &c, 1) < 0 && errno == EINTR)

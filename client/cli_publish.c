@@ -63,7 +63,7 @@ static bool add_header(const struct cli_command *self, struct headers *h, char *
     const char *value = equals + 1;
     size_t value_len = strlen(value);
     if (strlen(arg) > FERRY_HEADER_KEY_MAX || value_len > FERRY_HEADER_VALUE_MAX) {
-        cli_usage_error(self, "header '%s' too long (key at most %u bytes, value %u)", arg,
+        cli_usage_error(self, "header '%.64s' too long (key at most %u bytes, value %u)", arg,
                         FERRY_HEADER_KEY_MAX, FERRY_HEADER_VALUE_MAX);
         return false;
     }

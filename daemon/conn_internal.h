@@ -1,0 +1,139 @@
+/*
+ * conn_internal.h - what conn.c (a connection's socket, buffers and life)
+ * and requests.c (what each frame does) share: the connection struct and
+ * the few calls between them. Private to those two files.
+ */
+#ifndef FERRYD_CONN_INTERNAL_H
+#define FERRYD_CONN_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "broker.h"
+#include "conn.h"
+#include "ferry_proto.h"
+
+enum conn_state {
+    CONN_AWAITING_HELLO, /* connected: only HELLO is accepted */
+    CONN_OPEN,           /* handshake done: requests are served */
+    CONN_CLOSING,        /* fatal error or EOF: no more input, output flushing */
+    CONN_LINGERING,      /* TCP: output out, write side shut: waiting for the peer's EOF */
+    CONN_CLOSED,         /* being freed: nothing more is sent */
+};
+
+/* A GET with `wait` > 0 that no message has answered yet. */
+struct get_wait {
+    struct get_wait *next;
+    struct conn *conn;
+    uint64_t rid;
+    struct event *timer; /* owned: expiry answers OK empty */
+};
+
+struct conn {
+    struct conn_set *set;
+    struct conn *prev, *next;             /* set->all */
+    struct conn *dirty_prev, *dirty_next; /* set->dirty, while `dirty` */
+    bool dirty;
+
+    int fd;                /* owned */
+    bool is_tcp;           /* lingers before closing, see LINGER_TIMEOUT_S */
+    uint64_t id;           /* for log lines */
+    enum conn_state state;
+    struct session *session; /* owned, freed through the broker; NULL once released */
+
+    struct event *read_ev;  /* persistent; off while throttled or closing */
+    struct event *write_ev; /* one-shot; added when the socket is full */
+    /* Handshake, closing and linger timeouts; when open, the idle trim. */
+    struct event *timer_ev;
+    bool trim_armed;
+    bool write_armed;
+    /* Output above max_output: the broker skips this session and no input
+     * is read or handled until the output drains to half the bound. */
+    bool throttled;
+
+    struct ferry_buf in;  /* bytes read, not yet handled */
+    struct ferry_buf out; /* frames encoded, not yet written */
+
+    struct get_wait *gets; /* owned list */
+    size_t get_count;
+    size_t join_count;     /* JOINs the broker has not answered yet */
+
+    /* The GET being handled right now, to know whether the broker answered
+     * it before broker_get returned (0: none). */
+    uint64_t get_now_rid;
+    bool get_now_answered;
+};
+
+/* The ids of the publishes confirmed while one connection's input batch
+ * is handled; they go out as one CONFIRM at the end of the batch. Only one
+ * batch is handled at a time, so the set keeps one for all connections. */
+struct confirm_batch {
+    struct conn *owner;
+    uint64_t *ids; /* owned */
+    size_t count;
+    size_t cap;
+};
+
+struct conn_set {
+    struct event_base *base;
+    struct broker *broker;
+    struct conn_limits limits;
+    const struct timeval *handshake_timeout; /* libevent common timeout */
+
+    struct conn *all;
+    size_t count;
+    struct conn *dirty;      /* connections with output to write, oldest first */
+    struct conn *dirty_tail;
+    uint64_t next_id;
+    uint64_t started_ms;
+
+    struct confirm_batch confirms;
+
+    bool shutting_down;
+    void (*all_closed)(void *arg); /* called once, then cleared */
+    void *all_closed_arg;
+};
+
+/* ---- provided by conn.c ---- */
+
+/* Queues one frame for the peer (encoded straight into the output buffer,
+ * written at the end of the batch); throttles above max_output. */
+void conn_send(struct conn *c, const struct ferry_frame *f);
+/* Sends a fatal ERROR after the output already queued, then closes.
+ * Safe inside session_ops callbacks: it does not free the connection. */
+void conn_fail(struct conn *c, enum ferry_code code, const char *text);
+/* Adds a publish id to the CONFIRM gathered for the current input batch. */
+void conn_confirm_add(struct conn *c, uint64_t id);
+/* Sends the gathered CONFIRM now (a reply must not overtake it). */
+void conn_emit_confirms(struct conn *c);
+/* Writes every connection that has output, one write() each. */
+void conn_set_flush(struct conn_set *set);
+
+/* ---- provided by requests.c ---- */
+
+/* The broker's callbacks into a connection. */
+extern const struct session_ops conn_session_ops;
+/* Handles one decoded frame from the peer. */
+void requests_handle_frame(struct conn *c, const struct ferry_frame *f);
+/* Frees one waiting GET and its timer. */
+void requests_free_get(struct get_wait *w);
+
+/* ---- small shared helpers ---- */
+
+static inline struct ferry_bytes text_bytes(const char *text)
+{
+    return (struct ferry_bytes){ (const uint8_t *)text, strlen(text) };
+}
+
+static inline uint64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+#endif

@@ -1,0 +1,558 @@
+/*
+ * requests.c - what each frame from a client does: the handshake, publish
+ * and confirm, consume, credit, ack and nack, GET (with its wait timer),
+ * queue administration, JOIN and STATS; and the broker's callbacks that
+ * turn deliveries, end-of-stream and answers into frames.
+ *
+ * Speaks frames and the broker; the socket, buffers and connection life
+ * are conn.c's.
+ */
+#include "conn_internal.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+
+#include "log.h"
+
+#ifndef FERRYD_VERSION
+#define FERRYD_VERSION "unknown"
+#endif
+
+/* Per connection: waiting GETs and JOINs, each holding server memory. */
+#define GET_WAITS_MAX 1024u
+#define JOINS_MAX 1024u
+/* GET `wait` is cut to this (24 h). */
+#define GET_WAIT_MAX_MS (24u * 3600u * 1000u)
+
+/* Words for the ERROR frames the broker's codes turn into. */
+static const char *code_text(enum ferry_code code)
+{
+    switch (code) {
+    case FERRY_CODE_BAD_NAME: return "bad queue name";
+    case FERRY_CODE_NOT_FOUND: return "no such queue";
+    case FERRY_CODE_ENDED: return "queue is ended";
+    case FERRY_CODE_UNKNOWN_SUB: return "no such subscription";
+    case FERRY_CODE_SUB_EXISTS: return "subscription id already in use";
+    case FERRY_CODE_LIMIT: return "server limit reached";
+    case FERRY_CODE_QUEUE_FULL: return "queue is full";
+    case FERRY_CODE_NO_MEMORY: return "server out of memory";
+    case FERRY_CODE_BAD_REQUEST: return "bad request";
+    default: return ferry_code_name(code);
+    }
+}
+
+/* ---- replies to requests -------------------------------------------------- */
+
+/* A reply goes out after the confirms of the publishes before it, so a
+ * client sees its requests answered in order. */
+static void conn_reply(struct conn *c, const struct ferry_frame *f)
+{
+    conn_emit_confirms(c);
+    conn_send(c, f);
+}
+
+static void reply_ok(struct conn *c, uint64_t rid)
+{
+    struct ferry_frame f = { .type = FERRY_F_OK, .rid = rid };
+    conn_reply(c, &f);
+}
+
+static void reply_error(struct conn *c, uint64_t rid, enum ferry_code code, const char *text)
+{
+    if (ferry_code_is_fatal(code)) {
+        conn_fail(c, code, text);
+        return;
+    }
+    struct ferry_frame f = {
+        .type = FERRY_F_ERROR, .code = code, .rid = rid, .text = text_bytes(text),
+    };
+    conn_reply(c, &f);
+}
+
+/* OK, or ERROR with the broker's code. */
+static void reply_code(struct conn *c, uint64_t rid, enum ferry_code code)
+{
+    if (code == FERRY_CODE_OK)
+        reply_ok(c, rid);
+    else
+        reply_error(c, rid, code, code_text(code));
+}
+
+/* rid 0 is "absent"; requests that are answered need one. */
+static bool has_rid(struct conn *c, const struct ferry_frame *f)
+{
+    if (f->rid != 0)
+        return true;
+    reply_error(c, 0, FERRY_CODE_BAD_REQUEST, "rid must be nonzero");
+    return false;
+}
+
+/* ---- waiting GETs --------------------------------------------------------- */
+
+void requests_free_get(struct get_wait *w)
+{
+    event_free(w->timer);
+    free(w);
+}
+
+/* Removes and frees the waiting GET `rid`; false if there is none. */
+static bool get_wait_remove(struct conn *c, uint64_t rid)
+{
+    for (struct get_wait **link = &c->gets; *link; link = &(*link)->next) {
+        struct get_wait *w = *link;
+        if (w->rid == rid) {
+            *link = w->next;
+            c->get_count--;
+            requests_free_get(w);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The broker answered GET `rid` (a message, or the queue ended). */
+static void get_answered(struct conn *c, uint64_t rid)
+{
+    if (rid == c->get_now_rid)
+        c->get_now_answered = true;
+    else
+        get_wait_remove(c, rid);
+}
+
+static void on_get_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct get_wait *w = arg;
+    struct conn *c = w->conn;
+    uint64_t rid = w->rid;
+    get_wait_remove(c, rid); /* frees w and its timer; not used below */
+    if (broker_get_cancel(c->set->broker, c->session, rid)) {
+        struct ferry_frame f = { .type = FERRY_F_OK, .rid = rid, .empty = true };
+        conn_reply(c, &f);
+    }
+    conn_set_flush(c->set);
+}
+
+/* Keeps GET `rid` waiting `wait_ms` for a message. false on ENOMEM. */
+static bool get_wait_start(struct conn *c, uint64_t rid, uint64_t wait_ms)
+{
+    struct get_wait *w = calloc(1, sizeof *w);
+    if (!w)
+        return false;
+    w->conn = c;
+    w->rid = rid;
+    w->timer = evtimer_new(c->set->base, on_get_timeout, w);
+    if (!w->timer) {
+        free(w);
+        return false;
+    }
+    struct timeval tv = {
+        .tv_sec = (time_t)(wait_ms / 1000u),
+        .tv_usec = (suseconds_t)(wait_ms % 1000u) * 1000,
+    };
+    event_add(w->timer, &tv);
+    w->next = c->gets; /* the connection owns w from here */
+    c->gets = w;
+    c->get_count++;
+    return true;
+}
+
+/* ---- session_ops: the broker talks back ---------------------------------- */
+
+static void on_deliver(void *owner, uint64_t sub, uint64_t rid, uint64_t tag,
+                       const struct message *m)
+{
+    struct conn *c = owner;
+    if (rid != 0)
+        get_answered(c, rid);
+    struct ferry_frame f = {
+        .type = FERRY_F_DELIVER,
+        .sub = sub,
+        .rid = rid,
+        .tag = tag,
+        .attempt = m->attempts,
+        .headers = message_headers(m),
+        .payload = message_payload(m),
+    };
+    conn_send(c, &f);
+}
+
+static void on_end_of_stream(void *owner, uint64_t sub, struct ferry_bytes name)
+{
+    struct ferry_frame f = { .type = FERRY_F_EOS, .sub = sub, .queue = name };
+    conn_send(owner, &f);
+}
+
+static void on_join_done(void *owner, uint64_t rid, enum ferry_code code)
+{
+    struct conn *c = owner;
+    if (c->join_count > 0)
+        c->join_count--;
+    reply_code(c, rid, code);
+}
+
+static void on_get_ended(void *owner, uint64_t rid)
+{
+    struct conn *c = owner;
+    get_answered(c, rid);
+    reply_error(c, rid, FERRY_CODE_ENDED, "queue is ended and drained");
+}
+
+const struct session_ops conn_session_ops = {
+    .deliver = on_deliver,
+    .end_of_stream = on_end_of_stream,
+    .join_done = on_join_done,
+    .get_ended = on_get_ended,
+};
+
+/* ---- frame handlers ------------------------------------------------------ */
+
+static void on_hello(struct conn *c, const struct ferry_frame *f)
+{
+    if (f->version != FERRY_PROTO_VERSION) {
+        conn_fail(c, FERRY_CODE_VERSION, "unsupported protocol version (this server speaks 1)");
+        return;
+    }
+    event_del(c->timer_ev);
+    c->state = CONN_OPEN;
+    struct ferry_frame w = {
+        .type = FERRY_F_WELCOME,
+        .version = FERRY_PROTO_VERSION,
+        .name = text_bytes("ferryd " FERRYD_VERSION),
+        .max_frame = c->set->limits.max_frame,
+        .heartbeat_ms = 0,
+    };
+    conn_reply(c, &w);
+}
+
+static void on_ping(struct conn *c, const struct ferry_frame *f)
+{
+    struct ferry_frame pong = { .type = FERRY_F_PONG, .rid = f->rid };
+    conn_reply(c, &pong);
+}
+
+/* ERROR for a refused publish, carrying its id when it has one. */
+static void refuse_publish(struct conn *c, const struct ferry_frame *f, enum ferry_code code)
+{
+    if (ferry_code_is_fatal(code)) {
+        conn_fail(c, code, code_text(code));
+        return;
+    }
+    struct ferry_frame e = {
+        .type = FERRY_F_ERROR, .code = code, .text = text_bytes(code_text(code)),
+        .id = f->id, .has_id = f->has_id,
+    };
+    conn_reply(c, &e);
+}
+
+static void on_publish(struct conn *c, const struct ferry_frame *f)
+{
+    enum ferry_code code = broker_publish(c->set->broker, f->queue, f->payload, f->headers);
+    if (code != FERRY_CODE_OK) {
+        refuse_publish(c, f, code);
+        return;
+    }
+    if (f->has_id)
+        conn_confirm_add(c, f->id);
+}
+
+/* All or nothing: what can refuse a batch (the name, an ended queue, the
+ * queue limit) refuses its first item, before anything is queued. Only
+ * running out of memory half way could split it. */
+static void on_publish_batch(struct conn *c, const struct ferry_frame *f)
+{
+    if (!ferry_name_valid(f->queue)) {
+        refuse_publish(c, f, FERRY_CODE_BAD_NAME);
+        return;
+    }
+    struct ferry_iter it;
+    struct ferry_item item;
+    ferry_iter_init(&it, f);
+    while (ferry_iter_item(&it, &item)) {
+        enum ferry_code code = broker_publish(c->set->broker, f->queue, item.payload, item.headers);
+        if (code != FERRY_CODE_OK) {
+            refuse_publish(c, f, code);
+            return;
+        }
+    }
+    if (f->has_id)
+        conn_confirm_add(c, f->id);
+}
+
+/* Cuts the bytes [from, to) (offsets into the pending output) back out. */
+static void out_cut(struct conn *c, size_t from, size_t to)
+{
+    uint8_t *base = c->out.data + c->out.off;
+    size_t pending = ferry_buf_pending(&c->out);
+    memmove(base + from, base + to, pending - to);
+    c->out.len -= to - from;
+}
+
+static void on_consume(struct conn *c, const struct ferry_frame *f)
+{
+    if (!has_rid(c, f))
+        return;
+    if (f->sub == 0 || f->credit == 0 || f->credit > UINT32_MAX) {
+        reply_error(c, f->rid, FERRY_CODE_BAD_REQUEST, "sub must be nonzero and credit 1..2^32-1");
+        return;
+    }
+    /* The OK goes out before the deliveries that broker_consume may make
+     * at once, so it is queued first and cut back out if refused. */
+    conn_emit_confirms(c);
+    size_t before = ferry_buf_pending(&c->out);
+    reply_ok(c, f->rid);
+    size_t after = ferry_buf_pending(&c->out);
+    enum ferry_code code = broker_consume(c->set->broker, c->session, f->queue, f->sub, f->credit);
+    if (code == FERRY_CODE_OK || c->state >= CONN_CLOSING)
+        return;
+    out_cut(c, before, after);
+    reply_error(c, f->rid, code, code_text(code));
+}
+
+static void on_credit(struct conn *c, const struct ferry_frame *f)
+{
+    if (f->sub == 0) {
+        reply_error(c, 0, FERRY_CODE_BAD_REQUEST, "sub must be nonzero");
+        return;
+    }
+    enum ferry_code code = broker_credit(c->set->broker, c->session, f->sub, f->credit);
+    if (code != FERRY_CODE_OK)
+        reply_error(c, 0, code, code_text(code));
+}
+
+/* ACK and NACK: every tag is settled; the unknown ones earn one ERROR. */
+static void on_settle(struct conn *c, const struct ferry_frame *f)
+{
+    struct ferry_iter it;
+    uint64_t tag;
+    uint64_t first_unknown = 0;
+    size_t unknown = 0;
+    ferry_iter_init(&it, f);
+    while (ferry_iter_uint(&it, &tag)) {
+        enum ferry_code code = f->type == FERRY_F_ACK
+                                   ? broker_ack(c->set->broker, c->session, tag)
+                                   : broker_nack(c->set->broker, c->session, tag, f->requeue);
+        if (code != FERRY_CODE_OK && unknown++ == 0)
+            first_unknown = tag;
+    }
+    if (unknown == 0)
+        return;
+    char text[128];
+    snprintf(text, sizeof text, "%zu tag(s) not in flight on this connection (first: %" PRIu64 ")",
+             unknown, first_unknown);
+    reply_error(c, 0, FERRY_CODE_UNKNOWN_TAG, text);
+}
+
+static void on_cancel(struct conn *c, const struct ferry_frame *f)
+{
+    if (!has_rid(c, f))
+        return;
+    if (f->sub == 0) {
+        reply_error(c, f->rid, FERRY_CODE_BAD_REQUEST, "sub must be nonzero");
+        return;
+    }
+    reply_code(c, f->rid, broker_cancel(c->set->broker, c->session, f->sub));
+}
+
+static void on_get(struct conn *c, const struct ferry_frame *f)
+{
+    if (!has_rid(c, f))
+        return;
+    if (f->wait_ms > 0 && c->get_count >= GET_WAITS_MAX) {
+        reply_error(c, f->rid, FERRY_CODE_LIMIT, "too many waiting GETs on this connection");
+        return;
+    }
+    c->get_now_rid = f->rid;
+    c->get_now_answered = false;
+    enum ferry_code code = broker_get(c->set->broker, c->session, f->queue, f->rid);
+    bool answered = c->get_now_answered;
+    c->get_now_rid = 0;
+    if (code != FERRY_CODE_OK) {
+        reply_error(c, f->rid, code, code_text(code));
+        return;
+    }
+    if (answered)
+        return;
+    /* Nothing was ready: wait for a message, or answer "empty" now. */
+    uint64_t wait_ms = f->wait_ms < GET_WAIT_MAX_MS ? f->wait_ms : GET_WAIT_MAX_MS;
+    if (wait_ms > 0 && get_wait_start(c, f->rid, wait_ms))
+        return;
+    broker_get_cancel(c->set->broker, c->session, f->rid);
+    if (wait_ms > 0) {
+        reply_error(c, f->rid, FERRY_CODE_NO_MEMORY, "server out of memory");
+        return;
+    }
+    struct ferry_frame ok = { .type = FERRY_F_OK, .rid = f->rid, .empty = true };
+    conn_reply(c, &ok);
+}
+
+/* DECLARE, DELETE, END, REOPEN: a queue operation answered OK or ERROR. */
+static void on_queue_admin(struct conn *c, const struct ferry_frame *f)
+{
+    if (!has_rid(c, f))
+        return;
+    struct broker *b = c->set->broker;
+    enum ferry_code code;
+    switch (f->type) {
+    case FERRY_F_DECLARE: code = broker_declare(b, f->queue); break;
+    case FERRY_F_DELETE: code = broker_delete(b, f->queue); break;
+    case FERRY_F_END: code = broker_end(b, f->queue); break;
+    case FERRY_F_REOPEN: code = broker_reopen(b, f->queue); break;
+    default: code = FERRY_CODE_INTERNAL; break;
+    }
+    reply_code(c, f->rid, code);
+}
+
+static void on_purge(struct conn *c, const struct ferry_frame *f)
+{
+    if (!has_rid(c, f))
+        return;
+    uint64_t purged = 0;
+    enum ferry_code code = broker_purge(c->set->broker, f->queue, &purged);
+    if (code != FERRY_CODE_OK) {
+        reply_error(c, f->rid, code, code_text(code));
+        return;
+    }
+    struct ferry_frame ok = { .type = FERRY_F_OK, .rid = f->rid, .count = purged };
+    conn_reply(c, &ok);
+}
+
+static void on_join(struct conn *c, const struct ferry_frame *f)
+{
+    if (!has_rid(c, f))
+        return;
+    if (c->join_count >= JOINS_MAX) {
+        reply_error(c, f->rid, FERRY_CODE_LIMIT, "too many waiting JOINs on this connection");
+        return;
+    }
+    c->join_count++; /* before the call: the broker may answer at once */
+    enum ferry_code code = broker_join(c->set->broker, c->session, f->queue, f->rid);
+    if (code != FERRY_CODE_OK) {
+        c->join_count--;
+        reply_error(c, f->rid, code, code_text(code));
+    }
+}
+
+/* ---- STATS ----------------------------------------------------------------- */
+
+struct stats_table {
+    struct ferry_queue_stats *rows; /* owned by the handler */
+    size_t count;
+    size_t cap;
+};
+
+static struct ferry_queue_stats stats_row(struct ferry_bytes name, const struct queue_stats *st)
+{
+    return (struct ferry_queue_stats){
+        .name = name, .depth = st->depth, .inflight = st->inflight,
+        .consumers = st->consumers, .published = st->published,
+        .delivered = st->delivered, .acked = st->acked,
+        .redelivered = st->redelivered, .dropped = st->dropped,
+        .bytes = st->bytes, .ended = st->ended,
+    };
+}
+
+static void stats_collect(void *arg, struct ferry_bytes name, const struct queue_stats *st)
+{
+    struct stats_table *t = arg;
+    if (t->count < t->cap)
+        t->rows[t->count++] = stats_row(name, st);
+}
+
+/* Encodes the OK reply; ERROR LIMIT instead if it would not fit a frame. */
+static void send_stats(struct conn *c, uint64_t rid, const struct ferry_queue_stats *rows,
+                       size_t count)
+{
+    struct broker *b = c->set->broker;
+    struct ferry_server_stats server = {
+        .connections = c->set->count,
+        .queues = broker_queue_count(b),
+        .uptime_ms = monotonic_ms() - c->set->started_ms,
+        .messages = broker_message_count(b),
+        .bytes = broker_message_bytes(b),
+    };
+    struct ferry_frame ok = {
+        .type = FERRY_F_OK, .rid = rid,
+        .server_stats = &server, .stats = rows, .stats_count = count,
+    };
+    conn_emit_confirms(c);
+    size_t before = ferry_buf_pending(&c->out);
+    conn_reply(c, &ok);
+    size_t after = ferry_buf_pending(&c->out);
+    if (c->state >= CONN_CLOSING || after - before <= FERRY_FRAME_PREFIX + c->set->limits.max_frame)
+        return;
+    out_cut(c, before, after);
+    reply_error(c, rid, FERRY_CODE_LIMIT, "stats too large for one frame; ask for one queue");
+}
+
+static void on_stats(struct conn *c, const struct ferry_frame *f)
+{
+    if (!has_rid(c, f))
+        return;
+    struct broker *b = c->set->broker;
+    if (f->queue.len > 0) {
+        struct queue_stats st;
+        enum ferry_code code = broker_queue_stats(b, f->queue, &st);
+        if (code != FERRY_CODE_OK) {
+            reply_error(c, f->rid, code, code_text(code));
+            return;
+        }
+        struct ferry_queue_stats row = stats_row(f->queue, &st);
+        send_stats(c, f->rid, &row, 1);
+        return;
+    }
+    size_t queues = broker_queue_count(b);
+    struct stats_table t = { .cap = queues };
+    if (queues > 0) {
+        t.rows = calloc(queues, sizeof *t.rows);
+        if (!t.rows) {
+            reply_error(c, f->rid, FERRY_CODE_NO_MEMORY, "server out of memory");
+            return;
+        }
+        broker_each_queue(b, stats_collect, &t);
+    }
+    send_stats(c, f->rid, t.rows, t.count); /* the names point into the broker */
+    free(t.rows);
+}
+
+/* ---- dispatch -------------------------------------------------------------- */
+
+void requests_handle_frame(struct conn *c, const struct ferry_frame *f)
+{
+    if (c->state == CONN_AWAITING_HELLO) {
+        if (f->type == FERRY_F_HELLO)
+            on_hello(c, f);
+        else
+            conn_fail(c, FERRY_CODE_HANDSHAKE, "the first frame must be HELLO");
+        return;
+    }
+    switch (f->type) {
+    case FERRY_F_HELLO: conn_fail(c, FERRY_CODE_HANDSHAKE, "HELLO was already received"); break;
+    case FERRY_F_PING: on_ping(c, f); break;
+    case FERRY_F_PONG: break; /* the server sends no PING; a stray PONG is harmless */
+    case FERRY_F_PUBLISH: on_publish(c, f); break;
+    case FERRY_F_PUBLISH_BATCH: on_publish_batch(c, f); break;
+    case FERRY_F_CONSUME: on_consume(c, f); break;
+    case FERRY_F_CREDIT: on_credit(c, f); break;
+    case FERRY_F_ACK: on_settle(c, f); break;
+    case FERRY_F_NACK: on_settle(c, f); break;
+    case FERRY_F_CANCEL: on_cancel(c, f); break;
+    case FERRY_F_GET: on_get(c, f); break;
+    case FERRY_F_DECLARE: on_queue_admin(c, f); break;
+    case FERRY_F_DELETE: on_queue_admin(c, f); break;
+    case FERRY_F_END: on_queue_admin(c, f); break;
+    case FERRY_F_REOPEN: on_queue_admin(c, f); break;
+    case FERRY_F_PURGE: on_purge(c, f); break;
+    case FERRY_F_JOIN: on_join(c, f); break;
+    case FERRY_F_STATS: on_stats(c, f); break;
+    case FERRY_F_WELCOME:
+    case FERRY_F_ERROR:
+    case FERRY_F_OK:
+    case FERRY_F_CONFIRM:
+    case FERRY_F_DELIVER:
+    case FERRY_F_EOS:
+    default:
+        conn_fail(c, FERRY_CODE_UNKNOWN_FRAME, "frame type not accepted from a client");
+        break;
+    }
+}
+
