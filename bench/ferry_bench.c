@@ -15,7 +15,9 @@
  *
  * Without -a it starts its own ferryd (from --ferryd, or next to this
  * binary in the build tree) on a temporary socket and stops it by PID.
- * A benchmark, not a test: it never fails on a timing.
+ * With -D always|interval|never that ferryd makes every queue durable with
+ * that fsync policy, its log in the temporary directory (bench/README.md,
+ * "Durable queues"). A benchmark, not a test: it never fails on a timing.
  */
 #include <ferry.h>
 
@@ -51,6 +53,7 @@ struct config {
     int timeout_s;
     int gap_us;
     int credit;
+    const char *fsync;  /* durable queues with this policy; NULL: in memory */
 };
 
 /* Shared between the parent and its children (MAP_SHARED). */
@@ -221,17 +224,35 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* The conf file of a ferryd whose queues are all durable; 0 or -1. */
+static int write_durable_conf(const char *dir, const char *fsync, char *conf, size_t conflen)
+{
+    snprintf(conf, conflen, "%s/ferryd.conf", dir);
+    FILE *f = fopen(conf, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "[server]\ndata_dir = %s/data\n[queues]\ndurable = yes\nfsync = %s\n", dir, fsync);
+    return fclose(f);
+}
+
 /* Starts ferryd on a temporary socket; returns its pid, sets url. */
-static pid_t start_ferryd(const char *path, char *dir, size_t dirlen, char *url, size_t urllen)
+static pid_t start_ferryd(const char *path, const char *fsync, char *dir, size_t dirlen, char *url,
+                          size_t urllen)
 {
     snprintf(dir, dirlen, "/tmp/ferry-bench-XXXXXX");
     if (!mkdtemp(dir))
         return -1;
     snprintf(url, urllen, "unix:%s/ferryd.sock", dir);
+    char conf[128];
+    if (fsync && write_durable_conf(dir, fsync, conf, sizeof conf) != 0)
+        return -1;
     pid_t pid = fork();
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        execl(path, path, "-l", url, "--log-level", "warn", (char *)NULL);
+        if (fsync)
+            execl(path, path, "-l", url, "--log-level", "warn", "-c", conf, (char *)NULL);
+        else
+            execl(path, path, "-l", url, "--log-level", "warn", (char *)NULL);
         _exit(127);
     }
     for (int i = 0; i < 1000; i++) { /* up to 10 s */
@@ -262,7 +283,8 @@ static void usage(void)
     fprintf(stderr,
             "usage: ferry-bench [-w w1a|w1b|w2|w3] [-a URL | --ferryd PATH] [-B label]\n"
             "                   [-P producers] [-n msgs_per_producer] [-s size] [-b batch]\n"
-            "                   [-c credit] [-t timeout_s] [-g w2_gap_us]\n");
+            "                   [-c credit] [-t timeout_s] [-g w2_gap_us]\n"
+            "                   [-D always|interval|never]  (durable queues, own ferryd only)\n");
     exit(2);
 }
 
@@ -272,7 +294,7 @@ int main(int argc, char **argv)
                         .size = -1, .batch = -1, .timeout_s = 60, .gap_us = 100, .credit = 1024 };
     static const struct option longopts[] = { { "ferryd", required_argument, NULL, 'F' }, { 0 } };
     int o;
-    while ((o = getopt_long(argc, argv, "w:a:B:P:n:s:b:c:t:g:h", longopts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "w:a:B:P:n:s:b:c:t:g:D:h", longopts, NULL)) != -1) {
         switch (o) {
         case 'w': c.workload = optarg; break;
         case 'a': c.url = optarg; break;
@@ -285,6 +307,7 @@ int main(int argc, char **argv)
         case 't': c.timeout_s = atoi(optarg); break;
         case 'g': c.gap_us = atoi(optarg); break;
         case 'F': c.ferryd = optarg; break;
+        case 'D': c.fsync = optarg; break;
         default: usage();
         }
     }
@@ -305,6 +328,9 @@ int main(int argc, char **argv)
     }
     if (!known || c.size < 16 || c.producers < 1 || c.per_producer < 1)
         usage();
+    if (c.fsync && (c.url || (strcmp(c.fsync, "always") != 0 && strcmp(c.fsync, "interval") != 0 &&
+                              strcmp(c.fsync, "never") != 0)))
+        usage();
     if (is_w2(&c))
         c.producers = 1;
 
@@ -315,7 +341,7 @@ int main(int argc, char **argv)
             default_ferryd(ferryd_path, sizeof ferryd_path);
             c.ferryd = ferryd_path;
         }
-        daemon_pid = start_ferryd(c.ferryd, dir, sizeof dir, url, sizeof url);
+        daemon_pid = start_ferryd(c.ferryd, c.fsync, dir, sizeof dir, url, sizeof url);
         if (daemon_pid < 0) {
             fprintf(stderr, "ferry-bench: could not start %s\n", c.ferryd);
             return 2;
@@ -360,9 +386,9 @@ int main(int argc, char **argv)
         double rate = elapsed > 0 ? (double)sh->received / elapsed : 0;
         printf("%s %s %.0f %.2f - -\n", c.label, c.workload, rate, rate * c.size / 1e6);
     }
-    printf("# %s %s n=%ld/%ld size=%d producers=%d batch=%d credit=%d elapsed_s=%.3f complete=%s verify=%s\n",
-           c.label, c.workload, sh->received, total, c.size, c.producers, c.batch, c.credit, elapsed,
-           sh->complete ? "yes" : "no", verify ? "ok" : "FAIL");
+    printf("# %s %s n=%ld/%ld size=%d producers=%d batch=%d credit=%d queues=%s elapsed_s=%.3f complete=%s verify=%s\n",
+           c.label, c.workload, sh->received, total, c.size, c.producers, c.batch, c.credit,
+           c.fsync ? c.fsync : "memory", elapsed, sh->complete ? "yes" : "no", verify ? "ok" : "FAIL");
     if (daemon_pid > 0) {
         char status[64], line[256];
         snprintf(status, sizeof status, "/proc/%d/status", (int)daemon_pid);

@@ -236,11 +236,9 @@ int ferry_connect_opts(const struct ferry_options *opts, ferry_conn **out)
     if (!out)
         return FERRY_EINVAL;
     *out = NULL;
-    pthread_once(&atfork_once, register_fork_handler);
 
     struct ferry_options o = opts ? *opts : (struct ferry_options){ 0 };
     const char *url = o.url ? o.url : ferry_default_url();
-    const char *name = o.name ? o.name : program_invocation_short_name;
     int timeout = o.connect_timeout_ms ? o.connect_timeout_ms : CONN_DEFAULT_CONNECT_TIMEOUT_MS;
 
     struct ferry_addr addr;
@@ -252,12 +250,20 @@ int ferry_connect_opts(const struct ferry_options *opts, ferry_conn **out)
     int rc = io__connect(&addr, deadline, &fd);
     if (rc != FERRY_OK)
         return rc;
-    struct ferry_conn *c = conn_new(fd, &o); /* owns fd from here */
+    return conn__adopt_fd(fd, &o, deadline, out);
+}
+
+int conn__adopt_fd(int fd, const struct ferry_options *o, int64_t deadline, ferry_conn **out)
+{
+    *out = NULL;
+    pthread_once(&atfork_once, register_fork_handler);
+    const char *name = o->name ? o->name : program_invocation_short_name;
+    struct ferry_conn *c = conn_new(fd, o); /* owns fd from here */
     if (!c) {
         close(fd);
         return FERRY_ENOMEM;
     }
-    rc = handshake(c, name, deadline);
+    int rc = handshake(c, name, deadline);
     if (rc != FERRY_OK) {
         ferry_close(c);
         return rc;

@@ -156,6 +156,11 @@ void conn__end_callback(struct ferry_conn *c, struct ferry_conn *saved);
  * the call): a broker code (> 0), or a ferry_status (< 0) when the
  * connection is lost. */
 void conn__report_error(struct ferry_conn *c, int code, struct ferry_bytes text);
+/* Serves an already connected non-blocking socket: says HELLO and waits
+ * for WELCOME until `deadline`. Takes fd whatever the outcome. The second
+ * half of ferry_connect_opts(); also the way in for tests/fuzz, which hands
+ * it one end of a socketpair whose other end plays the broker. */
+int conn__adopt_fd(int fd, const struct ferry_options *o, int64_t deadline, ferry_conn **out);
 /* true if queue is a non-NULL valid queue name; its bytes for a frame. */
 bool conn__queue_valid(const char *queue);
 struct ferry_bytes conn__bytes(const char *s);

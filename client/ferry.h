@@ -80,7 +80,9 @@ typedef enum ferry_status {
 FERRY_API const char *ferry_strerror(int status);
 
 /* The broker's error code and text of the calling thread's last
- * FERRY_ESERVER (codes as in docs/PROTOCOL.md, e.g. 8 = ENDED).
+ * FERRY_ESERVER (codes as in docs/PROTOCOL.md, e.g. 8 = ENDED, 18 =
+ * STORAGE: a durable queue's log refused the publish, disk limit reached
+ * or write error; retry later).
  * Returns the code, 0 if none; `text` may be NULL. */
 FERRY_API int ferry_server_error(const char **text);
 

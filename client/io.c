@@ -245,8 +245,10 @@ int io__send(struct ferry_conn *c, int64_t deadline)
 
 /* ---- input ------------------------------------------------------------ */
 
-/* How much room the next recv() gets: a chunk, or the rest of a large
- * frame whose prefix has arrived. */
+/* How much room the next recv() gets: a chunk, or, inside a large frame
+ * whose prefix has arrived, as much again as is already buffered (at most
+ * the rest of the frame). The buffer so doubles as the body arrives: the
+ * prefix alone, four bytes any peer can make up, never sizes memory. */
 static size_t read_size(const struct ferry_conn *c)
 {
     size_t pending = ferry_buf_pending(&c->in);
@@ -255,10 +257,13 @@ static size_t read_size(const struct ferry_conn *c)
     const uint8_t *p = c->in.data + c->in.off;
     size_t body = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
     if (body > FERRY_FRAME_MAX_CEILING)
-        return READ_CHUNK; /* inbound.c refuses the frame; never size memory by it */
+        return READ_CHUNK; /* inbound.c refuses the frame */
     size_t whole = FERRY_FRAME_PREFIX + body;
     size_t missing = whole > pending ? whole - pending : 0;
-    return missing > READ_CHUNK ? missing : READ_CHUNK;
+    size_t step = pending > READ_CHUNK ? pending : READ_CHUNK;
+    if (missing < step)
+        step = missing;
+    return step > READ_CHUNK ? step : READ_CHUNK;
 }
 
 /* One recv() and the processing of every whole frame it completes.

@@ -1,8 +1,9 @@
 /*
- * broker.c - the broker as a whole: its queues by name, publishing, queue
- * administration (declare, delete, purge, end, reopen) and statistics.
- * Sessions live in session.c, moving messages in dispatch.c. Knows nothing
- * of sockets, frames or libevent.
+ * broker.c - the broker as a whole: its queues by name and their settings,
+ * publishing, queue administration (declare, delete, purge, end, reopen),
+ * what it tells the journal of durable queues, restoring what the journal
+ * kept, and statistics. Sessions live in session.c, moving messages in
+ * dispatch.c. Knows nothing of sockets, frames, libevent or files.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +44,9 @@ struct broker *broker_new(const struct broker_limits *limits)
     return b;
 }
 
-/* Frees q's ready messages; returns how many. */
+/* Frees q's ready messages; returns how many. dispatch_forget settles the
+ * durable ones in the journal, unless q is deleted (the journal dropped
+ * them with it) or the broker is being freed (they stay for the restart). */
 static uint64_t drop_ready(struct broker *b, struct queue *q)
 {
     uint64_t n = 0;
@@ -60,6 +63,8 @@ void broker_free(struct broker *b)
 {
     if (b == NULL)
         return;
+    /* What is still queued is not settled: it is what the journal keeps. */
+    b->journal = NULL;
     /* With every session gone nothing is in flight, no consumer or JOIN
      * is left, and no deleted queue survives. */
     size_t slots = queue_map_slot_count(&b->queues);
@@ -74,29 +79,112 @@ void broker_free(struct broker *b)
     free(b);
 }
 
+void broker_set_journal(struct broker *b, const struct broker_journal *j)
+{
+    b->journal = j;
+}
+
+void broker_set_settings_source(struct broker *b, broker_settings_fn *fn, void *arg)
+{
+    b->settings_of = fn;
+    b->settings_arg = arg;
+}
+
+/* ---- the journal ---- */
+
+/* Whether q's events go to the journal. */
+static bool is_logged(const struct broker *b, const struct queue *q)
+{
+    return b->journal != NULL && q->settings.durable && !q->deleted;
+}
+
+void broker_log_settle(struct broker *b, const struct message *m)
+{
+    if (m->store_id != 0 && is_logged(b, m->queue))
+        b->journal->settle(b->journal->arg, &m->queue->settings, m->store_id);
+}
+
+void broker_log_attempts(struct broker *b, const struct message *m)
+{
+    if (m->store_id != 0 && is_logged(b, m->queue))
+        b->journal->attempts(b->journal->arg, &m->queue->settings, m->store_id, m->attempts);
+}
+
+enum queue_change { CHANGE_DECLARE, CHANGE_END, CHANGE_REOPEN, CHANGE_DELETE };
+
+/* Asks the journal to log a change of q before the broker makes it. */
+static enum ferry_code log_queue_change(struct broker *b, struct queue *q, enum queue_change what)
+{
+    if (!is_logged(b, q))
+        return FERRY_CODE_OK;
+    const struct broker_journal *j = b->journal;
+    struct ferry_bytes name = queue_name(q);
+    switch (what) {
+    case CHANGE_DECLARE: return j->declare(j->arg, name, &q->settings);
+    case CHANGE_END: return j->end(j->arg, name, &q->settings);
+    case CHANGE_REOPEN: return j->reopen(j->arg, name, &q->settings);
+    case CHANGE_DELETE: return j->delete_queue(j->arg, name, &q->settings);
+    }
+    return FERRY_CODE_INTERNAL;
+}
+
+/* ---- queues by name ---- */
+
+/* A new queue with its settings, declared to the journal if durable, and
+ * in the name map (reserved by the caller). */
+static enum ferry_code create_queue(struct broker *b, struct ferry_bytes name,
+                                    const struct queue_settings *s, bool log, struct queue **out)
+{
+    struct queue *q = queue_new(name);
+    if (q == NULL)
+        return FERRY_CODE_NO_MEMORY;
+    q->broker = b;
+    q->settings = *s;
+    enum ferry_code code = log ? log_queue_change(b, q, CHANGE_DECLARE) : FERRY_CODE_OK;
+    if (code != FERRY_CODE_OK) {
+        queue_free(q);
+        return code;
+    }
+    queue_map_insert(&b->queues, q); /* the broker owns q from here */
+    *out = q;
+    return FERRY_CODE_OK;
+}
+
+static struct queue_settings settings_for(const struct broker *b, struct ferry_bytes name)
+{
+    struct queue_settings s = { .durable = false, .fsync = QUEUE_FSYNC_ALWAYS };
+    if (b->settings_of != NULL)
+        b->settings_of(b->settings_arg, name, &s);
+    return s;
+}
+
 enum ferry_code broker_find_queue(struct broker *b, struct ferry_bytes name, bool create,
                                   struct queue **out)
 {
     if (!ferry_name_valid(name))
         return FERRY_CODE_BAD_NAME;
     struct queue *q = queue_map_find(&b->queues, name);
-    if (q == NULL && !create)
-        return FERRY_CODE_NOT_FOUND;
-    if (q == NULL) {
-        if (queue_map_count(&b->queues) >= b->max_queues)
-            return FERRY_CODE_LIMIT;
-        if (queue_map_reserve(&b->queues) != 0)
-            return FERRY_CODE_NO_MEMORY;
-        q = queue_new(name);
-        if (q == NULL)
-            return FERRY_CODE_NO_MEMORY;
-        queue_map_insert(&b->queues, q); /* the broker owns q from here */
+    if (q != NULL) {
+        *out = q;
+        return FERRY_CODE_OK;
     }
-    *out = q;
-    return FERRY_CODE_OK;
+    if (!create)
+        return FERRY_CODE_NOT_FOUND;
+    if (queue_map_count(&b->queues) >= b->max_queues)
+        return FERRY_CODE_LIMIT;
+    if (queue_map_reserve(&b->queues) != 0)
+        return FERRY_CODE_NO_MEMORY;
+    struct queue_settings s = settings_for(b, name);
+    return create_queue(b, name, &s, true, out);
 }
 
 /* ---- publishing ---- */
+
+/* Frames are far smaller; this only keeps the lengths' casts exact. */
+static bool too_large(struct ferry_bytes payload, struct ferry_bytes headers)
+{
+    return payload.len > UINT32_MAX || headers.len > UINT32_MAX - payload.len;
+}
 
 static struct message *message_new(struct ferry_bytes payload, struct ferry_bytes headers)
 {
@@ -114,32 +202,184 @@ static struct message *message_new(struct ferry_bytes payload, struct ferry_byte
     return m;
 }
 
-enum ferry_code broker_publish(struct broker *b, struct ferry_bytes queue,
-                               struct ferry_bytes payload, struct ferry_bytes headers)
+/* Logs m, a new message of q, if q is durable: m gets its store id and
+ * *lsn the LSN to wait for. */
+static enum ferry_code log_publish(struct broker *b, struct queue *q, struct message *m,
+                                   uint64_t *lsn)
 {
-    /* Frames are far smaller; this only keeps the lengths' casts exact. */
-    if (payload.len > UINT32_MAX || headers.len > UINT32_MAX)
-        return FERRY_CODE_LIMIT;
+    if (!is_logged(b, q))
+        return FERRY_CODE_OK;
+    const struct broker_journal *j = b->journal;
+    return j->publish(j->arg, queue_name(q), &q->settings, message_headers(m),
+                      message_payload(m), &m->store_id, lsn);
+}
 
-    struct queue *q;
-    enum ferry_code code = broker_find_queue(b, queue, true, &q);
-    if (code != FERRY_CODE_OK)
-        return code;
-    if (q->stats.ended)
-        return FERRY_CODE_ENDED;
-    struct message *m = message_new(payload, headers);
-    if (m == NULL)
-        return FERRY_CODE_NO_MEMORY;
-
-    uint64_t size = (uint64_t)headers.len + payload.len;
+/* Puts m at the back of q; q owns it from here. The caller dispatches. */
+static void enqueue(struct broker *b, struct queue *q, struct message *m)
+{
+    uint64_t size = (uint64_t)m->headers_len + m->payload_len;
     m->queue = q;
     m->seq = q->next_seq++;
-    queue_push_back(q, m); /* the queue owns m from here */
+    queue_push_back(q, m);
     q->stats.published++;
     q->stats.bytes += size;
     b->messages++;
     b->bytes += size;
+}
+
+/* The queue a publish goes to: found or created, and not ended. */
+static enum ferry_code publish_target(struct broker *b, struct ferry_bytes queue, struct queue **out)
+{
+    enum ferry_code code = broker_find_queue(b, queue, true, out);
+    if (code != FERRY_CODE_OK)
+        return code;
+    return (*out)->stats.ended ? FERRY_CODE_ENDED : FERRY_CODE_OK;
+}
+
+static void set_lsn(uint64_t *out, uint64_t lsn)
+{
+    if (out != NULL)
+        *out = lsn;
+}
+
+enum ferry_code broker_publish(struct broker *b, struct ferry_bytes queue,
+                               struct ferry_bytes payload, struct ferry_bytes headers,
+                               uint64_t *wait_lsn)
+{
+    set_lsn(wait_lsn, 0);
+    if (too_large(payload, headers))
+        return FERRY_CODE_LIMIT;
+    struct queue *q;
+    enum ferry_code code = publish_target(b, queue, &q);
+    if (code != FERRY_CODE_OK)
+        return code;
+    struct message *m = message_new(payload, headers);
+    if (m == NULL)
+        return FERRY_CODE_NO_MEMORY;
+    uint64_t lsn = 0;
+    code = log_publish(b, q, m, &lsn);
+    if (code != FERRY_CODE_OK) {
+        free(m); /* refused: not logged, never queued */
+        return code;
+    }
+    enqueue(b, q, m);
     dispatch(q);
+    set_lsn(wait_lsn, lsn);
+    return FERRY_CODE_OK;
+}
+
+/* A batch being built: its messages, linked through m->next, not queued yet. */
+struct batch {
+    struct message *first;
+    struct message **link;
+};
+
+/* Frees a batch that will not be queued, settling what was logged of it. */
+static void batch_undo(struct broker *b, struct queue *q, struct message *m)
+{
+    while (m != NULL) {
+        struct message *next = m->next;
+        if (m->store_id != 0 && is_logged(b, q))
+            b->journal->settle(b->journal->arg, &q->settings, m->store_id);
+        free(m);
+        m = next;
+    }
+}
+
+enum ferry_code broker_publish_batch(struct broker *b, struct ferry_bytes queue,
+                                     const struct broker_items *items, uint64_t *wait_lsn)
+{
+    set_lsn(wait_lsn, 0);
+    struct queue *q;
+    enum ferry_code code = publish_target(b, queue, &q);
+    if (code != FERRY_CODE_OK)
+        return code;
+
+    /* Every item is copied and logged before any is queued: whatever
+     * fails, nothing of the batch has been delivered yet. */
+    struct batch batch = { .first = NULL, .link = &batch.first };
+    struct ferry_bytes payload, headers;
+    uint64_t lsn = 0;
+    while (items->next(items->arg, &payload, &headers)) {
+        if (too_large(payload, headers)) {
+            code = FERRY_CODE_LIMIT;
+            break;
+        }
+        struct message *m = message_new(payload, headers);
+        if (m == NULL) {
+            code = FERRY_CODE_NO_MEMORY;
+            break;
+        }
+        m->next = NULL;
+        *batch.link = m; /* the batch owns m until it is queued or undone */
+        batch.link = &m->next;
+        code = log_publish(b, q, m, &lsn);
+        if (code != FERRY_CODE_OK)
+            break;
+    }
+    if (code != FERRY_CODE_OK) {
+        batch_undo(b, q, batch.first);
+        return code;
+    }
+    struct message *m = batch.first;
+    while (m != NULL) {
+        struct message *next = m->next; /* enqueue relinks m */
+        enqueue(b, q, m);
+        m = next;
+    }
+    dispatch(q);
+    set_lsn(wait_lsn, lsn);
+    return FERRY_CODE_OK;
+}
+
+/* ---- restoring what the journal kept ---- */
+
+enum ferry_code broker_restore_queue(struct broker *b, struct ferry_bytes queue,
+                                     const struct queue_settings *s)
+{
+    if (!ferry_name_valid(queue))
+        return FERRY_CODE_BAD_NAME;
+    struct queue *q = queue_map_find(&b->queues, queue);
+    if (q != NULL) {
+        q->settings = *s;
+        return FERRY_CODE_OK;
+    }
+    if (queue_map_reserve(&b->queues) != 0)
+        return FERRY_CODE_NO_MEMORY;
+    return create_queue(b, queue, s, false, &q);
+}
+
+enum ferry_code broker_restore_message(struct broker *b, struct ferry_bytes queue,
+                                       uint64_t store_id, uint32_t attempts,
+                                       struct ferry_bytes headers, struct ferry_bytes payload)
+{
+    struct queue *q;
+    enum ferry_code code = broker_find_queue(b, queue, false, &q);
+    if (code != FERRY_CODE_OK)
+        return code;
+    if (too_large(payload, headers))
+        return FERRY_CODE_LIMIT;
+    struct message *m = message_new(payload, headers);
+    if (m == NULL)
+        return FERRY_CODE_NO_MEMORY;
+    m->store_id = store_id;
+    m->attempts = attempts;
+    enqueue(b, q, m);
+    dispatch(q);
+    return FERRY_CODE_OK;
+}
+
+enum ferry_code broker_restore_end(struct broker *b, struct ferry_bytes queue)
+{
+    struct queue *q;
+    enum ferry_code code = broker_find_queue(b, queue, false, &q);
+    if (code != FERRY_CODE_OK)
+        return code;
+    if (!q->stats.ended) {
+        q->stats.ended = true;
+        if (queue_drained(q))
+            dispatch_end_of_stream(q);
+    }
     return FERRY_CODE_OK;
 }
 
@@ -155,11 +395,14 @@ enum ferry_code broker_delete(struct broker *b, struct ferry_bytes queue)
 {
     struct queue *q;
     enum ferry_code code = broker_find_queue(b, queue, false, &q);
+    if (code == FERRY_CODE_OK)
+        code = log_queue_change(b, q, CHANGE_DELETE);
     if (code != FERRY_CODE_OK)
         return code;
 
     /* Out of the map at once: a new queue of that name may be created,
-     * while this one lives on for the acks of its messages in flight. */
+     * while this one lives on for the acks of its messages in flight.
+     * Being deleted, it logs nothing more: the journal forgot it. */
     queue_map_remove(&b->queues, q);
     q->deleted = true;
     /* The JOINs first, so that dropping the messages cannot answer them OK. */
@@ -194,6 +437,9 @@ enum ferry_code broker_end(struct broker *b, struct ferry_bytes queue)
         return code;
     if (q->stats.ended)
         return FERRY_CODE_OK; /* EOS was sent, or will be, once */
+    code = log_queue_change(b, q, CHANGE_END);
+    if (code != FERRY_CODE_OK)
+        return code;
     q->stats.ended = true;
     if (queue_drained(q))
         dispatch_end_of_stream(q);
@@ -206,8 +452,68 @@ enum ferry_code broker_reopen(struct broker *b, struct ferry_bytes queue)
     enum ferry_code code = broker_find_queue(b, queue, false, &q);
     if (code != FERRY_CODE_OK)
         return code;
+    if (!q->stats.ended)
+        return FERRY_CODE_OK;
+    code = log_queue_change(b, q, CHANGE_REOPEN);
+    if (code != FERRY_CODE_OK)
+        return code;
     q->stats.ended = false;
     return FERRY_CODE_OK;
+}
+
+/* ---- settings ---- */
+
+static bool same_settings(const struct queue_settings *a, const struct queue_settings *b)
+{
+    return a->durable == b->durable && (!a->durable || a->fsync == b->fsync);
+}
+
+/* q stops being durable: the journal deletes it, its messages stay in
+ * memory (those in flight keep an id the journal no longer knows, which
+ * makes their settling a no-op there). */
+static enum ferry_code make_in_memory(struct broker *b, struct queue *q)
+{
+    enum ferry_code code = log_queue_change(b, q, CHANGE_DELETE);
+    if (code != FERRY_CODE_OK)
+        return code;
+    for (struct message *m = q->head; m != NULL; m = m->next)
+        m->store_id = 0;
+    return FERRY_CODE_OK;
+}
+
+enum ferry_code broker_configure_queue(struct broker *b, struct ferry_bytes queue,
+                                       const struct queue_settings *s)
+{
+    struct queue *q;
+    enum ferry_code code = broker_find_queue(b, queue, false, &q);
+    if (code != FERRY_CODE_OK || same_settings(&q->settings, s))
+        return code;
+    if (q->settings.durable && !s->durable) {
+        code = make_in_memory(b, q);
+        if (code == FERRY_CODE_OK)
+            q->settings = *s;
+        return code;
+    }
+    /* Messages already queued were never logged: logging them now would
+     * be a second publish path; a queue becomes durable while empty. */
+    if (!q->settings.durable && !queue_drained(q))
+        return FERRY_CODE_BAD_REQUEST;
+    struct queue_settings old = q->settings;
+    q->settings = *s;
+    code = log_queue_change(b, q, CHANGE_DECLARE);
+    if (code != FERRY_CODE_OK)
+        q->settings = old;
+    return code;
+}
+
+enum ferry_code broker_queue_settings(struct broker *b, struct ferry_bytes queue,
+                                      struct queue_settings *out)
+{
+    struct queue *q;
+    enum ferry_code code = broker_find_queue(b, queue, false, &q);
+    if (code == FERRY_CODE_OK)
+        *out = q->settings;
+    return code;
 }
 
 /* ---- statistics ---- */

@@ -2,10 +2,11 @@
  * broker.h - the broker's core: named queues, messages, subscriptions,
  * delivery tags, acknowledgement, redelivery, end-of-stream and join.
  *
- * Owns every message and queue. Knows nothing of sockets, frames or
- * libevent: a connection appears here only as a `struct session` with a
- * table of callbacks, so this whole layer runs in unit tests without a
- * socket (tests/unit/test_broker.c).
+ * Owns every message and queue. Knows nothing of sockets, frames,
+ * libevent or files: a connection appears here only as a `struct session`
+ * with a table of callbacks, and the durable log as a `struct
+ * broker_journal`, so this whole layer runs in unit tests without a
+ * socket or a disk (tests/unit/test_broker.c).
  *
  * Everything happens on the daemon's single loop thread; nothing here
  * locks. Dispatch is immediate: any call that makes a message deliverable
@@ -33,6 +34,7 @@ struct message {
     struct message *prev;
     struct queue *queue;    /* the queue it was published to */
     uint64_t seq;           /* per-queue publish order, from 1 */
+    uint64_t store_id;      /* its id in the journal (durable queues); 0: not logged */
     uint32_t attempts;      /* deliveries so far */
     uint32_t headers_len;   /* raw msgpack map at data[0], 0 if none */
     uint32_t payload_len;   /* payload at data[headers_len] */
@@ -70,6 +72,54 @@ struct session_ops {
     void (*get_ended)(void *owner, uint64_t rid);
 };
 
+/* ---- queue settings and the journal ---- */
+
+/* When a confirmed publish to a durable queue is safe (docs/STORAGE.md,
+ * "What a confirm promises"). */
+enum queue_fsync {
+    QUEUE_FSYNC_ALWAYS,     /* confirmed once fdatasync'd: survives a power loss */
+    QUEUE_FSYNC_INTERVAL,   /* confirmed once written; synced within the interval */
+    QUEUE_FSYNC_NEVER,      /* confirmed once written; syncing left to the OS */
+};
+
+/* What a queue is, set when it is created (later issues add their bounds
+ * here: one struct, one place). */
+struct queue_settings {
+    bool durable;           /* its messages are logged in the journal */
+    enum queue_fsync fsync; /* durable queues only */
+};
+
+/* Where the broker logs what happens to durable queues. The core calls it
+ * and never touches a file: ferryd's durable.c puts it on the store, the
+ * unit tests on a fake. Every call names the queue's settings, so the
+ * journal knows how safe each record must be made. Calls that return a
+ * code are asked before the broker changes anything: a refusal (typically
+ * FERRY_CODE_STORAGE or NO_MEMORY) leaves the broker as it was and is
+ * passed on to the client. None may call back into the broker. */
+struct broker_journal {
+    void *arg;
+    /* A durable queue is created, or its settings change. */
+    enum ferry_code (*declare)(void *arg, struct ferry_bytes queue, const struct queue_settings *s);
+    /* A message is about to be queued: log it, give it an id (nonzero,
+     * never reused) and the LSN its confirm must wait for (0: at once). */
+    enum ferry_code (*publish)(void *arg, struct ferry_bytes queue, const struct queue_settings *s,
+                               struct ferry_bytes headers, struct ferry_bytes payload,
+                               uint64_t *id, uint64_t *lsn);
+    /* The message left for good: acked, nacked without requeue, purged,
+     * or taken back from a batch that failed. Never refused. */
+    void (*settle)(void *arg, const struct queue_settings *s, uint64_t id);
+    /* The message is being delivered for the attempts-th time. Never refused. */
+    void (*attempts)(void *arg, const struct queue_settings *s, uint64_t id, uint32_t attempts);
+    /* The queue is marked ended, reopened, or deleted with its messages. */
+    enum ferry_code (*end)(void *arg, struct ferry_bytes queue, const struct queue_settings *s);
+    enum ferry_code (*reopen)(void *arg, struct ferry_bytes queue, const struct queue_settings *s);
+    enum ferry_code (*delete_queue)(void *arg, struct ferry_bytes queue, const struct queue_settings *s);
+};
+
+/* The settings a queue gets when it is created (by any call that creates
+ * one), looked up by name: fills *out. */
+typedef void broker_settings_fn(void *arg, struct ferry_bytes queue, struct queue_settings *out);
+
 /* Limits the broker enforces; zero means "no limit" except where noted. */
 struct broker_limits {
     size_t max_queues;              /* default 10000 when 0 */
@@ -99,11 +149,62 @@ void broker_session_free(struct broker *b, struct session *s);
  * is writable again (then dispatch resumes at once). */
 void broker_session_set_writable(struct broker *b, struct session *s, bool writable);
 
+/* Logs durable queues from now on (NULL: nothing is logged; every queue
+ * behaves as in memory). j must outlive the broker's use of it; broker_free
+ * calls nothing of it. */
+void broker_set_journal(struct broker *b, const struct broker_journal *j);
+/* Where new queues take their settings from (NULL: in memory, the default). */
+void broker_set_settings_source(struct broker *b, broker_settings_fn *fn, void *arg);
+/* Changes an existing queue's settings, logging what the change needs
+ * (a durable queue becoming in-memory is deleted from the journal; its
+ * messages stay, in memory only). A queue may become durable only while
+ * it holds no message (else BAD_REQUEST). OK, NOT_FOUND, BAD_NAME,
+ * BAD_REQUEST, or the journal's refusal. */
+enum ferry_code broker_configure_queue(struct broker *b, struct ferry_bytes queue,
+                                       const struct queue_settings *s);
+/* The settings of an existing queue. OK or NOT_FOUND. */
+enum ferry_code broker_queue_settings(struct broker *b, struct ferry_bytes queue,
+                                      struct queue_settings *out);
+
 /* Appends a message to the named queue, creating the queue if needed.
  * headers is a validated raw msgpack map or empty. Copies both.
- * OK, BAD_NAME, ENDED, LIMIT, NO_MEMORY. */
+ * *wait_lsn (may be NULL) is the LSN the publish's confirm must wait for
+ * (a durable queue's: see struct broker_journal), or 0 to confirm at once.
+ * OK, BAD_NAME, ENDED, LIMIT, NO_MEMORY, or the journal's refusal. */
 enum ferry_code broker_publish(struct broker *b, struct ferry_bytes queue,
-                               struct ferry_bytes payload, struct ferry_bytes headers);
+                               struct ferry_bytes payload, struct ferry_bytes headers,
+                               uint64_t *wait_lsn);
+
+/* The items of a batch, handed out one at a time: next() fills the next
+ * item and returns true, or returns false after the last. */
+struct broker_items {
+    void *arg;
+    bool (*next)(void *arg, struct ferry_bytes *payload, struct ferry_bytes *headers);
+};
+
+/* Appends every item to the named queue, all or nothing: if any item is
+ * refused (by memory or the journal), none is queued, and what was logged
+ * of the others is settled again. *wait_lsn as for broker_publish, for the
+ * batch as a whole. Codes as broker_publish. */
+enum ferry_code broker_publish_batch(struct broker *b, struct ferry_bytes queue,
+                                     const struct broker_items *items, uint64_t *wait_lsn);
+
+/* ---- restoring what the journal kept (at start-up, before any session) ----
+ * These change the broker as the original calls did, but log nothing and
+ * ignore max_queues (the queues existed before). */
+
+/* Creates the queue with these settings (or gives an existing one them).
+ * OK, BAD_NAME, NO_MEMORY. */
+enum ferry_code broker_restore_queue(struct broker *b, struct ferry_bytes queue,
+                                     const struct queue_settings *s);
+/* Appends a message, ready, to a restored queue, with its journal id and
+ * the deliveries it had already had (its next delivery is attempts + 1).
+ * OK, NOT_FOUND, LIMIT, NO_MEMORY. */
+enum ferry_code broker_restore_message(struct broker *b, struct ferry_bytes queue,
+                                       uint64_t store_id, uint32_t attempts,
+                                       struct ferry_bytes headers, struct ferry_bytes payload);
+/* Marks a restored queue ended (after its messages). OK, NOT_FOUND. */
+enum ferry_code broker_restore_end(struct broker *b, struct ferry_bytes queue);
 
 /* Subscribes: at most `credit` unacked messages at once (credit >= 1).
  * OK, BAD_NAME, SUB_EXISTS, LIMIT, BAD_REQUEST, NO_MEMORY. If the queue is
@@ -129,7 +230,8 @@ enum ferry_code broker_get(struct broker *b, struct session *s, struct ferry_byt
 bool broker_get_cancel(struct broker *b, struct session *s, uint64_t rid);
 
 /* Queue administration. OK, BAD_NAME, NOT_FOUND (delete, purge, end,
- * reopen of an unknown queue), LIMIT, NO_MEMORY.
+ * reopen of an unknown queue), LIMIT, NO_MEMORY, or the journal's refusal
+ * (declare, delete, end, reopen of a durable queue).
  * Delete drops ready messages, ends each subscription with EOS, fails
  * pending JOINs with NOT_FOUND; in-flight messages may still be acked. */
 enum ferry_code broker_declare(struct broker *b, struct ferry_bytes queue);

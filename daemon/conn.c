@@ -1,9 +1,10 @@
 /*
  * conn.c - one client connection of ferryd: its socket, its input and
  * output buffers, its states (awaiting HELLO, open, closing, lingering),
- * and the set of all connections, which flushes every connection's output
- * with one write() at the end of each input batch. What each frame does
- * is in requests.c.
+ * and the set of all connections, which at the end of each turn of the
+ * loop has the journal flushed (commit.c) and then writes every
+ * connection's output with one write(). What each frame does is in
+ * requests.c.
  *
  * Knows frames (proto/) and the broker (broker.h); knows nothing of
  * listeners, addresses or signals (server.c).
@@ -29,7 +30,6 @@
  * connection idle this long gives it back. */
 #define IDLE_TRIM_S 1
 
-#define HANDSHAKE_TIMEOUT_S 10
 /* A closing connection gets this long to take its last output. */
 #define CLOSING_TIMEOUT_S 5
 /* TCP: after the last byte is out, how long to wait for the peer to
@@ -129,7 +129,9 @@ void conn_fail(struct conn *c, enum ferry_code code, const char *text)
  * end of the batch. */
 void conn_send(struct conn *c, const struct ferry_frame *f)
 {
-    if (c->state >= CONN_CLOSING)
+    /* After a fatal ERROR nothing more is said; after the peer's EOF what
+     * it asked is still answered. */
+    if (c->state > CONN_CLOSING || (c->state == CONN_CLOSING && !c->peer_closed))
         return;
     if (ferry_frame_encode(&c->out, f) != 0) {
         conn_fail(c, FERRY_CODE_NO_MEMORY, "server out of memory");
@@ -205,7 +207,7 @@ static void process_input(struct conn *c)
         struct ferry_bytes body;
         size_t used;
         enum ferry_split split = ferry_frame_split(c->in.data + c->in.off, pending,
-                                                   c->set->limits.max_frame, &body, &used);
+                                                   c->max_frame, &body, &used);
         if (split == FERRY_SPLIT_INCOMPLETE)
             break;
         if (split == FERRY_SPLIT_TOO_LARGE) {
@@ -298,6 +300,7 @@ static void unthrottle(struct conn *c)
     broker_session_set_writable(c->set->broker, c->session, true);
     process_input(c);
     end_batch(c);
+    conn_set_flush(c->set); /* what it published waits for the journal's flush */
 }
 
 static void arm_write(struct conn *c)
@@ -355,13 +358,41 @@ static void conn_write(struct conn *c)
 /* Writes out every connection with output queued; closes the ones whose
  * peer is gone. Each pass takes one connection off the list; one comes
  * back only with new output, which credit and the bounds limit. */
-void conn_set_flush(struct conn_set *set)
+static void write_dirty(struct conn_set *set)
 {
     struct conn *c;
     while ((c = set->dirty) != NULL) {
         unmark_dirty(c);
         conn_write(c);
     }
+}
+
+/* The end of a turn of the loop. The event is made active from the
+ * callbacks of this turn, so libevent runs it after every event that was
+ * ready with them (one priority: it joins the tail of the active queue).
+ * So all input of the turn shares one flush of the journal (group commit),
+ * and nothing is written to a socket before the journal holds what it
+ * answers: a CONFIRM, a DELIVER whose attempt count is logged, an OK after
+ * an ACK. (A lower priority would starve it while input keeps coming.) */
+static void on_turn_end(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn_set *set = arg;
+    set->turn_end_armed = false;
+    commit_run(set);
+    write_dirty(set);
+}
+
+void conn_set_flush(struct conn_set *set)
+{
+    if (set->turn_end_armed)
+        return;
+    set->turn_end_armed = true;
+    event_active(set->turn_end_ev, EV_TIMEOUT, 0);
+}
+
+void conn_set_use_durable(struct conn_set *set, struct durable *durable)
+{
+    set->durable = durable;
 }
 
 /* Reads and handles input: at most READS_PER_EVENT reads. Returns false
@@ -384,6 +415,7 @@ static bool read_input(struct conn *c)
         if (n == 0) {
             log_debug("conn %" PRIu64 ": peer closed", c->id);
             conn_emit_confirms(c);
+            c->peer_closed = true;
             enter_closing(c); /* answer what was asked, then close */
             ferry_buf_free(&c->in);
             return true;
@@ -440,7 +472,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     struct conn *c = arg;
     struct conn_set *set = c->set;
     if (c->state == CONN_AWAITING_HELLO)
-        conn_fail(c, FERRY_CODE_HANDSHAKE, "no HELLO within 10 s");
+        conn_fail(c, FERRY_CODE_HANDSHAKE, "no HELLO within handshake_timeout");
     else if (c->state == CONN_OPEN)
         trim_buffers(c);
     else
@@ -468,6 +500,8 @@ static void conn_close(struct conn *c)
     c->state = CONN_CLOSED;
     release_session(c);
     unmark_dirty(c);
+    if (c->pending_confirms > 0)
+        commit_forget(c);
     if (set->confirms.owner == c) {
         set->confirms.owner = NULL;
         set->confirms.count = 0;
@@ -498,6 +532,7 @@ int conn_open(struct conn_set *set, int fd, bool is_tcp)
     c->set = set;
     c->fd = fd;
     c->is_tcp = is_tcp;
+    c->max_frame = set->limits.max_frame;
     c->id = ++set->next_id;
     c->read_ev = event_new(set->base, fd, EV_READ | EV_PERSIST, on_readable, c);
     c->write_ev = event_new(set->base, fd, EV_WRITE, on_writable, c);
@@ -558,17 +593,30 @@ struct conn_set *conn_set_new(struct event_base *base, struct broker *broker,
         return NULL;
     set->base = base;
     set->broker = broker;
-    set->limits = *limits;
     set->started_ms = monotonic_ms();
-    /* Every connection starts the same timeout: a common timeout keeps
-     * adding it O(1). */
-    struct timeval tv = seconds(HANDSHAKE_TIMEOUT_S);
-    set->handshake_timeout = event_base_init_common_timeout(base, &tv);
-    if (!set->handshake_timeout) {
+    if (conn_set_limits(set, limits) != 0 || commit_init(set, on_turn_end) != 0) {
         free(set);
         return NULL;
     }
     return set;
+}
+
+int conn_set_limits(struct conn_set *set, const struct conn_limits *limits)
+{
+    /* Every connection starts the same timeout: a common timeout keeps
+     * adding it O(1). libevent keeps at most 256 of them per base, so
+     * only that many different values can be reloaded. */
+    uint64_t ms = limits->handshake_timeout_ms;
+    struct timeval tv = { .tv_sec = (time_t)(ms / 1000u),
+                          .tv_usec = (suseconds_t)(ms % 1000u) * 1000 };
+    const struct timeval *handshake = event_base_init_common_timeout(set->base, &tv);
+    if (!handshake)
+        return -1;
+    set->handshake_timeout = handshake;
+    /* A throttled connection compares with the new max_output when its
+     * output next drains. */
+    set->limits = *limits;
+    return 0;
 }
 
 void conn_set_free(struct conn_set *set)
@@ -576,8 +624,14 @@ void conn_set_free(struct conn_set *set)
     if (!set)
         return;
     set->all_closed = NULL;
+    /* Nothing is delivered while they go: a message one of them gives
+     * back must not count an attempt for a connection about to close. */
+    for (struct conn *c = set->all; c; c = c->next)
+        if (c->session)
+            broker_session_set_writable(set->broker, c->session, false);
     while (set->all)
         conn_close(set->all);
+    commit_free(set);
     free(set->confirms.ids);
     free(set);
 }
@@ -592,6 +646,7 @@ void conn_set_shutdown(struct conn_set *set, void (*all_closed)(void *arg), void
     set->shutting_down = true;
     set->all_closed = all_closed;
     set->all_closed_arg = arg;
+    commit_run(set); /* the publishes already in the journal are confirmed first */
     for (struct conn *c = set->all; c; c = c->next)
         conn_fail(c, FERRY_CODE_SHUTTING_DOWN, "server is shutting down");
     conn_set_flush(set);

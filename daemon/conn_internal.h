@@ -1,7 +1,8 @@
 /*
- * conn_internal.h - what conn.c (a connection's socket, buffers and life)
- * and requests.c (what each frame does) share: the connection struct and
- * the few calls between them. Private to those two files.
+ * conn_internal.h - what conn.c (a connection's socket, buffers and life),
+ * requests.c (what each frame does) and commit.c (confirms that wait for
+ * the journal) share: the connection struct and the few calls between
+ * them. Private to those three files.
  */
 #ifndef FERRYD_CONN_INTERNAL_H
 #define FERRYD_CONN_INTERNAL_H
@@ -15,6 +16,7 @@
 
 #include "broker.h"
 #include "conn.h"
+#include "durable.h"
 #include "ferry_proto.h"
 
 enum conn_state {
@@ -41,6 +43,7 @@ struct conn {
 
     int fd;                /* owned */
     bool is_tcp;           /* lingers before closing, see LINGER_TIMEOUT_S */
+    size_t max_frame;      /* as its WELCOME says; a reload changes only new ones */
     uint64_t id;           /* for log lines */
     enum conn_state state;
     struct session *session; /* owned, freed through the broker; NULL once released */
@@ -54,6 +57,11 @@ struct conn {
     /* Output above max_output: the broker skips this session and no input
      * is read or handled until the output drains to half the bound. */
     bool throttled;
+
+    /* The peer closed its side: what it asked is still answered (its
+     * confirms among them) before the connection closes. */
+    bool peer_closed;
+    size_t pending_confirms; /* its entries in set->pending */
 
     struct ferry_buf in;  /* bytes read, not yet handled */
     struct ferry_buf out; /* frames encoded, not yet written */
@@ -78,9 +86,27 @@ struct confirm_batch {
     size_t cap;
 };
 
+/* A publish to a durable queue waiting for the journal's flush; its
+ * CONFIRM, or its refusal, is sent once the flush has said (commit.c). */
+struct pending_confirm {
+    struct conn *conn;   /* NULL once the connection is gone */
+    uint64_t id;         /* the publish's id, if has_id */
+    uint64_t lsn;        /* confirmable once the journal is safe up to it */
+    uint32_t anonymous;  /* publishes without an id folded into this entry */
+    bool has_id;
+};
+
+/* The pending confirms of every connection, oldest first (so LSNs grow
+ * from head to tail): a ring of cap entries, cap a power of two. */
+struct commit_queue {
+    struct pending_confirm *ring; /* owned */
+    size_t head, count, cap;
+};
+
 struct conn_set {
     struct event_base *base;
     struct broker *broker;
+    struct durable *durable; /* NULL: no durable queue; not owned */
     struct conn_limits limits;
     const struct timeval *handshake_timeout; /* libevent common timeout */
 
@@ -92,6 +118,13 @@ struct conn_set {
     uint64_t started_ms;
 
     struct confirm_batch confirms;
+    struct commit_queue pending;
+
+    /* The end of a turn of the loop: active (at the tail of the events
+     * being run) whenever something was handled or queued for output. */
+    struct event *turn_end_ev;
+    bool turn_end_armed;
+    struct event *sync_timer; /* the journal's INTERVAL syncs */
 
     bool shutting_down;
     void (*all_closed)(void *arg); /* called once, then cleared */
@@ -110,7 +143,9 @@ void conn_fail(struct conn *c, enum ferry_code code, const char *text);
 void conn_confirm_add(struct conn *c, uint64_t id);
 /* Sends the gathered CONFIRM now (a reply must not overtake it). */
 void conn_emit_confirms(struct conn *c);
-/* Writes every connection that has output, one write() each. */
+/* Asks for the end of this turn of the loop, which runs after every event
+ * ready in this turn: the journal's flush and the confirms it allows
+ * (commit_run), then one write() per connection that has output. */
 void conn_set_flush(struct conn_set *set);
 
 /* ---- provided by requests.c ---- */
@@ -121,6 +156,23 @@ extern const struct session_ops conn_session_ops;
 void requests_handle_frame(struct conn *c, const struct ferry_frame *f);
 /* Frees one waiting GET and its timer. */
 void requests_free_get(struct get_wait *w);
+
+/* ---- provided by commit.c ---- */
+
+/* Creates the turn-end and sync timer events (callbacks in conn.c and
+ * commit.c). 0, or -1 on ENOMEM. */
+int commit_init(struct conn_set *set, void (*turn_end)(evutil_socket_t, short, void *));
+/* Frees them and the pending confirms. */
+void commit_free(struct conn_set *set);
+/* The publish (id if has_id) to a durable queue is confirmed, or refused,
+ * once the journal's flush has reached lsn. */
+void commit_wait(struct conn *c, bool has_id, uint64_t id, uint64_t lsn);
+/* c is closing for good: its pending confirms are dropped. */
+void commit_forget(struct conn *c);
+/* The journal's flush (one write, at most one fdatasync), then a CONFIRM
+ * for every publish now safe, or an ERROR STORAGE for every publish the
+ * flush refused. Does nothing without a journal. */
+void commit_run(struct conn_set *set);
 
 /* ---- small shared helpers ---- */
 

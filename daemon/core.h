@@ -19,6 +19,9 @@ struct broker {
     uint64_t messages;          /* ready + in flight, all queues */
     uint64_t bytes;             /* their headers + payload */
     uint64_t seed;              /* secret seed of the hashes of client-chosen keys */
+    const struct broker_journal *journal; /* NULL: nothing is logged */
+    broker_settings_fn *settings_of;      /* NULL: every queue in memory */
+    void *settings_arg;
 };
 
 struct session {
@@ -41,6 +44,12 @@ struct session {
 enum ferry_code broker_find_queue(struct broker *b, struct ferry_bytes name, bool create,
                                   struct queue **out);
 
+/* The journal's calls for one message of a durable queue (nothing for a
+ * message that was never logged, or whose queue is in memory or deleted,
+ * since the journal forgot that queue's messages with it). */
+void broker_log_settle(struct broker *b, const struct message *m);
+void broker_log_attempts(struct broker *b, const struct message *m);
+
 /* ---- dispatch.c ---- */
 
 /* Delivers ready messages of q to its consumers with room, round robin,
@@ -60,8 +69,9 @@ void dispatch_refresh(struct consumer *c);
  * its window is free again. Frees a detached c with its last delivery. */
 void dispatch_slot_freed(struct consumer *c);
 
-/* Frees a message that leaves the broker (acked, dropped, purged) and
- * counts it down for the JOINs of its queue. The caller counts why. */
+/* Frees a message that leaves the broker (acked, dropped, purged), settles
+ * it in the journal, and counts it down for the JOINs of its queue. The
+ * caller counts why. */
 void dispatch_forget(struct broker *b, struct message *m);
 /* After messages of q were forgotten: frees a deleted q with its last
  * in-flight message; else sends EOS if q just became ended and drained,

@@ -93,6 +93,10 @@ static void deliver(struct consumer *c, struct message *m)
     uint64_t rid = c->rid;
 
     m->attempts++;
+    /* Logged before the DELIVER can reach the consumer (ferryd writes
+     * sockets only after the journal's flush), so that after a crash the
+     * message comes back with a count above any the consumer saw. */
+    broker_log_attempts(q->broker, m);
     q->stats.inflight++;
     q->stats.delivered++;
     if (m->attempts > 1)
@@ -138,6 +142,7 @@ static void count_down_joins(struct queue *q, uint64_t seq)
 void dispatch_forget(struct broker *b, struct message *m)
 {
     struct queue *q = m->queue;
+    broker_log_settle(b, m);
     uint64_t size = message_size(m);
     q->stats.bytes -= size;
     b->bytes -= size;

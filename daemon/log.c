@@ -44,6 +44,12 @@ int log_level_parse(const char *name, enum log_level *out)
     return -1;
 }
 
+const char *log_level_name(enum log_level level)
+{
+    size_t i = (size_t)level;
+    return i < sizeof level_names / sizeof level_names[0] ? level_names[i] : "?";
+}
+
 /* __FILE__ carries the build's relative path; the file name is enough. */
 static const char *base_name(const char *path)
 {

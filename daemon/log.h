@@ -28,6 +28,8 @@ void log_set_level(enum log_level level);
 bool log_enabled(enum log_level level);
 /* Parses "error", "warn", "info" or "debug". 0, or -1 if unknown. */
 int log_level_parse(const char *name, enum log_level *out);
+/* The name log_level_parse takes for `level`. */
+const char *log_level_name(enum log_level level);
 
 #define log_error(...) log_at(LOG_LEVEL_ERROR, __FILE__, __LINE__, __VA_ARGS__)
 #define log_warn(...) log_at(LOG_LEVEL_WARN, __FILE__, __LINE__, __VA_ARGS__)

@@ -58,6 +58,8 @@ struct queue {
     struct queue *work_next;        /* a caller's list of queues to dispatch */
     bool in_work;
     bool deleted;                   /* out of the name map; lives for its in-flight messages */
+    struct broker *broker;          /* that owns it; for the journal's calls */
+    struct queue_settings settings;
     uint64_t next_seq;
     struct queue_stats stats;       /* kept up to date at every change */
     size_t name_len;

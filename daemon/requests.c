@@ -37,6 +37,7 @@ static const char *code_text(enum ferry_code code)
     case FERRY_CODE_QUEUE_FULL: return "queue is full";
     case FERRY_CODE_NO_MEMORY: return "server out of memory";
     case FERRY_CODE_BAD_REQUEST: return "bad request";
+    case FERRY_CODE_STORAGE: return "durable storage refused: disk limit reached or write error";
     default: return ferry_code_name(code);
     }
 }
@@ -218,7 +219,7 @@ static void on_hello(struct conn *c, const struct ferry_frame *f)
         .type = FERRY_F_WELCOME,
         .version = FERRY_PROTO_VERSION,
         .name = text_bytes("ferryd " FERRYD_VERSION),
-        .max_frame = c->set->limits.max_frame,
+        .max_frame = c->max_frame,
         .heartbeat_ms = 0,
     };
     conn_reply(c, &w);
@@ -244,38 +245,52 @@ static void refuse_publish(struct conn *c, const struct ferry_frame *f, enum fer
     conn_reply(c, &e);
 }
 
+/* An accepted publish is confirmed with this turn's input batch, or, if
+ * its queue is durable (wait_lsn != 0), once the journal has it safe. */
+static void accept_publish(struct conn *c, const struct ferry_frame *f, uint64_t wait_lsn)
+{
+    if (wait_lsn != 0)
+        commit_wait(c, f->has_id, f->id, wait_lsn);
+    else if (f->has_id)
+        conn_confirm_add(c, f->id);
+}
+
 static void on_publish(struct conn *c, const struct ferry_frame *f)
 {
-    enum ferry_code code = broker_publish(c->set->broker, f->queue, f->payload, f->headers);
+    uint64_t wait_lsn;
+    enum ferry_code code =
+        broker_publish(c->set->broker, f->queue, f->payload, f->headers, &wait_lsn);
     if (code != FERRY_CODE_OK) {
         refuse_publish(c, f, code);
         return;
     }
-    if (f->has_id)
-        conn_confirm_add(c, f->id);
+    accept_publish(c, f, wait_lsn);
 }
 
-/* All or nothing: what can refuse a batch (the name, an ended queue, the
- * queue limit) refuses its first item, before anything is queued. Only
- * running out of memory half way could split it. */
+/* The batch frame's items, as the broker takes them. */
+static bool next_item(void *arg, struct ferry_bytes *payload, struct ferry_bytes *headers)
+{
+    struct ferry_item item;
+    if (!ferry_iter_item(arg, &item))
+        return false;
+    *payload = item.payload;
+    *headers = item.headers;
+    return true;
+}
+
+/* All or nothing: the broker queues every item or none. */
 static void on_publish_batch(struct conn *c, const struct ferry_frame *f)
 {
-    if (!ferry_name_valid(f->queue)) {
-        refuse_publish(c, f, FERRY_CODE_BAD_NAME);
+    struct ferry_iter it;
+    ferry_iter_init(&it, f);
+    struct broker_items items = { .arg = &it, .next = next_item };
+    uint64_t wait_lsn;
+    enum ferry_code code = broker_publish_batch(c->set->broker, f->queue, &items, &wait_lsn);
+    if (code != FERRY_CODE_OK) {
+        refuse_publish(c, f, code);
         return;
     }
-    struct ferry_iter it;
-    struct ferry_item item;
-    ferry_iter_init(&it, f);
-    while (ferry_iter_item(&it, &item)) {
-        enum ferry_code code = broker_publish(c->set->broker, f->queue, item.payload, item.headers);
-        if (code != FERRY_CODE_OK) {
-            refuse_publish(c, f, code);
-            return;
-        }
-    }
-    if (f->has_id)
-        conn_confirm_add(c, f->id);
+    accept_publish(c, f, wait_lsn);
 }
 
 /* Cuts the bytes [from, to) (offsets into the pending output) back out. */
@@ -478,7 +493,7 @@ static void send_stats(struct conn *c, uint64_t rid, const struct ferry_queue_st
     size_t before = ferry_buf_pending(&c->out);
     conn_reply(c, &ok);
     size_t after = ferry_buf_pending(&c->out);
-    if (c->state >= CONN_CLOSING || after - before <= FERRY_FRAME_PREFIX + c->set->limits.max_frame)
+    if (c->state >= CONN_CLOSING || after - before <= FERRY_FRAME_PREFIX + c->max_frame)
         return;
     out_cut(c, before, after);
     reply_error(c, rid, FERRY_CODE_LIMIT, "stats too large for one frame; ask for one queue");

@@ -570,6 +570,7 @@ enum store_status store_sync_active(struct store *st)
     }
     st->synced_lsn = st->written_lsn;
     st->last_sync_ms = store_now_ms();
+    st->interval_waiting = false;
     return STORE_OK;
 }
 
@@ -604,14 +605,9 @@ enum store_status store_roll_segment(struct store *st)
 
 /* ---- group commit ---- */
 
-static uint64_t confirmed_lsn(const struct store *st)
-{
-    return st->sync == STORE_SYNC_ALWAYS ? st->synced_lsn : st->written_lsn;
-}
-
 static bool interval_sync_due(const struct store *st)
 {
-    return st->sync == STORE_SYNC_INTERVAL && st->synced_lsn < st->written_lsn &&
+    return st->interval_waiting && st->synced_lsn < st->written_lsn &&
            store_now_ms() - st->last_sync_ms >= st->sync_interval_ms;
 }
 
@@ -626,11 +622,14 @@ static void release_memory(struct store *st)
     }
 }
 
-enum store_status store_flush(struct store *st, uint64_t *confirmed)
+enum store_status store_commit(struct store *st, enum store_sync batch, uint64_t *written_lsn,
+                               uint64_t *synced_lsn)
 {
     size_t wrote = st->buf_len;
     enum store_status status = store_write_buffer(st);
-    if (status == STORE_OK && st->sync == STORE_SYNC_ALWAYS)
+    if (status == STORE_OK && wrote > 0 && batch == STORE_SYNC_INTERVAL)
+        st->interval_waiting = true;
+    if (status == STORE_OK && batch == STORE_SYNC_ALWAYS)
         status = store_sync_active(st);
     if (status == STORE_OK && interval_sync_due(st))
         (void)store_sync_active(st); /* counted and in the last error; confirms stand */
@@ -638,14 +637,25 @@ enum store_status store_flush(struct store *st, uint64_t *confirmed)
         store_maintain(st, wrote * 2 > COMPACT_MIN_STEP ? wrote * 2 : COMPACT_MIN_STEP);
         release_memory(st);
     }
+    if (written_lsn != NULL)
+        *written_lsn = st->written_lsn;
+    if (synced_lsn != NULL)
+        *synced_lsn = st->synced_lsn;
+    return status;
+}
+
+enum store_status store_flush(struct store *st, uint64_t *confirmed)
+{
+    uint64_t written, synced;
+    enum store_status status = store_commit(st, st->sync, &written, &synced);
     if (confirmed != NULL)
-        *confirmed = confirmed_lsn(st);
+        *confirmed = st->sync == STORE_SYNC_ALWAYS ? synced : written;
     return status;
 }
 
 int store_next_sync_ms(const struct store *st)
 {
-    if (st->sync != STORE_SYNC_INTERVAL || st->synced_lsn >= st->written_lsn)
+    if (!st->interval_waiting || st->synced_lsn >= st->written_lsn)
         return -1;
     uint64_t elapsed = store_now_ms() - st->last_sync_ms;
     if (elapsed >= st->sync_interval_ms)

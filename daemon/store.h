@@ -51,7 +51,10 @@ enum store_sync {
 
 struct store_config {
     const char *dir;            /* created (one level) if missing */
-    enum store_sync sync;
+    enum store_sync sync;       /* store_flush's policy; and unless NEVER, segments,
+                                 * compaction's copies, a cut tail and the log at
+                                 * open and close are synced. A caller that mixes
+                                 * policies (store_commit) gives the strongest. */
     uint32_t sync_interval_ms;  /* STORE_SYNC_INTERVAL; 0 means 100 */
     uint64_t segment_bytes;     /* a segment is closed once it reaches this; 0 means
                                  * 64 MiB; 4 KiB .. 1 GiB */
@@ -170,8 +173,20 @@ enum store_status store_delete(struct store *st, struct ferry_bytes queue, uint6
  * later flush, so the store goes on working once the disk has room. */
 enum store_status store_flush(struct store *st, uint64_t *confirmed_lsn);
 
-/* INTERVAL: milliseconds until store_tick has a sync to do (0: now), or
- * -1 if nothing written is waiting for one. Always -1 for other policies. */
+/* store_flush with the policy chosen per batch, for a caller whose queues
+ * have policies of their own: `batch` is the strongest policy among the
+ * queues that appended since the last commit. ALWAYS: one fdatasync after
+ * the write; INTERVAL: the write is synced by store_tick (or a later
+ * commit) once sync_interval_ms have passed since the last sync; NEVER: no
+ * sync. *written_lsn: every append at or below it is written to the OS;
+ * *synced_lsn: and fdatasync'd (either may be NULL). A publish of an
+ * ALWAYS queue may be confirmed once at or below *synced_lsn, of the
+ * others once at or below *written_lsn. Failures as store_flush. */
+enum store_status store_commit(struct store *st, enum store_sync batch, uint64_t *written_lsn,
+                               uint64_t *synced_lsn);
+
+/* Milliseconds until store_tick has a sync to do (0: now), or -1 if no
+ * INTERVAL batch written is waiting for one. */
 int store_next_sync_ms(const struct store *st);
 /* Syncs what was written if the interval is up. OK or IO (a failed sync
  * is also counted in the stats; under INTERVAL the publishes it covered

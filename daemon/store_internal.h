@@ -40,7 +40,8 @@ struct store {
     int dir_fd;
     int lock_fd;
     int active_fd;              /* the last segment, open for writing */
-    enum store_sync sync;
+    enum store_sync sync;       /* store_flush's policy, and whether housekeeping
+                                 * (segments, compaction, close) syncs: not under NEVER */
     uint32_t sync_interval_ms;
     uint64_t segment_bytes;
     uint64_t max_bytes;         /* 0: none */
@@ -64,6 +65,7 @@ struct store {
     uint64_t written_lsn;       /* every append up to it is written (or refused) */
     uint64_t synced_lsn;        /* and up to it, synced */
     uint64_t last_sync_ms;
+    bool interval_waiting;      /* an INTERVAL batch was written and not synced since */
 
     uint64_t next_id;           /* next message id */
     uint32_t next_queue_id;

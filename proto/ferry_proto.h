@@ -90,8 +90,9 @@ enum ferry_code {
     FERRY_CODE_SHUTTING_DOWN = 15,   /* server is stopping */
     FERRY_CODE_INTERNAL = 16,        /* a server bug; please report */
     FERRY_CODE_BAD_REQUEST = 17,     /* well-formed frame with a bad value (credit 0, rid 0...) */
+    FERRY_CODE_STORAGE = 18,         /* durable storage refused: disk limit reached or write error */
 };
-#define FERRY_CODE_LAST FERRY_CODE_BAD_REQUEST
+#define FERRY_CODE_LAST FERRY_CODE_STORAGE
 
 /* A borrowed byte span. Never owns memory. */
 struct ferry_bytes {

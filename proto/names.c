@@ -41,6 +41,7 @@ static const char *const code_names[] = {
     [FERRY_CODE_SHUTTING_DOWN] = "SHUTTING_DOWN",
     [FERRY_CODE_INTERNAL] = "INTERNAL",
     [FERRY_CODE_BAD_REQUEST] = "BAD_REQUEST",
+    [FERRY_CODE_STORAGE] = "STORAGE",
 };
 
 const char *ferry_code_name(uint32_t code)

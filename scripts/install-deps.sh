@@ -7,6 +7,9 @@ packages=(
   gcc meson ninja-build pkg-config   # toolchain and build
   libevent-dev libmsgpack-dev        # ferryd and libferry
   check                              # unit and integration tests
+  libinih-dev                        # ferryd's conf file (inih)
+  libsystemd-dev                     # ferryd: Type=notify, watchdog, socket activation
+  systemd                            # systemd-analyze and systemd-socket-activate (tests)
   procps                             # ps/pkill used by test clean-up checks
 )
 

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -19,7 +20,11 @@
 
 #define READY_TIMEOUT_MS 10000
 #define STOP_TIMEOUT_MS 5000
+/* Under valgrind, ferryd stops slowly: the leak check runs at exit. */
+#define VALGRIND_STOP_TIMEOUT_MS 60000
 #define MAX_ARGS 64
+/* Lines of ferryd's log shown when it did not exit cleanly. */
+#define LOG_TAIL_LINES 60
 
 long long harness_now_ms(void)
 {
@@ -57,15 +62,68 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
+bool harness_valgrind(void)
+{
+    const char *v = getenv("FERRYD_VALGRIND");
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+/* Raises the soft descriptor limit to the hard one: load tests open
+ * thousands of connections (ferryd raises its own limit as well). */
+int harness_raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return -1;
+    if (rl.rlim_cur != rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            return -1;
+    }
+    return rl.rlim_cur > INT32_MAX ? INT32_MAX : (int)rl.rlim_cur;
+}
+
+long harness_rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    long kb = -1;
+    while (fgets(line, sizeof line, f)) {
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    }
+    fclose(f);
+    return kb;
+}
+
 static pid_t spawn(const struct ferryd *d, const char *const *extra)
 {
     const char *argv[MAX_ARGS];
+    char valgrind_log[sizeof d->dir + 32];
     int n = 0;
+    if (harness_valgrind()) {
+        /* memcheck's verdict is ferryd's exit status (99), which
+         * ferryd_stop reports; the details go to dir/valgrind.log. */
+        snprintf(valgrind_log, sizeof valgrind_log, "--log-file=%s/valgrind.log", d->dir);
+        argv[n++] = "valgrind";
+        argv[n++] = "--quiet";
+        argv[n++] = "--error-exitcode=99";
+        argv[n++] = "--leak-check=full";
+        argv[n++] = "--errors-for-leak-kinds=definite,indirect";
+        argv[n++] = valgrind_log;
+    }
     argv[n++] = harness_ferryd_path();
     argv[n++] = "-l";
     argv[n++] = d->url;
     argv[n++] = "--log-level";
     argv[n++] = "debug";
+    if (d->conf[0]) {
+        argv[n++] = "-c";
+        argv[n++] = d->conf;
+    }
     for (int i = 0; extra && extra[i] && n < MAX_ARGS - 1; i++)
         argv[n++] = extra[i];
     argv[n] = NULL;
@@ -83,6 +141,11 @@ static pid_t spawn(const struct ferryd *d, const char *const *extra)
         dup2(log, STDERR_FILENO);
         dup2(log, STDOUT_FILENO);
     }
+    if (d->fsize_limit != 0) {
+        struct rlimit rl = { (rlim_t)d->fsize_limit, (rlim_t)d->fsize_limit };
+        setrlimit(RLIMIT_FSIZE, &rl);
+    }
+    harness_raise_fd_limit();
     execvp(argv[0], (char *const *)argv);
     fprintf(stderr, "harness: exec %s: %s\n", argv[0], strerror(errno));
     _exit(127);
@@ -107,7 +170,7 @@ static int wait_ready(struct ferryd *d)
     return -1;
 }
 
-int ferryd_start(struct ferryd *d, const char *const *extra)
+int ferryd_prepare(struct ferryd *d)
 {
     memset(d, 0, sizeof *d);
     d->pid = -1;
@@ -119,6 +182,34 @@ int ferryd_start(struct ferryd *d, const char *const *extra)
     snprintf(d->sock, sizeof d->sock, "%s/ferryd.sock", d->dir);
     snprintf(d->url, sizeof d->url, "unix:%s", d->sock);
     snprintf(d->log, sizeof d->log, "%s/ferryd.log", d->dir);
+    snprintf(d->data, sizeof d->data, "%s/data", d->dir);
+    return 0;
+}
+
+int ferryd_write_conf(struct ferryd *d, const char *text)
+{
+    snprintf(d->conf, sizeof d->conf, "%s/ferryd.conf", d->dir);
+    FILE *f = fopen(d->conf, "w");
+    if (!f) {
+        perror("harness: conf file");
+        return -1;
+    }
+    for (const char *p = text; *p;) {
+        const char *mark = strstr(p, "@DATA@");
+        size_t n = mark ? (size_t)(mark - p) : strlen(p);
+        fwrite(p, 1, n, f);
+        if (!mark)
+            break;
+        fputs(d->data, f);
+        p = mark + strlen("@DATA@");
+    }
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+int ferryd_start(struct ferryd *d, const char *const *extra)
+{
+    if (ferryd_prepare(d) != 0)
+        return -1;
     return ferryd_restart(d, extra);
 }
 
@@ -154,7 +245,8 @@ int ferryd_terminate(struct ferryd *d)
     if (d->pid <= 0)
         return -1;
     kill(d->pid, SIGTERM);
-    long long deadline = harness_now_ms() + STOP_TIMEOUT_MS;
+    long long deadline = harness_now_ms()
+                       + (harness_valgrind() ? VALGRIND_STOP_TIMEOUT_MS : STOP_TIMEOUT_MS);
     int status = 0;
     for (;;) {
         pid_t r = waitpid(d->pid, &status, WNOHANG);
@@ -181,9 +273,32 @@ void ferryd_kill(struct ferryd *d)
     d->pid = -1;
 }
 
-void ferryd_stop(struct ferryd *d)
+/* Copies the last lines of a file to stderr (a report of ferryd's). */
+static void show_tail(const char *path, int lines)
 {
-    ferryd_terminate(d);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "tail -n %d '%s' >&2 2>/dev/null", lines, path);
+    if (system(cmd) != 0)
+        fprintf(stderr, "harness: (no %s)\n", path);
+}
+
+int ferryd_stop(struct ferryd *d)
+{
+    bool was_running = d->pid > 0;
+    int status = ferryd_terminate(d);
+    int rc = 0;
+    if (was_running && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+        /* A sanitizer or memcheck report, a crash, or a hang at exit. */
+        rc = status;
+        fprintf(stderr, "harness: ferryd did not exit cleanly (wait status 0x%x); end of %s:\n",
+                (unsigned)status, d->log);
+        show_tail(d->log, LOG_TAIL_LINES);
+        if (harness_valgrind()) {
+            char path[sizeof d->dir + 16];
+            snprintf(path, sizeof path, "%s/valgrind.log", d->dir);
+            show_tail(path, 200);
+        }
+    }
     if (d->dir[0]) {
         char cmd[128];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", d->dir);
@@ -191,4 +306,5 @@ void ferryd_stop(struct ferryd *d)
             fprintf(stderr, "harness: could not remove %s\n", d->dir);
         d->dir[0] = '\0';
     }
+    return rc;
 }

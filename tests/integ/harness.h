@@ -10,6 +10,7 @@
 #define FERRY_TEST_HARNESS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct ferryd {
@@ -18,6 +19,9 @@ struct ferryd {
     char sock[100];  /* Unix socket path inside dir (fits sun_path) */
     char url[160];   /* "unix:" + sock */
     char log[128];   /* ferryd's stderr */
+    char data[128];  /* dir/data: a data directory for tests that want one */
+    char conf[128];  /* passed with -c when set (ferryd_write_conf) */
+    uint64_t fsize_limit; /* nonzero: RLIMIT_FSIZE of the daemon, in bytes */
 };
 
 /* Path of the ferryd binary ($FERRYD, set by meson) and of the ferry CLI ($FERRY_CLI). */
@@ -28,6 +32,12 @@ const char *harness_cli_path(void);
  * (NULL-terminated, may be NULL), and waits until it accepts connections.
  * 0 on success, -1 with a message on stderr. */
 int ferryd_start(struct ferryd *d, const char *const *extra);
+/* Makes the temporary directory and names its files without starting
+ * anything (then ferryd_write_conf, then ferryd_restart). 0 or -1. */
+int ferryd_prepare(struct ferryd *d);
+/* Writes `text` to dir/ferryd.conf, every "@DATA@" in it replaced by
+ * d->data; later starts pass -c with it. 0 or -1. */
+int ferryd_write_conf(struct ferryd *d, const char *text);
 /* Restarts a stopped or killed daemon on the same directory and socket. */
 int ferryd_restart(struct ferryd *d, const char *const *extra);
 /* SIGTERM, wait up to 5 s, then SIGKILL; reaps it. Returns its exit status
@@ -35,10 +45,22 @@ int ferryd_restart(struct ferryd *d, const char *const *extra);
 int ferryd_terminate(struct ferryd *d);
 /* SIGKILL and reap at once. */
 void ferryd_kill(struct ferryd *d);
-/* Terminates (if running) and removes the directory. Safe to call twice. */
-void ferryd_stop(struct ferryd *d);
+/* Terminates (if running) and removes the directory. Safe to call twice.
+ * Returns 0 if ferryd exited with status 0 (or was not running), else its
+ * wait status, after copying the end of its log (a sanitizer's report, or
+ * memcheck's under FERRYD_VALGRIND) to stderr. */
+int ferryd_stop(struct ferryd *d);
 /* true while the process is alive. */
 bool ferryd_alive(struct ferryd *d);
+
+/* true when $FERRYD_VALGRIND is set (and not "0"): ferryd then runs under
+ * valgrind's memcheck, and tests may shrink their loads. */
+bool harness_valgrind(void);
+/* Raises this process's soft RLIMIT_NOFILE to its hard limit; returns the
+ * limit now in force, or -1. ferryd's children get the same. */
+int harness_raise_fd_limit(void);
+/* VmRSS of a process from /proc/PID/status, in KiB; -1 if unknown. */
+long harness_rss_kb(pid_t pid);
 
 /* Connects a raw Unix stream socket to the daemon (for hostile-input tests). */
 int harness_raw_connect(const struct ferryd *d);

@@ -147,7 +147,7 @@ static const struct ferry_bytes no_headers = { NULL, 0 };
 
 static void publish(struct broker *b, const char *queue, const char *payload)
 {
-    ck_assert_int_eq(broker_publish(b, bytes(queue), bytes(payload), no_headers), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_publish(b, bytes(queue), bytes(payload), no_headers, NULL), FERRY_CODE_OK);
 }
 
 static void consume(struct fake *f, const char *queue, uint64_t sub, uint64_t credit)
@@ -225,7 +225,7 @@ START_TEST(test_headers_are_delivered_with_the_payload)
     /* fixmap {"k": "v"} */
     const uint8_t map[] = { 0x81, 0xa1, 'k', 0xa1, 'v' };
     struct ferry_bytes headers = { map, sizeof map };
-    ck_assert_int_eq(broker_publish(b, bytes("q"), bytes("body"), headers), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_publish(b, bytes("q"), bytes("body"), headers, NULL), FERRY_CODE_OK);
     const struct event *e = nth(&a, EV_DELIVER, 0);
     ck_assert_str_eq(e->text, "body");
     ck_assert_int_eq(memcmp(e->headers, map, sizeof map), 0);
@@ -342,7 +342,7 @@ END_TEST
 START_TEST(test_publish_with_a_bad_name_is_refused)
 {
     struct broker *b = broker_new(NULL);
-    ck_assert_int_eq(broker_publish(b, bytes("a/b"), bytes("x"), no_headers), FERRY_CODE_BAD_NAME);
+    ck_assert_int_eq(broker_publish(b, bytes("a/b"), bytes("x"), no_headers, NULL), FERRY_CODE_BAD_NAME);
     ck_assert_int_eq(broker_declare(b, bytes("")), FERRY_CODE_BAD_NAME);
     ck_assert_uint_eq(broker_queue_count(b), 0);
     ck_assert_uint_eq(broker_message_count(b), 0);
@@ -723,7 +723,7 @@ START_TEST(test_publish_to_an_ended_queue_is_refused)
     struct broker *b = broker_new(NULL);
     publish(b, "q", "m");
     ck_assert_int_eq(broker_end(b, bytes("q")), FERRY_CODE_OK);
-    ck_assert_int_eq(broker_publish(b, bytes("q"), bytes("x"), no_headers), FERRY_CODE_ENDED);
+    ck_assert_int_eq(broker_publish(b, bytes("q"), bytes("x"), no_headers, NULL), FERRY_CODE_ENDED);
     ck_assert_uint_eq(stats_of(b, "q").published, 1);
     ck_assert_int_eq(broker_end(b, bytes("nope")), FERRY_CODE_NOT_FOUND);
     ck_assert_int_eq(broker_reopen(b, bytes("nope")), FERRY_CODE_NOT_FOUND);
@@ -1131,7 +1131,7 @@ START_TEST(test_max_queues_is_enforced)
     publish(b, "b", "m");
     ck_assert_int_eq(broker_declare(b, bytes("a")), FERRY_CODE_OK); /* exists: no new queue */
     ck_assert_int_eq(broker_declare(b, bytes("c")), FERRY_CODE_LIMIT);
-    ck_assert_int_eq(broker_publish(b, bytes("c"), bytes("m"), no_headers), FERRY_CODE_LIMIT);
+    ck_assert_int_eq(broker_publish(b, bytes("c"), bytes("m"), no_headers, NULL), FERRY_CODE_LIMIT);
     ck_assert_int_eq(broker_consume(b, a.s, bytes("c"), 1, 1), FERRY_CODE_LIMIT);
     ck_assert_int_eq(broker_get(b, a.s, bytes("c"), 1), FERRY_CODE_LIMIT);
     ck_assert_uint_eq(broker_queue_count(b), 2);
@@ -1378,7 +1378,7 @@ START_TEST(test_stress_every_message_is_acked_exactly_once)
         if (op < 400 && published < STRESS_MESSAGES) {
             struct ferry_bytes payload = { (const uint8_t *)&published, sizeof published };
             require(broker_publish(b, bytes(stress_queues[published % STRESS_QUEUES]), payload,
-                                   no_headers) == FERRY_CODE_OK,
+                                   no_headers, NULL) == FERRY_CODE_OK,
                     "publish");
             published++;
         } else if (op < 800 && p->count > 0) {
@@ -1439,6 +1439,482 @@ START_TEST(test_stress_every_message_is_acked_exactly_once)
 }
 END_TEST
 
+/* ---- the journal ---- */
+
+/* A fake journal that records every call, hands out ids from 100 and LSNs
+ * from 1, and refuses what a test asks it to. */
+enum jkind { J_DECLARE, J_PUBLISH, J_SETTLE, J_ATTEMPTS, J_END, J_REOPEN, J_DELETE };
+
+struct jentry {
+    enum jkind kind;
+    char queue[32];         /* "" for calls that name a message */
+    uint64_t id;
+    uint32_t attempts;
+    enum queue_fsync fsync;
+};
+
+struct fake_journal {
+    struct broker_journal ops;
+    struct jentry *log;
+    size_t count, cap;
+    uint64_t next_id, next_lsn;
+    long publishes;               /* publish calls so far */
+    long refuse_publish_at;       /* that publish call (1-based) is refused; 0: none */
+    enum ferry_code refuse_changes; /* declare, end, reopen, delete answer this */
+};
+
+static struct jentry *jrecord(struct fake_journal *j, enum jkind kind, struct ferry_bytes queue,
+                              const struct queue_settings *s)
+{
+    if (j->count == j->cap) {
+        j->cap = j->cap ? j->cap * 2 : 16;
+        j->log = realloc(j->log, j->cap * sizeof *j->log);
+        ck_assert_ptr_nonnull(j->log);
+    }
+    struct jentry *e = &j->log[j->count++];
+    memset(e, 0, sizeof *e);
+    e->kind = kind;
+    copy_text(e->queue, sizeof e->queue, queue);
+    e->fsync = s->fsync;
+    ck_assert(s->durable);
+    return e;
+}
+
+static const struct ferry_bytes no_queue = { NULL, 0 };
+
+static enum ferry_code j_change(void *arg, enum jkind kind, struct ferry_bytes q,
+                                const struct queue_settings *s)
+{
+    struct fake_journal *j = arg;
+    if (j->refuse_changes != FERRY_CODE_OK)
+        return j->refuse_changes;
+    jrecord(j, kind, q, s);
+    return FERRY_CODE_OK;
+}
+
+static enum ferry_code j_declare(void *arg, struct ferry_bytes q, const struct queue_settings *s)
+{
+    return j_change(arg, J_DECLARE, q, s);
+}
+static enum ferry_code j_end(void *arg, struct ferry_bytes q, const struct queue_settings *s)
+{
+    return j_change(arg, J_END, q, s);
+}
+static enum ferry_code j_reopen(void *arg, struct ferry_bytes q, const struct queue_settings *s)
+{
+    return j_change(arg, J_REOPEN, q, s);
+}
+static enum ferry_code j_delete(void *arg, struct ferry_bytes q, const struct queue_settings *s)
+{
+    return j_change(arg, J_DELETE, q, s);
+}
+
+static enum ferry_code j_publish(void *arg, struct ferry_bytes q, const struct queue_settings *s,
+                                 struct ferry_bytes headers, struct ferry_bytes payload,
+                                 uint64_t *id, uint64_t *lsn)
+{
+    struct fake_journal *j = arg;
+    if (++j->publishes == j->refuse_publish_at)
+        return FERRY_CODE_STORAGE;
+    struct jentry *e = jrecord(j, J_PUBLISH, q, s);
+    e->id = *id = j->next_id++;
+    *lsn = j->next_lsn++;
+    return FERRY_CODE_OK;
+}
+
+static void j_settle(void *arg, const struct queue_settings *s, uint64_t id)
+{
+    jrecord(arg, J_SETTLE, no_queue, s)->id = id;
+}
+
+static void j_attempts(void *arg, const struct queue_settings *s, uint64_t id, uint32_t attempts)
+{
+    struct jentry *e = jrecord(arg, J_ATTEMPTS, no_queue, s);
+    e->id = id;
+    e->attempts = attempts;
+}
+
+static void journal_open(struct fake_journal *j, struct broker *b)
+{
+    memset(j, 0, sizeof *j);
+    j->next_id = 100;
+    j->next_lsn = 1;
+    j->ops = (struct broker_journal){
+        .arg = j, .declare = j_declare, .publish = j_publish, .settle = j_settle,
+        .attempts = j_attempts, .end = j_end, .reopen = j_reopen, .delete_queue = j_delete,
+    };
+    broker_set_journal(b, &j->ops);
+}
+
+static void journal_close(struct fake_journal *j)
+{
+    free(j->log);
+    j->log = NULL;
+}
+
+static size_t jcount(const struct fake_journal *j, enum jkind kind)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < j->count; i++)
+        n += j->log[i].kind == kind;
+    return n;
+}
+
+static const struct jentry *jnth(const struct fake_journal *j, enum jkind kind, size_t i)
+{
+    for (size_t k = 0; k < j->count; k++) {
+        if (j->log[k].kind == kind && i-- == 0)
+            return &j->log[k];
+    }
+    ck_abort_msg("no such journal entry");
+    return NULL;
+}
+
+/* Ids published and neither settled nor dropped with a deleted queue. */
+static size_t jlive(const struct fake_journal *j)
+{
+    size_t live = 0;
+    for (size_t i = 0; i < j->count; i++) {
+        const struct jentry *p = &j->log[i];
+        if (p->kind != J_PUBLISH)
+            continue;
+        bool gone = false;
+        for (size_t k = i + 1; k < j->count && !gone; k++) {
+            const struct jentry *e = &j->log[k];
+            gone = (e->kind == J_SETTLE && e->id == p->id) ||
+                   (e->kind == J_DELETE && strcmp(e->queue, p->queue) == 0);
+        }
+        live += !gone;
+    }
+    return live;
+}
+
+/* Queues whose names start with "d" are durable; "di..." fsync interval. */
+static void durable_names(void *arg, struct ferry_bytes name, struct queue_settings *out)
+{
+    (void)arg;
+    bool durable = name.len > 0 && name.ptr[0] == 'd';
+    bool interval = name.len > 1 && name.ptr[1] == 'i';
+    *out = (struct queue_settings){
+        .durable = durable,
+        .fsync = interval ? QUEUE_FSYNC_INTERVAL : QUEUE_FSYNC_ALWAYS,
+    };
+}
+
+static struct broker *durable_broker(struct fake_journal *j)
+{
+    struct broker *b = broker_new(NULL);
+    ck_assert_ptr_nonnull(b);
+    broker_set_settings_source(b, durable_names, NULL);
+    journal_open(j, b);
+    return b;
+}
+
+/* The items of a batch from an array of strings. */
+struct item_array {
+    const char *const *payloads;
+    size_t count, next;
+};
+
+static bool next_string(void *arg, struct ferry_bytes *payload, struct ferry_bytes *headers)
+{
+    struct item_array *a = arg;
+    if (a->next == a->count)
+        return false;
+    *payload = bytes(a->payloads[a->next++]);
+    *headers = no_headers;
+    return true;
+}
+
+static enum ferry_code publish_batch(struct broker *b, const char *queue, const char *const *payloads,
+                                     size_t n, uint64_t *lsn)
+{
+    struct item_array a = { payloads, n, 0 };
+    struct broker_items items = { &a, next_string };
+    return broker_publish_batch(b, bytes(queue), &items, lsn);
+}
+
+START_TEST(test_durable_publish_is_logged_before_it_is_queued_and_waits_for_its_lsn)
+{
+    struct fake_journal j;
+    struct broker *b = durable_broker(&j);
+    uint64_t lsn = 0;
+    ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("a"), no_headers, &lsn), FERRY_CODE_OK);
+    ck_assert_uint_eq(lsn, 1);
+    ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("b"), no_headers, &lsn), FERRY_CODE_OK);
+    ck_assert_uint_eq(lsn, 2);
+    ck_assert_uint_eq(jcount(&j, J_DECLARE), 1); /* created durable on first use */
+    ck_assert_str_eq(jnth(&j, J_DECLARE, 0)->queue, "dq");
+    ck_assert_uint_eq(jcount(&j, J_PUBLISH), 2);
+    ck_assert_uint_eq(stats_of(b, "dq").depth, 2);
+    broker_free(b);
+    journal_close(&j);
+}
+END_TEST
+
+START_TEST(test_in_memory_publish_is_not_logged_and_is_confirmed_at_once)
+{
+    struct fake_journal j;
+    struct broker *b = durable_broker(&j);
+    uint64_t lsn = 99;
+    ck_assert_int_eq(broker_publish(b, bytes("q"), bytes("a"), no_headers, &lsn), FERRY_CODE_OK);
+    ck_assert_uint_eq(lsn, 0);
+    ck_assert_uint_eq(j.count, 0);
+    broker_free(b);
+    journal_close(&j);
+}
+END_TEST
+
+START_TEST(test_a_refused_publish_is_not_queued)
+{
+    struct fake_journal j;
+    struct broker *b = durable_broker(&j);
+    struct fake a;
+    fake_open(&a, b);
+    consume(&a, "dq", 1, 10);
+    j.refuse_publish_at = 1;
+    uint64_t lsn = 7;
+    ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("a"), no_headers, &lsn),
+                     FERRY_CODE_STORAGE);
+    ck_assert_uint_eq(lsn, 0);
+    ck_assert_uint_eq(count_of(&a, EV_DELIVER), 0);
+    ck_assert_uint_eq(stats_of(b, "dq").published, 0);
+    ck_assert_uint_eq(broker_message_count(b), 0);
+    fake_close(&a);
+    broker_free(b);
+    journal_close(&j);
+}
+END_TEST
+
+START_TEST(test_a_batch_refused_half_way_queues_nothing_and_settles_what_it_logged)
+{
+    struct fake_journal j;
+    struct broker *b = durable_broker(&j);
+    struct fake a;
+    fake_open(&a, b);
+    consume(&a, "dq", 1, 10);
+    const char *items[] = { "one", "two", "three", "four" };
+    j.refuse_publish_at = 3;
+    uint64_t lsn = 7;
+    ck_assert_int_eq(publish_batch(b, "dq", items, 4, &lsn), FERRY_CODE_STORAGE);
+    ck_assert_uint_eq(lsn, 0);
+    ck_assert_uint_eq(count_of(&a, EV_DELIVER), 0);
+    ck_assert_uint_eq(stats_of(b, "dq").depth, 0);
+    ck_assert_uint_eq(jcount(&j, J_PUBLISH), 2);
+    ck_assert_uint_eq(jcount(&j, J_SETTLE), 2);
+    ck_assert_uint_eq(jlive(&j), 0);
+
+    /* The same batch goes through whole once the journal takes it. */
+    ck_assert_int_eq(publish_batch(b, "dq", items, 4, &lsn), FERRY_CODE_OK);
+    ck_assert_uint_eq(lsn, 6); /* the last item's */
+    ck_assert_uint_eq(count_of(&a, EV_DELIVER), 4);
+    for (size_t i = 0; i < 4; i++)
+        assert_delivery(&a, i, items[i], 1);
+    fake_close(&a);
+    broker_free(b);
+    journal_close(&j);
+}
+END_TEST
+
+static long batch_allocations;
+
+static bool fail_after_batch_allocations(void)
+{
+    return --batch_allocations < 0;
+}
+
+START_TEST(test_a_batch_that_runs_out_of_memory_half_way_queues_nothing)
+{
+    for (int memory = 0; memory < 4; memory++) {
+        struct fake_journal j;
+        struct broker *b = durable_broker(&j);
+        ck_assert_int_eq(broker_declare(b, bytes("dq")), FERRY_CODE_OK);
+        ck_assert_int_eq(broker_declare(b, bytes("q")), FERRY_CODE_OK);
+        const char *items[] = { "one", "two", "three", "four" };
+        batch_allocations = memory; /* the batch's copies: this many succeed */
+        core_alloc_should_fail = fail_after_batch_allocations;
+        enum ferry_code in_log = publish_batch(b, "dq", items, 4, NULL);
+        batch_allocations = memory;
+        enum ferry_code in_memory = publish_batch(b, "q", items, 4, NULL);
+        core_alloc_should_fail = NULL;
+        ck_assert_int_eq(in_log, FERRY_CODE_NO_MEMORY);
+        ck_assert_int_eq(in_memory, FERRY_CODE_NO_MEMORY);
+        ck_assert_uint_eq(broker_message_count(b), 0);
+        ck_assert_uint_eq(stats_of(b, "dq").published, 0);
+        ck_assert_uint_eq(jcount(&j, J_PUBLISH), (size_t)memory);
+        ck_assert_uint_eq(jlive(&j), 0);
+        broker_free(b);
+        journal_close(&j);
+    }
+}
+END_TEST
+
+START_TEST(test_each_delivery_logs_its_attempt_count_and_requeue_logs_nothing_more)
+{
+    struct fake_journal j;
+    struct broker *b = durable_broker(&j);
+    struct fake a;
+    fake_open(&a, b);
+    ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("m"), no_headers, NULL), FERRY_CODE_OK);
+    consume(&a, "dq", 1, 1);
+    ck_assert_uint_eq(jcount(&j, J_ATTEMPTS), 1);
+    ck_assert_uint_eq(jnth(&j, J_ATTEMPTS, 0)->id, 100);
+    ck_assert_uint_eq(jnth(&j, J_ATTEMPTS, 0)->attempts, 1);
+    ck_assert_int_eq(broker_nack(b, a.s, 1, true), FERRY_CODE_OK); /* redelivered at once */
+    ck_assert_uint_eq(jcount(&j, J_ATTEMPTS), 2);
+    ck_assert_uint_eq(jnth(&j, J_ATTEMPTS, 1)->attempts, 2);
+    ck_assert_uint_eq(jcount(&j, J_SETTLE), 0);
+    assert_delivery(&a, 1, "m", 2);
+    fake_close(&a); /* back to the queue: nothing to log */
+    ck_assert_uint_eq(jcount(&j, J_SETTLE), 0);
+    ck_assert_uint_eq(jlive(&j), 1);
+    broker_free(b);
+    journal_close(&j);
+}
+END_TEST
+
+START_TEST(test_ack_nack_drop_and_purge_settle_in_the_journal)
+{
+    struct fake_journal j;
+    struct broker *b = durable_broker(&j);
+    struct fake a;
+    fake_open(&a, b);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("m"), no_headers, NULL),
+                         FERRY_CODE_OK);
+    consume(&a, "dq", 1, 3);
+    ck_assert_int_eq(broker_cancel(b, a.s, 1), FERRY_CODE_OK); /* 3 in flight, 1 ready */
+    ack(&a, 1);
+    ck_assert_uint_eq(jnth(&j, J_SETTLE, 0)->id, 100);
+    ck_assert_int_eq(broker_nack(b, a.s, 2, false), FERRY_CODE_OK);
+    ck_assert_uint_eq(jnth(&j, J_SETTLE, 1)->id, 101);
+    uint64_t purged = 0;
+    ck_assert_int_eq(broker_purge(b, bytes("dq"), &purged), FERRY_CODE_OK);
+    ck_assert_uint_eq(purged, 1);
+    ck_assert_uint_eq(jnth(&j, J_SETTLE, 2)->id, 103);
+    ck_assert_uint_eq(jlive(&j), 1); /* the one in flight */
+    fake_close(&a);
+    broker_free(b); /* what is still queued is what the journal keeps */
+    ck_assert_uint_eq(jcount(&j, J_SETTLE), 3);
+    journal_close(&j);
+}
+END_TEST
+
+START_TEST(test_delete_logs_the_queue_once_and_later_acks_of_its_messages_not_at_all)
+{
+    struct fake_journal j;
+    struct broker *b = durable_broker(&j);
+    struct fake a;
+    fake_open(&a, b);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("m"), no_headers, NULL),
+                         FERRY_CODE_OK);
+    consume(&a, "dq", 1, 1);
+    ck_assert_int_eq(broker_delete(b, bytes("dq")), FERRY_CODE_OK);
+    ck_assert_uint_eq(jcount(&j, J_DELETE), 1);
+    ack(&a, 1);
+    ck_assert_uint_eq(jcount(&j, J_SETTLE), 0);
+    ck_assert_uint_eq(jlive(&j), 0);
+    fake_close(&a);
+    broker_free(b);
+    journal_close(&j);
+}
+END_TEST
+
+START_TEST(test_refused_queue_changes_leave_the_queue_as_it_was)
+{
+    struct fake_journal j;
+    struct broker *b = durable_broker(&j);
+    j.refuse_changes = FERRY_CODE_STORAGE;
+    ck_assert_int_eq(broker_declare(b, bytes("dq")), FERRY_CODE_STORAGE);
+    ck_assert_int_eq(broker_queue_stats(b, bytes("dq"), &(struct queue_stats){ 0 }),
+                     FERRY_CODE_NOT_FOUND);
+    j.refuse_changes = FERRY_CODE_OK;
+    ck_assert_int_eq(broker_declare(b, bytes("dq")), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("m"), no_headers, NULL), FERRY_CODE_OK);
+
+    j.refuse_changes = FERRY_CODE_STORAGE;
+    ck_assert_int_eq(broker_end(b, bytes("dq")), FERRY_CODE_STORAGE);
+    ck_assert(!stats_of(b, "dq").ended);
+    ck_assert_int_eq(broker_delete(b, bytes("dq")), FERRY_CODE_STORAGE);
+    ck_assert_uint_eq(stats_of(b, "dq").depth, 1);
+    j.refuse_changes = FERRY_CODE_OK;
+    ck_assert_int_eq(broker_end(b, bytes("dq")), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_end(b, bytes("dq")), FERRY_CODE_OK); /* already: not logged again */
+    ck_assert_uint_eq(jcount(&j, J_END), 1);
+    j.refuse_changes = FERRY_CODE_STORAGE;
+    ck_assert_int_eq(broker_reopen(b, bytes("dq")), FERRY_CODE_STORAGE);
+    ck_assert(stats_of(b, "dq").ended);
+    j.refuse_changes = FERRY_CODE_OK;
+    ck_assert_int_eq(broker_reopen(b, bytes("dq")), FERRY_CODE_OK);
+    ck_assert_uint_eq(jcount(&j, J_REOPEN), 1);
+    broker_free(b);
+    journal_close(&j);
+}
+END_TEST
+
+START_TEST(test_restored_messages_come_back_in_order_with_their_attempts_unlogged)
+{
+    struct fake_journal j;
+    struct broker *b = durable_broker(&j);
+    struct queue_settings s = { .durable = true, .fsync = QUEUE_FSYNC_INTERVAL };
+    ck_assert_int_eq(broker_restore_queue(b, bytes("dq"), &s), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_restore_message(b, bytes("dq"), 7, 0, no_headers, bytes("one")),
+                     FERRY_CODE_OK);
+    ck_assert_int_eq(broker_restore_message(b, bytes("dq"), 9, 2, no_headers, bytes("two")),
+                     FERRY_CODE_OK);
+    ck_assert_int_eq(broker_restore_end(b, bytes("dq")), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_restore_message(b, bytes("nope"), 10, 0, no_headers, bytes("x")),
+                     FERRY_CODE_NOT_FOUND);
+    ck_assert_uint_eq(j.count, 0);
+    struct queue_settings got;
+    ck_assert_int_eq(broker_queue_settings(b, bytes("dq"), &got), FERRY_CODE_OK);
+    ck_assert_int_eq(got.fsync, QUEUE_FSYNC_INTERVAL);
+
+    struct fake a;
+    fake_open(&a, b);
+    consume(&a, "dq", 1, 10);
+    assert_delivery(&a, 0, "one", 1);
+    assert_delivery(&a, 1, "two", 3);
+    ack(&a, 1);
+    ack(&a, 2);
+    ck_assert_uint_eq(jnth(&j, J_SETTLE, 0)->id, 7);
+    ck_assert_uint_eq(jnth(&j, J_SETTLE, 1)->id, 9);
+    ck_assert_int_eq(jnth(&j, J_SETTLE, 1)->fsync, QUEUE_FSYNC_INTERVAL);
+    ck_assert_uint_eq(count_of(&a, EV_EOS), 1); /* ended, now drained */
+    fake_close(&a);
+    broker_free(b);
+    journal_close(&j);
+}
+END_TEST
+
+START_TEST(test_a_queue_configured_in_memory_leaves_the_journal_and_keeps_its_messages)
+{
+    struct fake_journal j;
+    struct broker *b = durable_broker(&j);
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("m"), no_headers, NULL),
+                         FERRY_CODE_OK);
+    struct queue_settings memory = { .durable = false };
+    ck_assert_int_eq(broker_configure_queue(b, bytes("dq"), &memory), FERRY_CODE_OK);
+    ck_assert_uint_eq(jcount(&j, J_DELETE), 1);
+    ck_assert_uint_eq(stats_of(b, "dq").depth, 2);
+    uint64_t lsn = 5;
+    ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("m"), no_headers, &lsn), FERRY_CODE_OK);
+    ck_assert_uint_eq(lsn, 0);
+    /* Back to durable only while empty: its messages were never logged. */
+    struct queue_settings durable = { .durable = true, .fsync = QUEUE_FSYNC_NEVER };
+    ck_assert_int_eq(broker_configure_queue(b, bytes("dq"), &durable), FERRY_CODE_BAD_REQUEST);
+    ck_assert_int_eq(broker_purge(b, bytes("dq"), NULL), FERRY_CODE_OK);
+    ck_assert_uint_eq(jcount(&j, J_SETTLE), 0);
+    ck_assert_int_eq(broker_configure_queue(b, bytes("dq"), &durable), FERRY_CODE_OK);
+    ck_assert_uint_eq(jcount(&j, J_DECLARE), 2);
+    ck_assert_int_eq(jnth(&j, J_DECLARE, 1)->fsync, QUEUE_FSYNC_NEVER);
+    broker_free(b);
+    journal_close(&j);
+}
+END_TEST
+
 /* ---- allocation failure ---- */
 
 static long allocations_until_failure;
@@ -1459,7 +1935,7 @@ static void busy_scenario(struct broker *b, struct fake *a, struct fake *c)
     ck_assert(ok_or_no_memory(broker_consume(b, a->s, bytes("q"), 1, 3)));
     ck_assert(ok_or_no_memory(broker_consume(b, c->s, bytes("q"), 1, 2)));
     for (int i = 0; i < 12; i++)
-        ck_assert(ok_or_no_memory(broker_publish(b, bytes(i % 3 ? "q" : "r"), bytes("msg"), no_headers)));
+        ck_assert(ok_or_no_memory(broker_publish(b, bytes(i % 3 ? "q" : "r"), bytes("msg"), no_headers, NULL)));
     ck_assert(ok_or_no_memory(broker_get(b, c->s, bytes("r"), 5)));
     ck_assert(ok_or_no_memory(broker_get(b, c->s, bytes("q"), 6)));
     ck_assert(ok_or_no_memory(broker_join(b, c->s, bytes("q"), 7)));
@@ -1537,6 +2013,34 @@ START_TEST(test_every_allocation_failure_leaves_the_broker_consistent)
 }
 END_TEST
 
+START_TEST(test_every_allocation_failure_keeps_the_journal_in_step_with_the_broker)
+{
+    for (long k = 1; k < 400; k++) {
+        struct fake_journal j;
+        struct broker *b = durable_broker(&j);
+        struct fake a;
+        fake_open(&a, b);
+        allocations_until_failure = k;
+        core_alloc_should_fail = fail_one_allocation;
+        const char *items[] = { "a", "b", "c" };
+        for (int i = 0; i < 6; i++) {
+            ck_assert(ok_or_no_memory(publish_batch(b, i % 2 ? "dq" : "dr", items, 3, NULL)));
+            ck_assert(ok_or_no_memory(
+                broker_publish(b, bytes("dq"), bytes("x"), no_headers, NULL)));
+        }
+        ck_assert(ok_or_no_memory(broker_consume(b, a.s, bytes("dq"), 1, 4)));
+        for (uint64_t tag = 1; tag <= 3; tag++)
+            broker_ack(b, a.s, tag);
+        core_alloc_should_fail = NULL;
+        fake_close(&a);
+        /* Every message held is logged once, and nothing else is live. */
+        ck_assert_uint_eq(jlive(&j), broker_message_count(b));
+        broker_free(b);
+        journal_close(&j);
+    }
+}
+END_TEST
+
 static Suite *broker_suite(void)
 {
     Suite *s = suite_create("broker");
@@ -1605,10 +2109,25 @@ static Suite *broker_suite(void)
     tcase_add_test(admin, test_many_subscriptions_of_one_session_are_found_again);
     suite_add_tcase(s, admin);
 
+    TCase *journal = tcase_create("journal");
+    tcase_add_test(journal, test_durable_publish_is_logged_before_it_is_queued_and_waits_for_its_lsn);
+    tcase_add_test(journal, test_in_memory_publish_is_not_logged_and_is_confirmed_at_once);
+    tcase_add_test(journal, test_a_refused_publish_is_not_queued);
+    tcase_add_test(journal, test_a_batch_refused_half_way_queues_nothing_and_settles_what_it_logged);
+    tcase_add_test(journal, test_a_batch_that_runs_out_of_memory_half_way_queues_nothing);
+    tcase_add_test(journal, test_each_delivery_logs_its_attempt_count_and_requeue_logs_nothing_more);
+    tcase_add_test(journal, test_ack_nack_drop_and_purge_settle_in_the_journal);
+    tcase_add_test(journal, test_delete_logs_the_queue_once_and_later_acks_of_its_messages_not_at_all);
+    tcase_add_test(journal, test_refused_queue_changes_leave_the_queue_as_it_was);
+    tcase_add_test(journal, test_restored_messages_come_back_in_order_with_their_attempts_unlogged);
+    tcase_add_test(journal, test_a_queue_configured_in_memory_leaves_the_journal_and_keeps_its_messages);
+    suite_add_tcase(s, journal);
+
     TCase *stress = tcase_create("stress");
     tcase_set_timeout(stress, 100);
     tcase_add_test(stress, test_stress_every_message_is_acked_exactly_once);
     tcase_add_test(stress, test_every_allocation_failure_leaves_the_broker_consistent);
+    tcase_add_test(stress, test_every_allocation_failure_keeps_the_journal_in_step_with_the_broker);
     suite_add_tcase(s, stress);
     return s;
 }

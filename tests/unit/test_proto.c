@@ -1392,7 +1392,7 @@ static enum ferry_code decode_publish_with_headers(size_t pairs, size_t key_len,
     mp_str(&m, "h");
     msgpack_pack_map(&m.pk, pairs);
     for (size_t i = 0; i < pairs; i++) {
-        char key[16];
+        char key[32];
         snprintf(key, sizeof key, "k%zu", i);
         mp_str(&m, i == 0 ? long_key : key);
         if (bin_values)
@@ -1675,17 +1675,17 @@ START_TEST(test_code_names_and_fatality_follow_the_error_table)
         { 7, "NOT_FOUND", false },     { 8, "ENDED", false },          { 9, "UNKNOWN_TAG", false },
         { 10, "UNKNOWN_SUB", false },  { 11, "SUB_EXISTS", false },    { 12, "LIMIT", false },
         { 13, "QUEUE_FULL", false },   { 14, "NO_MEMORY", false },     { 15, "SHUTTING_DOWN", true },
-        { 16, "INTERNAL", true },      { 17, "BAD_REQUEST", false },
+        { 16, "INTERNAL", true },      { 17, "BAD_REQUEST", false },   { 18, "STORAGE", false },
     };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
         ck_assert_str_eq(ferry_code_name(table[i].code), table[i].name);
         ck_assert_int_eq(ferry_code_is_fatal(table[i].code), table[i].fatal);
     }
     ck_assert_str_eq(ferry_code_name(0), "OK");
-    ck_assert_str_eq(ferry_code_name(18), "UNKNOWN");
+    ck_assert_str_eq(ferry_code_name(19), "UNKNOWN");
     ck_assert_str_eq(ferry_code_name(UINT32_MAX), "UNKNOWN");
     ck_assert(!ferry_code_is_fatal(0));
-    ck_assert(!ferry_code_is_fatal(18));
+    ck_assert(!ferry_code_is_fatal(19));
 }
 END_TEST
 

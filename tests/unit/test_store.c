@@ -1357,6 +1357,52 @@ START_TEST(test_never_policy_confirms_at_write_and_never_syncs)
 }
 END_TEST
 
+START_TEST(test_commit_syncs_only_batches_that_ask_and_times_interval_batches)
+{
+    char *dir = make_dir();
+    struct store_config cfg = config(dir);
+    cfg.sync = STORE_SYNC_ALWAYS; /* the log's own syncs; each batch says its own */
+    cfg.sync_interval_ms = 200;
+    struct store *st = open_with(&cfg, NULL, NULL);
+    declare(st, "q", "");
+    uint64_t lsn = 0, written = 0, synced = 0;
+    uint64_t syncs = stats_of(st).syncs;
+
+    /* A NEVER batch: written, not synced, no timer. */
+    ck_assert_int_eq(store_publish(st, text("q"), 0, text(""), text("n"), NULL, &lsn), STORE_OK);
+    ck_assert_int_eq(store_commit(st, STORE_SYNC_NEVER, &written, &synced), STORE_OK);
+    ck_assert_uint_eq(written, lsn);
+    ck_assert_uint_lt(synced, lsn);
+    ck_assert_uint_eq(stats_of(st).syncs, syncs);
+    ck_assert_int_eq(store_next_sync_ms(st), -1);
+
+    /* An INTERVAL batch: written now, synced by the tick once the interval is up. */
+    ck_assert_int_eq(store_publish(st, text("q"), 0, text(""), text("i"), NULL, &lsn), STORE_OK);
+    ck_assert_int_eq(store_commit(st, STORE_SYNC_INTERVAL, &written, &synced), STORE_OK);
+    ck_assert_uint_eq(written, lsn);
+    int wait = store_next_sync_ms(st);
+    ck_assert_int_ge(wait, 0);
+    ck_assert_int_le(wait, 200);
+    struct timespec pause = { 0, (long)(wait + 10) * 1000000L };
+    nanosleep(&pause, NULL);
+    ck_assert_int_eq(store_tick(st), STORE_OK);
+    ck_assert_uint_eq(stats_of(st).syncs, syncs + 1);
+    ck_assert_uint_eq(stats_of(st).synced_lsn, lsn);
+    ck_assert_int_eq(store_next_sync_ms(st), -1);
+
+    /* An ALWAYS batch: one fdatasync in the commit, for the whole batch. */
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(store_publish(st, text("q"), 0, text(""), text("a"), NULL, &lsn),
+                         STORE_OK);
+    ck_assert_int_eq(store_commit(st, STORE_SYNC_ALWAYS, &written, &synced), STORE_OK);
+    ck_assert_uint_eq(synced, lsn);
+    ck_assert_uint_eq(written, lsn);
+    ck_assert_uint_eq(stats_of(st).syncs, syncs + 2);
+    close_ok(st);
+    remove_dir(dir);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -1404,6 +1450,7 @@ static Suite *store_suite(void)
     tcase_add_test(sync, test_group_commit_makes_one_write_and_one_sync_per_flush);
     tcase_add_test(sync, test_interval_policy_confirms_at_write_and_syncs_when_the_interval_is_up);
     tcase_add_test(sync, test_never_policy_confirms_at_write_and_never_syncs);
+    tcase_add_test(sync, test_commit_syncs_only_batches_that_ask_and_times_interval_batches);
     suite_add_tcase(s, sync);
     return s;
 }

@@ -1,0 +1,141 @@
+/*
+ * config.h - ferryd's configuration: every setting the daemon has, its
+ * default, and the conf file (INI, see ferryd.conf(5)) that fills it.
+ *
+ * Pure: a file or a string in, a struct config and error lines out. Knows
+ * no sockets, no libevent and no user database; server.c acts on the values.
+ */
+#ifndef FERRYD_CONFIG_H
+#define FERRYD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ferry_proto.h"
+#include "log.h"
+
+/* Listening addresses one configuration holds at most. */
+#define CONFIG_LISTEN_MAX 16
+/* [queue "NAME"] sections one file holds at most. */
+#define CONFIG_QUEUES_MAX 4096
+/* Longest path (data_dir, pid_file, the conf file itself), NUL excluded. */
+#define CONFIG_PATH_MAX 1023
+/* Longest user or group name of a socket's owner. */
+#define CONFIG_ACCOUNT_MAX 32
+
+/* Defaults and bounds of the settings with a range (ferryd.conf(5)). */
+#define CONFIG_MAX_CONNECTIONS_DEFAULT 10000u
+#define CONFIG_MAX_CONNECTIONS_CEILING 1000000u
+#define CONFIG_MAX_OUTPUT_DEFAULT (64ull * 1024 * 1024)
+#define CONFIG_MAX_OUTPUT_FLOOR (64ull * 1024)
+#define CONFIG_MAX_OUTPUT_CEILING (4096ull * 1024 * 1024)
+#define CONFIG_HANDSHAKE_TIMEOUT_MS_DEFAULT 10000u
+#define CONFIG_HANDSHAKE_TIMEOUT_MS_FLOOR 100u
+#define CONFIG_HANDSHAKE_TIMEOUT_MS_CEILING (3600u * 1000u)
+#define CONFIG_MAX_QUEUES_DEFAULT 10000u
+#define CONFIG_MAX_QUEUES_CEILING 10000000u
+#define CONFIG_MAX_CONSUMERS_DEFAULT 10000u
+#define CONFIG_MAX_CONSUMERS_CEILING 1000000u
+#define CONFIG_SHUTDOWN_TIMEOUT_MS_DEFAULT 5000u
+#define CONFIG_SHUTDOWN_TIMEOUT_MS_CEILING (3600u * 1000u)
+
+/* Process exit status of a bad configuration (EX_CONFIG). */
+#define CONFIG_EXIT_BAD 78
+
+/* One listening address: a [listen "NAME"] section or a -l option. */
+struct config_listener {
+    struct ferry_addr addr;
+    char name[64];   /* the section's name; "" for -l and the default */
+    /* Unix sockets only; unset values leave what bind() gives. */
+    bool has_mode;
+    unsigned mode;   /* permission bits of the socket file, <= 0777 */
+    char owner[CONFIG_ACCOUNT_MAX + 1]; /* user name or numeric id, "" unset */
+    char group[CONFIG_ACCOUNT_MAX + 1]; /* group name or numeric id, "" unset */
+};
+
+/* The settings of one queue. None exists yet: later issues add fields
+ * here, their keys to queue_keys[] in config.c, and the same key then
+ * works in [queues] (the defaults) and in [queue "NAME"]. */
+struct config_queue_settings {
+    char reserved; /* C11 wants a member; remove with the first real one */
+};
+
+/* A [queue "NAME"] section. */
+struct config_queue {
+    char name[FERRY_NAME_MAX + 1];
+    int line; /* of its section header, for messages */
+    struct config_queue_settings settings;
+};
+
+struct config {
+    /* [listen "NAME"] sections, or -l options (which replace them all). */
+    struct config_listener listen[CONFIG_LISTEN_MAX];
+    size_t listen_count;
+    /* Set when the listeners are the built-in default: the socket's parent
+     * directory is then created if missing. */
+    bool listen_is_default;
+
+    /* [limits] */
+    size_t max_connections;
+    size_t max_frame;
+    size_t max_output;
+    uint64_t handshake_timeout_ms;
+    size_t max_queues;
+    size_t max_consumers_per_queue;
+
+    /* [log] */
+    enum log_level log_level;
+
+    /* [server] */
+    char data_dir[CONFIG_PATH_MAX + 1];  /* "" unset */
+    char pid_file[CONFIG_PATH_MAX + 1];  /* "" unset: no pid file */
+    uint64_t shutdown_timeout_ms;
+
+    /* [queues] and [queue "NAME"] */
+    struct config_queue_settings queue_defaults;
+    struct config_queue *queues; /* owned array of queue_count */
+    size_t queue_count;
+};
+
+/* Fills *cfg with the built-in defaults (no listener yet, no queue). */
+void config_init(struct config *cfg);
+/* Frees what *cfg owns; *cfg may be reused after config_init. */
+void config_free(struct config *cfg);
+/* Moves src into *dst (freeing dst's old contents); src is left empty. */
+void config_move(struct config *dst, struct config *src);
+
+/* Where config_load and config_set report each error: one line without
+ * the trailing newline, "FILE:LINE: key 'K': reason". */
+typedef void config_error_fn(void *arg, const char *line);
+
+/* Reads the conf file at `path` on top of *cfg (normally fresh from
+ * config_init). Every error is reported, not just the first. 0 if the
+ * file is valid; else -1, and *cfg holds a partial result to be freed. */
+int config_load(struct config *cfg, const char *path, config_error_fn *on_error, void *arg);
+/* The same on text in memory; `name` stands for the file in messages. */
+int config_load_string(struct config *cfg, const char *name, const char *text,
+                       config_error_fn *on_error, void *arg);
+
+/* Sets one key of a section ("limits", "max_frame", "16MiB") as the file
+ * would, for command-line options. 0, or -1 with the reason in why[]. */
+int config_set(struct config *cfg, const char *section, const char *key, const char *value,
+               char *why, size_t why_size);
+/* Adds a listener given as a URL (a -l option). 0, or -1 with why[]. */
+int config_add_listen_url(struct config *cfg, const char *url, char *why, size_t why_size);
+/* Adds the built-in listener, unix:FERRY_DEFAULT_SOCKET, if there is none. */
+void config_use_default_listen(struct config *cfg);
+
+/* The settings that apply to queue `name`: its section's, else the
+ * [queues] defaults. */
+const struct config_queue_settings *config_queue_settings(const struct config *cfg,
+                                                          const char *name);
+
+/* Value syntax, shared with the command line. Each returns 0, or -1 with
+ * a reason in why[].
+ * A size is bytes, or a number with B, KiB, MiB, GiB or TiB: "64KiB". */
+int config_parse_size(const char *text, uint64_t *out, char *why, size_t why_size);
+/* A duration is a number with ms, s, min or h: "250ms", "30s". */
+int config_parse_duration_ms(const char *text, uint64_t *out, char *why, size_t why_size);
+
+#endif
