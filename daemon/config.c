@@ -158,6 +158,35 @@ static int parse_mode(const char *text, unsigned *out, char *why, size_t why_siz
     return 0;
 }
 
+/* yes or no (true and false too). */
+static int parse_bool(const char *text, bool *out, char *why, size_t why_size)
+{
+    if (strcmp(text, "yes") == 0 || strcmp(text, "true") == 0)
+        *out = true;
+    else if (strcmp(text, "no") == 0 || strcmp(text, "false") == 0)
+        *out = false;
+    else
+        return fail_why(why, why_size, "bad value '%s': expected yes or no", text);
+    return 0;
+}
+
+static const char *const fsync_names[] = {
+    [CONFIG_FSYNC_ALWAYS] = "always",
+    [CONFIG_FSYNC_INTERVAL] = "interval",
+    [CONFIG_FSYNC_NEVER] = "never",
+};
+
+static int parse_fsync(const char *text, enum config_fsync *out, char *why, size_t why_size)
+{
+    for (int f = CONFIG_FSYNC_ALWAYS; f <= CONFIG_FSYNC_NEVER; f++) {
+        if (strcmp(text, fsync_names[f]) == 0) {
+            *out = (enum config_fsync)f;
+            return 0;
+        }
+    }
+    return fail_why(why, why_size, "bad policy '%s': expected always, interval or never", text);
+}
+
 static int parse_path(const char *text, char *out, char *why, size_t why_size)
 {
     size_t len = strlen(text);
@@ -180,6 +209,9 @@ enum value_kind {
     VALUE_ADDRESS,   /* struct ferry_addr field */
     VALUE_MODE,      /* bool has_mode + unsigned mode, listener only */
     VALUE_ACCOUNT,   /* char[CONFIG_ACCOUNT_MAX + 1] field */
+    VALUE_DIR,       /* like VALUE_PATH, or empty for "none" */
+    VALUE_BOOL,      /* bool field: yes or no */
+    VALUE_FSYNC,     /* enum config_fsync field */
 };
 
 /* One key: its name in the file, and where its value goes relative to
@@ -197,7 +229,7 @@ struct key_spec {
 #define END_OF_KEYS { NULL, 0, 0, 0, 0, 0 }
 
 static const struct key_spec server_keys[] = {
-    KEY("data_dir", struct config, data_dir, VALUE_PATH, 0, 0),
+    KEY("data_dir", struct config, data_dir, VALUE_DIR, 0, 0),
     KEY("pid_file", struct config, pid_file, VALUE_PATH, 0, 0),
     KEY("shutdown_timeout", struct config, shutdown_timeout_ms, VALUE_DURATION, 0,
         CONFIG_SHUTDOWN_TIMEOUT_MS_CEILING),
@@ -234,10 +266,24 @@ static const struct key_spec listen_keys[] = {
     END_OF_KEYS,
 };
 
+/* In the order of storage_keys[]: close_storage looks them up by index. */
+enum { STORAGE_KEY_FSYNC, STORAGE_KEY_INTERVAL, STORAGE_KEY_SEGMENT, STORAGE_KEY_MAX_BYTES };
+static const struct key_spec storage_keys[] = {
+    KEY("fsync", struct config, fsync, VALUE_FSYNC, 0, 0),
+    KEY("fsync_interval", struct config, fsync_interval_ms, VALUE_DURATION,
+        CONFIG_FSYNC_INTERVAL_MS_FLOOR, CONFIG_FSYNC_INTERVAL_MS_CEILING),
+    KEY("segment_size", struct config, segment_size, VALUE_SIZE, CONFIG_SEGMENT_SIZE_FLOOR,
+        CONFIG_SEGMENT_SIZE_CEILING),
+    KEY("max_bytes", struct config, max_bytes, VALUE_SIZE, 0, CONFIG_MAX_BYTES_CEILING),
+    END_OF_KEYS,
+};
+
 /* The keys of [queues] (the defaults) and of [queue "NAME"], both into a
- * struct config_queue_settings. None exists yet: a later issue adds its
- * line here and its field there, and both sections take the key. */
+ * struct config_queue_settings: a later issue adds its line here and its
+ * field there, and both sections take the key. */
 static const struct key_spec queue_keys[] = {
+    KEY("durable", struct config_queue_settings, durable, VALUE_BOOL, 0, 0),
+    KEY("fsync", struct config_queue_settings, fsync, VALUE_FSYNC, 0, 0),
     END_OF_KEYS,
 };
 
@@ -383,6 +429,22 @@ static void close_listen(struct parser *p)
     }
 }
 
+/* A size limit below two segments would refuse publishes at once: the
+ * active segment and one being reclaimed must fit. */
+static void close_storage(struct parser *p)
+{
+    struct config *cfg = p->cfg;
+    if (cfg->max_bytes != 0 && cfg->max_bytes < 2 * cfg->segment_size) {
+        char max[32], seg[32];
+        format_with_unit(cfg->max_bytes, size_units, COUNT_OF(size_units), max, sizeof max);
+        format_with_unit(cfg->segment_size, size_units, COUNT_OF(size_units), seg, sizeof seg);
+        int line = p->key_lines[STORAGE_KEY_MAX_BYTES];
+        report(p, line ? line : p->section_line,
+               "key 'max_bytes': %s is below twice segment_size (%s); 0 means no limit", max,
+               seg);
+    }
+}
+
 static void *open_queue(struct parser *p, const char *name)
 {
     struct config *cfg = p->cfg;
@@ -425,6 +487,7 @@ static const struct section_spec sections[] = {
     { "server", false, server_keys, open_config_section, NULL },
     { "log", false, log_keys, open_config_section, NULL },
     { "limits", false, limits_keys, open_config_section, NULL },
+    { "storage", false, storage_keys, open_config_section, close_storage },
     { "listen", true, listen_keys, open_listen, close_listen },
     { "queues", false, queue_keys, open_queue_defaults, NULL },
     { "queue", true, queue_keys, open_queue, NULL },
@@ -433,7 +496,7 @@ _Static_assert(COUNT_OF(sections) <= COUNT_OF(((struct parser *)0)->seen_line),
                "parser.seen_line has a slot per section kind");
 _Static_assert(COUNT_OF(server_keys) <= SECTION_KEYS_MAX && COUNT_OF(log_keys) <= SECTION_KEYS_MAX &&
                COUNT_OF(limits_keys) <= SECTION_KEYS_MAX && COUNT_OF(listen_keys) <= SECTION_KEYS_MAX &&
-               COUNT_OF(queue_keys) <= SECTION_KEYS_MAX,
+               COUNT_OF(storage_keys) <= SECTION_KEYS_MAX && COUNT_OF(queue_keys) <= SECTION_KEYS_MAX,
                "parser.key_lines has a slot per key of a section");
 
 static const struct section_spec *find_section(const char *kind)
@@ -578,6 +641,16 @@ static int apply_key(const struct key_spec *key, void *base, const char *value,
         return 0;
     case VALUE_PATH:
         return parse_path(value, field, why, why_size);
+    case VALUE_DIR:
+        if (value[0] == '\0') {
+            *(char *)field = '\0';
+            return 0;
+        }
+        return parse_path(value, field, why, why_size);
+    case VALUE_BOOL:
+        return parse_bool(value, field, why, why_size);
+    case VALUE_FSYNC:
+        return parse_fsync(value, field, why, why_size);
     case VALUE_ADDRESS:
         if (ferry_addr_parse(value, field, &addr_why) != 0)
             return fail_why(why, why_size, "bad address '%s': %s", value, addr_why);
@@ -610,10 +683,7 @@ static int on_key(void *user, const char *inih_section, const char *name, const 
     while (p->spec->keys[k].name && strcmp(p->spec->keys[k].name, name) != 0)
         k++;
     if (!p->spec->keys[k].name) {
-        if (p->spec->keys == queue_keys)
-            report(p, p->line, "key '%s': unknown key (queue sections take no keys yet)", name);
-        else
-            report(p, p->line, "key '%s': unknown key in [%s]", name, p->spec->kind);
+        report(p, p->line, "key '%s': unknown key in [%s]", name, p->spec->kind);
         return 1;
     }
     if (p->key_lines[k] != 0) {
@@ -622,8 +692,14 @@ static int on_key(void *user, const char *inih_section, const char *name, const 
     }
     p->key_lines[k] = p->line;
     char why[400];
-    if (apply_key(&p->spec->keys[k], p->base, value, why, sizeof why) != 0)
+    if (apply_key(&p->spec->keys[k], p->base, value, why, sizeof why) != 0) {
         report(p, p->line, "key '%s': %s", name, why);
+        return 1;
+    }
+    /* Where durable queues were asked for, for config_check's message. */
+    if (p->spec->keys == queue_keys && strcmp(name, "durable") == 0 &&
+        ((struct config_queue_settings *)p->base)->durable && p->cfg->durable_line == 0)
+        p->cfg->durable_line = p->line;
     return 1;
 }
 
@@ -746,7 +822,25 @@ void config_init(struct config *cfg)
         .max_consumers_per_queue = CONFIG_MAX_CONSUMERS_DEFAULT,
         .log_level = LOG_LEVEL_INFO,
         .shutdown_timeout_ms = CONFIG_SHUTDOWN_TIMEOUT_MS_DEFAULT,
+        .data_dir = CONFIG_DATA_DIR_DEFAULT,
+        .fsync = CONFIG_FSYNC_ALWAYS,
+        .fsync_interval_ms = CONFIG_FSYNC_INTERVAL_MS_DEFAULT,
+        .segment_size = CONFIG_SEGMENT_SIZE_DEFAULT,
     };
+}
+
+int config_check(const struct config *cfg, const char *file, config_error_fn *on_error,
+                 void *arg)
+{
+    if (!config_any_durable(cfg) || cfg->data_dir[0] != '\0')
+        return 0;
+    char text[CONFIG_PATH_MAX + 200];
+    snprintf(text, sizeof text,
+             "%s:%d: key 'durable': durable queues need a data directory, and data_dir is "
+             "empty (set it in [server], or --data-dir)",
+             file ? file : "(defaults)", cfg->durable_line);
+    on_error(arg, text);
+    return -1;
 }
 
 void config_free(struct config *cfg)
@@ -807,4 +901,45 @@ const struct config_queue_settings *config_queue_settings(const struct config *c
             return &cfg->queues[i].settings;
     }
     return &cfg->queue_defaults;
+}
+
+enum config_fsync config_queue_fsync(const struct config *cfg,
+                                     const struct config_queue_settings *s)
+{
+    return s->fsync != CONFIG_FSYNC_UNSET ? s->fsync : cfg->fsync;
+}
+
+bool config_any_durable(const struct config *cfg)
+{
+    if (cfg->queue_defaults.durable)
+        return true;
+    for (size_t i = 0; i < cfg->queue_count; i++) {
+        if (cfg->queues[i].settings.durable)
+            return true;
+    }
+    return false;
+}
+
+/* ALWAYS < INTERVAL < NEVER: the lowest is the strongest. */
+static enum config_fsync stronger(enum config_fsync a, enum config_fsync b)
+{
+    return a < b ? a : b;
+}
+
+enum config_fsync config_strongest_fsync(const struct config *cfg)
+{
+    enum config_fsync strongest = CONFIG_FSYNC_NEVER;
+    bool any = false;
+    if (cfg->queue_defaults.durable) {
+        strongest = config_queue_fsync(cfg, &cfg->queue_defaults);
+        any = true;
+    }
+    for (size_t i = 0; i < cfg->queue_count; i++) {
+        const struct config_queue_settings *s = &cfg->queues[i].settings;
+        if (s->durable) {
+            strongest = stronger(strongest, config_queue_fsync(cfg, s));
+            any = true;
+        }
+    }
+    return any ? strongest : cfg->fsync;
 }

@@ -39,6 +39,16 @@
 #define CONFIG_MAX_CONSUMERS_CEILING 1000000u
 #define CONFIG_SHUTDOWN_TIMEOUT_MS_DEFAULT 5000u
 #define CONFIG_SHUTDOWN_TIMEOUT_MS_CEILING (3600u * 1000u)
+/* The log of durable queues: where, how large its segments, how often an
+ * interval sync, at most how large in all (0: no limit). */
+#define CONFIG_DATA_DIR_DEFAULT "/var/lib/ferry"
+#define CONFIG_FSYNC_INTERVAL_MS_DEFAULT 100u
+#define CONFIG_FSYNC_INTERVAL_MS_FLOOR 1u
+#define CONFIG_FSYNC_INTERVAL_MS_CEILING (60u * 1000u)
+#define CONFIG_SEGMENT_SIZE_DEFAULT (64ull * 1024 * 1024)
+#define CONFIG_SEGMENT_SIZE_FLOOR (4ull * 1024)
+#define CONFIG_SEGMENT_SIZE_CEILING (1024ull * 1024 * 1024)
+#define CONFIG_MAX_BYTES_CEILING (1ull << 60)
 
 /* Process exit status of a bad configuration (EX_CONFIG). */
 #define CONFIG_EXIT_BAD 78
@@ -54,11 +64,20 @@ struct config_listener {
     char group[CONFIG_ACCOUNT_MAX + 1]; /* group name or numeric id, "" unset */
 };
 
-/* The settings of one queue. None exists yet: later issues add fields
- * here, their keys to queue_keys[] in config.c, and the same key then
- * works in [queues] (the defaults) and in [queue "NAME"]. */
+/* When a confirmed publish to a durable queue is safe (ferryd.conf(5)). */
+enum config_fsync {
+    CONFIG_FSYNC_UNSET = 0,  /* a queue's own: the [storage] fsync applies */
+    CONFIG_FSYNC_ALWAYS,     /* fdatasync'd before the confirm */
+    CONFIG_FSYNC_INTERVAL,   /* written before the confirm, synced every fsync_interval */
+    CONFIG_FSYNC_NEVER,      /* written before the confirm, synced by the OS */
+};
+
+/* The settings of one queue. Later issues add fields here, their keys to
+ * queue_keys[] in config.c, and the same key then works in [queues] (the
+ * defaults) and in [queue "NAME"]. */
 struct config_queue_settings {
-    char reserved; /* C11 wants a member; remove with the first real one */
+    bool durable;            /* durable = yes|no: logged in data_dir; default no */
+    enum config_fsync fsync; /* UNSET: [storage] fsync */
 };
 
 /* A [queue "NAME"] section. */
@@ -88,14 +107,21 @@ struct config {
     enum log_level log_level;
 
     /* [server] */
-    char data_dir[CONFIG_PATH_MAX + 1];  /* "" unset */
+    char data_dir[CONFIG_PATH_MAX + 1];  /* "" unset: no durable queue may exist */
     char pid_file[CONFIG_PATH_MAX + 1];  /* "" unset: no pid file */
     uint64_t shutdown_timeout_ms;
+
+    /* [storage] */
+    enum config_fsync fsync;     /* the default policy of durable queues; never UNSET */
+    uint64_t fsync_interval_ms;
+    size_t segment_size;
+    size_t max_bytes;            /* 0: no limit */
 
     /* [queues] and [queue "NAME"] */
     struct config_queue_settings queue_defaults;
     struct config_queue *queues; /* owned array of queue_count */
     size_t queue_count;
+    int durable_line;            /* of the file's first "durable = yes"; 0: none */
 };
 
 /* Fills *cfg with the built-in defaults (no listener yet, no queue). */
@@ -117,6 +143,12 @@ int config_load(struct config *cfg, const char *path, config_error_fn *on_error,
 int config_load_string(struct config *cfg, const char *name, const char *text,
                        config_error_fn *on_error, void *arg);
 
+/* The checks that need the whole configuration, the command line's
+ * options included: durable queues need a data_dir. Reports each problem
+ * as config_load does (`file` names the conf file in messages). 0 or -1. */
+int config_check(const struct config *cfg, const char *file, config_error_fn *on_error,
+                 void *arg);
+
 /* Sets one key of a section ("limits", "max_frame", "16MiB") as the file
  * would, for command-line options. 0, or -1 with the reason in why[]. */
 int config_set(struct config *cfg, const char *section, const char *key, const char *value,
@@ -130,6 +162,14 @@ void config_use_default_listen(struct config *cfg);
  * [queues] defaults. */
 const struct config_queue_settings *config_queue_settings(const struct config *cfg,
                                                           const char *name);
+/* A queue's fsync policy, its UNSET resolved to the [storage] default. */
+enum config_fsync config_queue_fsync(const struct config *cfg,
+                                     const struct config_queue_settings *s);
+/* Whether any queue may be durable (the defaults or a section say so). */
+bool config_any_durable(const struct config *cfg);
+/* The strongest fsync policy of the queues that may be durable (ALWAYS
+ * before INTERVAL before NEVER); the [storage] default if there is none. */
+enum config_fsync config_strongest_fsync(const struct config *cfg);
 
 /* Value syntax, shared with the command line. Each returns 0, or -1 with
  * a reason in why[].

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -29,6 +30,13 @@
  * every burst would cost a realloc and fresh pages each time); an open
  * connection idle this long gives it back. */
 #define IDLE_TRIM_S 1
+
+/* Once this many connections have closed, the heap is given back to the
+ * system (malloc_trim) when closes have stopped for HEAP_TRIM_QUIET_S:
+ * glibc keeps freed memory otherwise, and a storm of connections would
+ * leave ferryd as large as at its peak. */
+#define HEAP_TRIM_AFTER_CLOSES 64
+#define HEAP_TRIM_QUIET_S 1
 
 /* A closing connection gets this long to take its last output. */
 #define CLOSING_TIMEOUT_S 5
@@ -491,6 +499,22 @@ static void notify_if_all_closed(struct conn_set *set)
     all_closed(set->all_closed_arg);
 }
 
+static void on_heap_trim(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn_set *set = arg;
+    set->closed_since_trim = 0;
+    malloc_trim(0);
+}
+
+/* Counts a close; after enough, (re)starts the quiet period of the trim. */
+static void note_close(struct conn_set *set)
+{
+    if (++set->closed_since_trim < HEAP_TRIM_AFTER_CLOSES)
+        return;
+    struct timeval tv = seconds(HEAP_TRIM_QUIET_S);
+    event_add(set->heap_trim_ev, &tv);
+}
+
 /* Frees c now. Its in-flight messages go back to their queues and may be
  * delivered to other connections (which become dirty). */
 static void conn_close(struct conn *c)
@@ -513,6 +537,7 @@ static void conn_close(struct conn *c)
     if (c->next)
         c->next->prev = c->prev;
     set->count--;
+    note_close(set);
 
     event_free(c->read_ev);
     event_free(c->write_ev);
@@ -594,7 +619,11 @@ struct conn_set *conn_set_new(struct event_base *base, struct broker *broker,
     set->base = base;
     set->broker = broker;
     set->started_ms = monotonic_ms();
-    if (conn_set_limits(set, limits) != 0 || commit_init(set, on_turn_end) != 0) {
+    set->heap_trim_ev = evtimer_new(base, on_heap_trim, set);
+    if (!set->heap_trim_ev || conn_set_limits(set, limits) != 0
+        || commit_init(set, on_turn_end) != 0) {
+        if (set->heap_trim_ev)
+            event_free(set->heap_trim_ev);
         free(set);
         return NULL;
     }
@@ -631,6 +660,7 @@ void conn_set_free(struct conn_set *set)
             broker_session_set_writable(set->broker, c->session, false);
     while (set->all)
         conn_close(set->all);
+    event_free(set->heap_trim_ev);
     commit_free(set);
     free(set->confirms.ids);
     free(set);

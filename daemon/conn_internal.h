@@ -126,6 +126,11 @@ struct conn_set {
     bool turn_end_armed;
     struct event *sync_timer; /* the journal's INTERVAL syncs */
 
+    /* Connections closed since the heap was last given back to the
+     * system, and the timer that does it once a burst of closes is over. */
+    size_t closed_since_trim;
+    struct event *heap_trim_ev;
+
     bool shutting_down;
     void (*all_closed)(void *arg); /* called once, then cleared */
     void *all_closed_arg;

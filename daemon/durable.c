@@ -339,6 +339,9 @@ static void collect_name(void *arg, struct ferry_bytes name, const struct queue_
         l->names[l->count++] = name;
 }
 
+/* A recovered queue stays durable whatever the configuration now says (a
+ * slip in the conf file must not drop messages at the next restart; a
+ * DELETE does that); its fsync policy follows the configuration. */
 static void reconfigure_one(struct durable *d, const struct durable_config *cfg,
                             struct ferry_bytes name)
 {
@@ -347,18 +350,16 @@ static void reconfigure_one(struct durable *d, const struct durable_config *cfg,
     struct queue_settings was;
     if (broker_queue_settings(d->broker, name, &was) != FERRY_CODE_OK)
         return;
-    if (was.durable == want.durable && (!want.durable || was.fsync == want.fsync))
+    if (!want.durable)
+        log_warn("queue \"%.*s\" is in memory in the configuration but durable in the log: "
+                 "it stays durable (delete it to drop it)", (int)name.len, (const char *)name.ptr);
+    if (was.fsync == want.fsync)
         return;
-    struct queue_stats st;
-    broker_queue_stats(d->broker, name, &st);
-    enum ferry_code code = broker_configure_queue(d->broker, name, &want);
+    struct queue_settings now = { .durable = true, .fsync = want.fsync };
+    enum ferry_code code = broker_configure_queue(d->broker, name, &now);
     if (code != FERRY_CODE_OK)
-        log_error("queue \"%.*s\": cannot apply its configured settings: %s", (int)name.len,
+        log_error("queue \"%.*s\": cannot apply its configured fsync: %s", (int)name.len,
                   (const char *)name.ptr, ferry_code_name(code));
-    else if (!want.durable)
-        log_warn("queue \"%.*s\" is no longer durable in the configuration: deleted from the "
-                 "log; its %" PRIu64 " messages are kept in memory only",
-                 (int)name.len, (const char *)name.ptr, st.depth);
     else
         log_info("queue \"%.*s\": fsync %s -> %s", (int)name.len, (const char *)name.ptr,
                  fsync_name(was.fsync), fsync_name(want.fsync));

@@ -25,8 +25,7 @@ struct durable_config {
     uint64_t segment_bytes;     /* 0: 64 MiB */
     uint64_t max_bytes;         /* the segments' total size; 0: no limit */
     /* The configured settings of a queue, by name: a queue recovered from
-     * the log takes them (a queue no longer durable is deleted from the
-     * log, its messages kept in memory for this run). */
+     * the log takes their fsync policy (it stays durable: see durable.c). */
     broker_settings_fn *settings_of;
     void *settings_arg;
 };

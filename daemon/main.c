@@ -38,6 +38,7 @@ enum {
     OPT_MAX_CONNECTIONS,
     OPT_MAX_OUTPUT,
     OPT_PID_FILE,
+    OPT_DATA_DIR,
     OPT_CHECK_CONFIG,
 };
 
@@ -50,6 +51,7 @@ static const struct option long_options[] = {
     { "max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS },
     { "max-output", required_argument, NULL, OPT_MAX_OUTPUT },
     { "pid-file", required_argument, NULL, OPT_PID_FILE },
+    { "data-dir", required_argument, NULL, OPT_DATA_DIR },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
     { NULL, 0, NULL, 0 },
@@ -66,6 +68,7 @@ static const struct {
     { OPT_MAX_CONNECTIONS, "limits", "max_connections" },
     { OPT_MAX_OUTPUT, "limits", "max_output" },
     { OPT_PID_FILE, "server", "pid_file" },
+    { OPT_DATA_DIR, "server", "data_dir" },
 };
 
 /* One option that overrides the conf file; value points into argv. */
@@ -103,12 +106,15 @@ static void print_help(void)
            "      --max-output SIZE    output queued per connection before it is\n"
            "                           throttled (default 64MiB, 64KiB..4096MiB)\n"
            "      --pid-file FILE      write the process id to FILE (removed at exit)\n"
+           "      --data-dir DIR       the log of durable queues (default %s;\n"
+           "                           '' for none)\n"
            "  -h, --help               show this help\n"
            "  -V, --version            show the version\n"
            "\n"
            "SIZE is a number of bytes, optionally followed by KiB, MiB or GiB.\n"
            "See ferryd(8).\n",
-           FERRYD_CONF_DEFAULT, FERRY_DEFAULT_SOCKET, CONFIG_MAX_CONNECTIONS_DEFAULT);
+           FERRYD_CONF_DEFAULT, FERRY_DEFAULT_SOCKET, CONFIG_MAX_CONNECTIONS_DEFAULT,
+           CONFIG_DATA_DIR_DEFAULT);
 }
 
 /* The single line a bad command line gets; returns exit status 64. */
@@ -214,7 +220,7 @@ static int read_config(const struct command_line *cl, struct config *out,
     if (*file && config_load(out, *file, on_config_error, sink) != 0)
         return -1;
     apply_overrides(cl, out);
-    return 0;
+    return config_check(out, *file, on_config_error, sink);
 }
 
 /* server_reload_fn: the same reading at SIGHUP, errors to the log. */

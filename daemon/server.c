@@ -2,10 +2,12 @@
  * server.c - ferryd's process: the libevent loop, the signals (stop,
  * reload), the order in which everything is set up and torn down, the
  * configuration in force and what a reload may change of it, the pid file,
- * and what systemd hears (ready, status, watchdog, stopping).
+ * what systemd hears (ready, status, watchdog, stopping), and the durable
+ * log's place in that order (opened before any listener, closed last).
  *
  * Knows the parts it wires together by their interfaces only: sockets are
- * listeners.c's, frames conn.c's, the sd-daemon protocol service.c's.
+ * listeners.c's, frames conn.c's, the sd-daemon protocol service.c's, the
+ * log durable.c's.
  */
 #include "server.h"
 
@@ -25,6 +27,7 @@
 
 #include "broker.h"
 #include "conn.h"
+#include "durable.h"
 #include "listeners.h"
 #include "service.h"
 
@@ -39,6 +42,7 @@ struct server {
     void *reload_arg;
     struct event_base *base;
     struct broker *broker;
+    struct durable *durable;    /* NULL: no durable queue; owned */
     struct conn_set *conns;
     struct listener_set *listeners;
     struct event *sigint_ev;
@@ -188,6 +192,61 @@ static void raise_fd_limit(size_t max_connections)
                  (unsigned long long)rl.rlim_cur, FD_RESERVE);
 }
 
+/* ---- durable queues ------------------------------------------------------------------------ */
+
+static enum queue_fsync fsync_of(enum config_fsync f)
+{
+    switch (f) {
+    case CONFIG_FSYNC_INTERVAL: return QUEUE_FSYNC_INTERVAL;
+    case CONFIG_FSYNC_NEVER: return QUEUE_FSYNC_NEVER;
+    default: return QUEUE_FSYNC_ALWAYS;
+    }
+}
+
+/* broker_settings_fn: a queue takes the settings configured in force
+ * when it is created (queue settings change only at a restart). */
+static void queue_settings_of(void *arg, struct ferry_bytes name, struct queue_settings *out)
+{
+    const struct server *s = arg;
+    char text[FERRY_NAME_MAX + 1];
+    size_t len = name.len < FERRY_NAME_MAX ? name.len : FERRY_NAME_MAX;
+    memcpy(text, name.ptr, len);
+    text[len] = '\0';
+    const struct config_queue_settings *c = config_queue_settings(&s->cfg, text);
+    /* A queue configured durable has the log: open_durable opened it, or
+     * ferryd did not start. */
+    *out = (struct queue_settings){
+        .durable = c->durable,
+        .fsync = fsync_of(config_queue_fsync(&s->cfg, c)),
+    };
+}
+
+/* The log is opened, and what it holds restored, only if some queue may
+ * be durable; before any listener accepts. */
+static int open_durable(struct server *s)
+{
+    broker_set_settings_source(s->broker, queue_settings_of, s);
+    if (!config_any_durable(&s->cfg))
+        return 0;
+    struct durable_config dc = {
+        .dir = s->cfg.data_dir,
+        .strongest = fsync_of(config_strongest_fsync(&s->cfg)),
+        .sync_interval_ms = (uint32_t)s->cfg.fsync_interval_ms,
+        .segment_bytes = s->cfg.segment_size,
+        .max_bytes = s->cfg.max_bytes,
+        .settings_of = queue_settings_of,
+        .settings_arg = s,
+    };
+    char err[512];
+    s->durable = durable_open(&dc, s->broker, err, sizeof err);
+    if (!s->durable) {
+        log_error("%s", err);
+        return -1;
+    }
+    conn_set_use_durable(s->conns, s->durable);
+    return 0;
+}
+
 /* ---- reloading --------------------------------------------------------------------------- */
 
 static void log_size_change(const char *key, size_t old, size_t now)
@@ -196,10 +255,34 @@ static void log_size_change(const char *key, size_t old, size_t now)
         log_info("reload: %s %zu -> %zu", key, old, now);
 }
 
+static bool storage_same(const struct config *a, const struct config *b)
+{
+    return a->fsync == b->fsync && a->fsync_interval_ms == b->fsync_interval_ms &&
+           a->segment_size == b->segment_size && a->max_bytes == b->max_bytes;
+}
+
+static bool settings_same(const struct config_queue_settings *a,
+                          const struct config_queue_settings *b)
+{
+    return a->durable == b->durable && a->fsync == b->fsync;
+}
+
+static bool queue_settings_same(const struct config *a, const struct config *b)
+{
+    if (!settings_same(&a->queue_defaults, &b->queue_defaults) || a->queue_count != b->queue_count)
+        return false;
+    for (size_t i = 0; i < a->queue_count; i++) {
+        if (strcmp(a->queues[i].name, b->queues[i].name) != 0 ||
+            !settings_same(&a->queues[i].settings, &b->queues[i].settings))
+            return false;
+    }
+    return true;
+}
+
 /* What a reload cannot change, said once per reload. */
 static void warn_restart_needed(const struct config *old, const struct config *now)
 {
-    const char *keys[4];
+    const char *keys[6];
     size_t n = 0;
     if (old->max_queues != now->max_queues)
         keys[n++] = "max_queues";
@@ -209,6 +292,10 @@ static void warn_restart_needed(const struct config *old, const struct config *n
         keys[n++] = "data_dir";
     if (strcmp(old->pid_file, now->pid_file) != 0)
         keys[n++] = "pid_file";
+    if (!storage_same(old, now))
+        keys[n++] = "the [storage] section";
+    if (!queue_settings_same(old, now))
+        keys[n++] = "the queue settings ([queues], [queue \"NAME\"])";
     for (size_t i = 0; i < n; i++)
         log_warn("reload: %s changed; it takes effect at the next restart", keys[i]);
 }
@@ -247,6 +334,20 @@ static void apply_live(struct server *s, struct config *now)
     now->max_consumers_per_queue = old->max_consumers_per_queue;
     memcpy(now->data_dir, old->data_dir, sizeof now->data_dir);
     memcpy(now->pid_file, old->pid_file, sizeof now->pid_file);
+    /* Storage and queue settings too: a queue made durable by a reload
+     * would need the log opened; one made in-memory, its log deleted. */
+    now->fsync = old->fsync;
+    now->fsync_interval_ms = old->fsync_interval_ms;
+    now->segment_size = old->segment_size;
+    now->max_bytes = old->max_bytes;
+    now->queue_defaults = old->queue_defaults;
+    now->durable_line = old->durable_line;
+    struct config_queue *fresh = now->queues;
+    size_t fresh_count = now->queue_count;
+    now->queues = old->queues; /* now owns the sections in force; old the new ones */
+    now->queue_count = old->queue_count;
+    old->queues = fresh;
+    old->queue_count = fresh_count;
     config_move(&s->cfg, now); /* s->cfg owns now's contents from here */
 }
 
@@ -390,7 +491,7 @@ static int setup(struct server *s)
         log_error("out of memory");
         return -1;
     }
-    if (open_listeners(s) != 0 || write_pid_file(s) != 0)
+    if (open_durable(s) != 0 || open_listeners(s) != 0 || write_pid_file(s) != 0)
         return -1;
     return 0;
 }
@@ -407,6 +508,7 @@ static void teardown(struct server *s)
 {
     listeners_free(s->listeners);
     conn_set_free(s->conns); /* sessions first: the broker outlives them */
+    durable_close(s->durable); /* the last flush, once nothing appends */
     if (s->broker)
         broker_free(s->broker);
     free_event(s->sigint_ev);
@@ -423,9 +525,12 @@ static void teardown(struct server *s)
 
 int server_run(struct config *cfg, server_reload_fn *reload_fn, void *reload_arg)
 {
-    /* A peer that vanishes makes write() fail with EPIPE, not kill us. */
+    /* A peer that vanishes makes write() fail with EPIPE, not kill us; a
+     * log file over RLIMIT_FSIZE makes write() fail with EFBIG, which the
+     * log refuses publishes for, not kill us. */
     struct sigaction ignore = { .sa_handler = SIG_IGN };
     sigaction(SIGPIPE, &ignore, NULL);
+    sigaction(SIGXFSZ, &ignore, NULL);
 
     struct server s = { .reload = reload_fn, .reload_arg = reload_arg,
                         .exit_status = SERVER_EXIT_OK };

@@ -83,6 +83,18 @@ int harness_raise_fd_limit(void)
     return rl.rlim_cur > INT32_MAX ? INT32_MAX : (int)rl.rlim_cur;
 }
 
+bool harness_rss_reliable(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    return false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    return false;
+#endif
+#endif
+    return !harness_valgrind();
+}
+
 long harness_rss_kb(pid_t pid)
 {
     char path[64], line[256];

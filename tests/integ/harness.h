@@ -61,6 +61,11 @@ bool harness_valgrind(void);
 int harness_raise_fd_limit(void);
 /* VmRSS of a process from /proc/PID/status, in KiB; -1 if unknown. */
 long harness_rss_kb(pid_t pid);
+/* false when ferryd's VmRSS says little about what it holds: under ASan
+ * (whose quarantine keeps freed memory for a while; LeakSanitizer checks
+ * leaks at ferryd's exit instead) and under valgrind. Tests then print
+ * their memory figures without judging them. */
+bool harness_rss_reliable(void);
 
 /* Connects a raw Unix stream socket to the daemon (for hostile-input tests). */
 int harness_raw_connect(const struct ferryd *d);

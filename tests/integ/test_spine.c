@@ -27,7 +27,8 @@ static void setup(void)
 
 static void teardown(void)
 {
-    ferryd_stop(&daemon_);
+    /* A sanitizer's or memcheck's report at ferryd's exit fails the test. */
+    ck_assert_msg(ferryd_stop(&daemon_) == 0, "ferryd did not exit cleanly (see above)");
 }
 
 static ferry_conn *connect_or_fail(void)
@@ -259,6 +260,16 @@ START_TEST(test_unacked_messages_of_a_killed_consumer_are_redelivered)
 
     kill(child, SIGKILL);
     waitpid(child, NULL, 0);
+    /* ferryd learns of the death from the socket's EOF, in a turn of its
+     * loop that may come after our next request: wait for the requeue. */
+    long long deadline = harness_now_ms() + 5000;
+    uint64_t inflight;
+    do {
+        ck_assert_int_eq(ferry_stats(c, "redeliver", &st), FERRY_OK);
+        inflight = st->queues[0].inflight;
+        ferry_stats_free(st);
+    } while (inflight > 0 && harness_now_ms() < deadline && usleep(1000) == 0);
+    ck_assert_uint_eq(inflight, 0);
 
     /* All 100 come back, the 40 first and in order, with attempt 2. */
     for (uint32_t i = 0; i < 100; i++) {

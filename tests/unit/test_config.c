@@ -102,9 +102,16 @@ START_TEST(test_defaults_are_the_documented_ones)
     ck_assert_uint_eq(cfg.max_queues, 10000);
     ck_assert_uint_eq(cfg.max_consumers_per_queue, 10000);
     ck_assert_int_eq(cfg.log_level, LOG_LEVEL_INFO);
-    ck_assert_str_eq(cfg.data_dir, "");
+    ck_assert_str_eq(cfg.data_dir, "/var/lib/ferry");
     ck_assert_str_eq(cfg.pid_file, "");
     ck_assert_uint_eq(cfg.shutdown_timeout_ms, 5000);
+    ck_assert_int_eq(cfg.fsync, CONFIG_FSYNC_ALWAYS);
+    ck_assert_uint_eq(cfg.fsync_interval_ms, 100);
+    ck_assert_uint_eq(cfg.segment_size, 64u * 1024 * 1024);
+    ck_assert_uint_eq(cfg.max_bytes, 0);
+    ck_assert(!cfg.queue_defaults.durable);
+    ck_assert_int_eq(cfg.queue_defaults.fsync, CONFIG_FSYNC_UNSET);
+    ck_assert(!config_any_durable(&cfg));
     ck_assert_uint_eq(cfg.queue_count, 0);
     config_free(&cfg);
 }
@@ -397,8 +404,8 @@ START_TEST(test_a_bad_number_or_level_or_path_is_an_error)
                      "t.conf:2: key 'level': bad level 'loud': expected error, warn, info or debug");
     assert_one_error("[server]\npid_file = ferryd.pid\n",
                      "t.conf:2: key 'pid_file': bad path 'ferryd.pid': expected an absolute path");
-    assert_one_error("[server]\ndata_dir =\n",
-                     "t.conf:2: key 'data_dir': bad path '': expected an absolute path");
+    assert_one_error("[server]\ndata_dir = data\n",
+                     "t.conf:2: key 'data_dir': bad path 'data': expected an absolute path");
 }
 END_TEST
 
@@ -537,12 +544,101 @@ END_TEST
 
 /* ---- queue sections ------------------------------------------------------------------------- */
 
-START_TEST(test_queue_sections_take_no_keys_yet)
+START_TEST(test_queue_sections_take_only_their_keys)
 {
     assert_one_error("[queue \"jobs\"]\nmax_length = 10\n",
-                     "t.conf:2: key 'max_length': unknown key (queue sections take no keys yet)");
-    assert_one_error("[queues]\ndurable = yes\n",
-                     "t.conf:2: key 'durable': unknown key (queue sections take no keys yet)");
+                     "t.conf:2: key 'max_length': unknown key in [queue]");
+    assert_one_error("[queues]\nsegment_size = 4KiB\n",
+                     "t.conf:2: key 'segment_size': unknown key in [queues]");
+}
+END_TEST
+
+START_TEST(test_durable_and_fsync_are_read_per_queue_over_the_defaults)
+{
+    struct config cfg;
+    load_ok(&cfg, "[storage]\n"
+                  "fsync = interval\n"
+                  "[queues]\n"
+                  "durable = yes\n"
+                  "[queue \"fast\"]\n"
+                  "fsync = never\n"
+                  "[queue \"scratch\"]\n"
+                  "durable = no\n"
+                  "[queue \"money\"]\n"
+                  "fsync = always\n");
+    ck_assert_int_eq(cfg.durable_line, 4);
+    ck_assert(config_queue_settings(&cfg, "fast")->durable); /* from [queues] */
+    ck_assert_int_eq(config_queue_fsync(&cfg, config_queue_settings(&cfg, "fast")),
+                     CONFIG_FSYNC_NEVER);
+    ck_assert(!config_queue_settings(&cfg, "scratch")->durable);
+    ck_assert_int_eq(config_queue_fsync(&cfg, config_queue_settings(&cfg, "other")),
+                     CONFIG_FSYNC_INTERVAL); /* [storage] fsync */
+    ck_assert(config_any_durable(&cfg));
+    ck_assert_int_eq(config_strongest_fsync(&cfg), CONFIG_FSYNC_ALWAYS);
+    config_free(&cfg);
+
+    load_ok(&cfg, "[queue \"only\"]\ndurable = true\nfsync = never\n");
+    ck_assert(!config_queue_settings(&cfg, "other")->durable);
+    ck_assert_int_eq(config_strongest_fsync(&cfg), CONFIG_FSYNC_NEVER);
+    config_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_bad_durable_or_fsync_values_are_errors)
+{
+    assert_one_error("[queues]\ndurable = maybe\n",
+                     "t.conf:2: key 'durable': bad value 'maybe': expected yes or no");
+    assert_one_error("[queue \"q\"]\nfsync = sometimes\n",
+                     "t.conf:2: key 'fsync': bad policy 'sometimes': expected always, interval "
+                     "or never");
+    assert_one_error("[storage]\nfsync = 1\n",
+                     "t.conf:2: key 'fsync': bad policy '1': expected always, interval or never");
+}
+END_TEST
+
+START_TEST(test_storage_keys_are_read_and_checked)
+{
+    struct config cfg;
+    load_ok(&cfg, "[storage]\n"
+                  "fsync = never\n"
+                  "fsync_interval = 250ms\n"
+                  "segment_size = 1MiB\n"
+                  "max_bytes = 2GiB\n");
+    ck_assert_int_eq(cfg.fsync, CONFIG_FSYNC_NEVER);
+    ck_assert_uint_eq(cfg.fsync_interval_ms, 250);
+    ck_assert_uint_eq(cfg.segment_size, 1024 * 1024);
+    ck_assert_uint_eq(cfg.max_bytes, 2ull * 1024 * 1024 * 1024);
+    config_free(&cfg);
+    assert_one_error("[storage]\nsegment_size = 1KiB\n",
+                     "t.conf:2: key 'segment_size': '1KiB' is out of range (4KiB..1GiB)");
+    assert_one_error("[storage]\nfsync_interval = 2min\n",
+                     "t.conf:2: key 'fsync_interval': '2min' is out of range (1ms..1min)");
+    assert_one_error("[storage]\nsegment_size = 1MiB\nmax_bytes = 1MiB\n",
+                     "t.conf:3: key 'max_bytes': 1MiB is below twice segment_size (1MiB); "
+                     "0 means no limit");
+}
+END_TEST
+
+START_TEST(test_durable_queues_without_a_data_dir_are_refused)
+{
+    struct config cfg;
+    struct errors e = { 0 };
+    load_ok(&cfg, "[server]\ndata_dir =\n[queue \"jobs\"]\n\ndurable = yes\n");
+    ck_assert_str_eq(cfg.data_dir, "");
+    ck_assert_int_eq(config_check(&cfg, "t.conf", collect, &e), -1);
+    ck_assert_int_eq(e.count, 1);
+    ck_assert_str_eq(e.lines[0], "t.conf:5: key 'durable': durable queues need a data "
+                                 "directory, and data_dir is empty (set it in [server], or "
+                                 "--data-dir)");
+    /* The command line may give it. */
+    char why[128];
+    ck_assert_int_eq(config_set(&cfg, "server", "data_dir", "/srv/ferry", why, sizeof why), 0);
+    ck_assert_int_eq(config_check(&cfg, "t.conf", collect, &e), 0);
+    config_free(&cfg);
+    /* Without durable queues, no data_dir is needed. */
+    load_ok(&cfg, "[server]\ndata_dir =\n");
+    ck_assert_int_eq(config_check(&cfg, "t.conf", collect, &e), 0);
+    config_free(&cfg);
 }
 END_TEST
 
@@ -668,7 +764,11 @@ int main(void)
     suite_add_tcase(s, listen);
 
     TCase *queues = tcase_create("queues");
-    tcase_add_test(queues, test_queue_sections_take_no_keys_yet);
+    tcase_add_test(queues, test_queue_sections_take_only_their_keys);
+    tcase_add_test(queues, test_durable_and_fsync_are_read_per_queue_over_the_defaults);
+    tcase_add_test(queues, test_bad_durable_or_fsync_values_are_errors);
+    tcase_add_test(queues, test_storage_keys_are_read_and_checked);
+    tcase_add_test(queues, test_durable_queues_without_a_data_dir_are_refused);
     tcase_add_test(queues, test_a_queue_section_needs_a_valid_unique_name);
     tcase_add_test(queues, test_queue_defaults_come_before_the_queue_sections);
     suite_add_tcase(s, queues);
