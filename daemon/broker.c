@@ -33,12 +33,7 @@ struct broker *broker_new(const struct broker_limits *limits)
     struct broker *b = core_calloc(1, sizeof *b);
     if (b == NULL)
         return NULL;
-    b->max_queues = DEFAULT_MAX_QUEUES;
-    b->max_consumers_per_queue = DEFAULT_MAX_CONSUMERS_PER_QUEUE;
-    if (limits != NULL && limits->max_queues != 0)
-        b->max_queues = limits->max_queues;
-    if (limits != NULL && limits->max_consumers_per_queue != 0)
-        b->max_consumers_per_queue = limits->max_consumers_per_queue;
+    broker_set_limits(b, limits);
     b->seed = make_seed();
     queue_map_init(&b->queues, b->seed);
     return b;
@@ -537,6 +532,16 @@ void broker_each_queue(struct broker *b,
         if (q != NULL)
             fn(arg, queue_name(q), &q->stats);
     }
+}
+
+void broker_set_limits(struct broker *b, const struct broker_limits *limits)
+{
+    b->max_queues = DEFAULT_MAX_QUEUES;
+    b->max_consumers_per_queue = DEFAULT_MAX_CONSUMERS_PER_QUEUE;
+    if (limits != NULL && limits->max_queues != 0)
+        b->max_queues = limits->max_queues;
+    if (limits != NULL && limits->max_consumers_per_queue != 0)
+        b->max_consumers_per_queue = limits->max_consumers_per_queue;
 }
 
 size_t broker_queue_count(const struct broker *b)

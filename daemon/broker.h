@@ -134,6 +134,10 @@ struct queue_stats {
     bool ended;
 };
 
+/* Changes the limits (a reload). Lowering one below what exists removes
+ * nothing: it refuses new queues or subscriptions until under it again. */
+void broker_set_limits(struct broker *b, const struct broker_limits *limits);
+
 /* Creates an empty broker. NULL on ENOMEM. */
 struct broker *broker_new(const struct broker_limits *limits);
 /* Frees every queue and message. All sessions must be freed first. */
@@ -148,6 +152,9 @@ void broker_session_free(struct broker *b, struct session *s);
 /* A session that cannot take more output is skipped by dispatch until it
  * is writable again (then dispatch resumes at once). */
 void broker_session_set_writable(struct broker *b, struct session *s, bool writable);
+/* Subscriptions the session has open (each holds server memory, so a
+ * connection's are bounded, see requests.c). */
+size_t broker_session_subscriptions(const struct session *s);
 
 /* Logs durable queues from now on (NULL: nothing is logged; every queue
  * behaves as in memory). j must outlive the broker's use of it; broker_free

@@ -284,10 +284,6 @@ static void warn_restart_needed(const struct config *old, const struct config *n
 {
     const char *keys[6];
     size_t n = 0;
-    if (old->max_queues != now->max_queues)
-        keys[n++] = "max_queues";
-    if (old->max_consumers_per_queue != now->max_consumers_per_queue)
-        keys[n++] = "max_consumers_per_queue";
     if (strcmp(old->data_dir, now->data_dir) != 0)
         keys[n++] = "data_dir";
     if (strcmp(old->pid_file, now->pid_file) != 0)
@@ -329,9 +325,16 @@ static void apply_live(struct server *s, struct config *now)
     if (listeners_apply(s->listeners, now) != 0)
         log_error("reload: some listeners could not be opened (see above)");
 
+    log_size_change("max_queues", old->max_queues, now->max_queues);
+    log_size_change("max_consumers_per_queue", old->max_consumers_per_queue,
+                    now->max_consumers_per_queue);
+    struct broker_limits broker_limits = {
+        .max_queues = now->max_queues,
+        .max_consumers_per_queue = now->max_consumers_per_queue,
+    };
+    broker_set_limits(s->broker, &broker_limits);
+
     /* Restart-only settings stay as they are in force. */
-    now->max_queues = old->max_queues;
-    now->max_consumers_per_queue = old->max_consumers_per_queue;
     memcpy(now->data_dir, old->data_dir, sizeof now->data_dir);
     memcpy(now->pid_file, old->pid_file, sizeof now->pid_file);
     /* Storage and queue settings too: a queue made durable by a reload

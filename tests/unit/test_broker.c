@@ -1142,6 +1142,25 @@ START_TEST(test_max_queues_is_enforced)
 }
 END_TEST
 
+START_TEST(test_limits_changed_live_apply_to_what_comes_next)
+{
+    struct broker_limits limits = { .max_queues = 3 };
+    struct broker *b = broker_new(&limits);
+    ck_assert_int_eq(broker_declare(b, bytes("a")), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_declare(b, bytes("b")), FERRY_CODE_OK);
+    /* Lowered below what exists: nothing is removed, new queues refused. */
+    limits.max_queues = 1;
+    broker_set_limits(b, &limits);
+    ck_assert_uint_eq(broker_queue_count(b), 2);
+    ck_assert_int_eq(broker_declare(b, bytes("c")), FERRY_CODE_LIMIT);
+    /* Raised: accepted again. */
+    limits.max_queues = 10;
+    broker_set_limits(b, &limits);
+    ck_assert_int_eq(broker_declare(b, bytes("c")), FERRY_CODE_OK);
+    broker_free(b);
+}
+END_TEST
+
 START_TEST(test_max_consumers_per_queue_is_enforced)
 {
     struct broker_limits limits = { .max_consumers_per_queue = 2 };
@@ -2103,6 +2122,7 @@ static Suite *broker_suite(void)
     tcase_add_test(admin, test_throttling_inside_a_broadcast_still_ends_every_subscription_once);
     tcase_add_test(admin, test_throttling_inside_delete_ends_every_subscription);
     tcase_add_test(admin, test_max_queues_is_enforced);
+    tcase_add_test(admin, test_limits_changed_live_apply_to_what_comes_next);
     tcase_add_test(admin, test_max_consumers_per_queue_is_enforced);
     tcase_add_test(admin, test_stats_count_every_step);
     tcase_add_test(admin, test_many_queues_are_found_again_after_deletes);
