@@ -21,6 +21,10 @@
 /* Per connection: waiting GETs and JOINs, each holding server memory. */
 #define GET_WAITS_MAX 1024u
 #define JOINS_MAX 1024u
+/* Per connection: open subscriptions, about 150 bytes each. Without this
+ * bound one connection could open max_queues x max_consumers_per_queue
+ * of them (10^8 by default, some 15 GB). */
+#define SUBSCRIPTIONS_MAX 10000u
 /* GET `wait` is cut to this (24 h). */
 #define GET_WAIT_MAX_MS (24u * 3600u * 1000u)
 
@@ -308,6 +312,10 @@ static void on_consume(struct conn *c, const struct ferry_frame *f)
         return;
     if (f->sub == 0 || f->credit == 0 || f->credit > UINT32_MAX) {
         reply_error(c, f->rid, FERRY_CODE_BAD_REQUEST, "sub must be nonzero and credit 1..2^32-1");
+        return;
+    }
+    if (broker_session_subscriptions(c->session) >= SUBSCRIPTIONS_MAX) {
+        reply_error(c, f->rid, FERRY_CODE_LIMIT, "too many subscriptions on this connection");
         return;
     }
     /* The OK goes out before the deliveries that broker_consume may make

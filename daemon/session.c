@@ -115,6 +115,11 @@ void broker_session_free(struct broker *b, struct session *s)
     free(s);
 }
 
+size_t broker_session_subscriptions(const struct session *s)
+{
+    return s->subs.count;
+}
+
 void broker_session_set_writable(struct broker *b, struct session *s, bool writable)
 {
     (void)b;

@@ -11,6 +11,8 @@ packages=(
   libsystemd-dev                     # ferryd: Type=notify, watchdog, socket activation
   systemd                            # systemd-analyze and systemd-socket-activate (tests)
   procps                             # ps/pkill used by test clean-up checks
+  clang libclang-rt-14-dev           # libFuzzer targets (tests/fuzz, -Dfuzz=true)
+  valgrind                           # memcheck run of the integration suite
 )
 
 missing=()

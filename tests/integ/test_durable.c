@@ -608,7 +608,7 @@ static void newest_segment(char *out, size_t size)
 {
     DIR *dir = opendir(daemon_.data);
     ck_assert_ptr_nonnull(dir);
-    char best[64] = "";
+    char best[256] = ""; /* as long as d_name: gcc -O0 checks the snprintf below */
     struct dirent *e;
     while ((e = readdir(dir)) != NULL) {
         size_t len = strlen(e->d_name);
