@@ -81,6 +81,12 @@ int cli_next_option(const struct cli_command *cmd, int argc, char **argv,
  * the usage error and returns CLI_EXIT_USAGE. */
 int cli_one_queue(const struct cli_command *cmd, int argc, char **argv, const char **queue);
 
+/* Parses "QUEUE [--timeout SECONDS]" (and --url, --help), as get and join
+ * take. true with *queue and *timeout_ms (-1: no --timeout) set; false
+ * when the command must return *exit_code (help shown, or a usage error). */
+bool cli_queue_and_timeout(const struct cli_command *cmd, int argc, char **argv,
+                           const char **queue, int *timeout_ms, int *exit_code);
+
 /* true if `queue` is a valid queue name; otherwise reports a usage error. */
 bool cli_queue_valid(const struct cli_command *cmd, const char *queue);
 

@@ -23,29 +23,14 @@ static int print_and_ack(const struct cli_command *self, ferry_conn *conn,
 
 int cli_cmd_get(const struct cli_command *self, int argc, char **argv)
 {
-    static const struct option options[] = {
-        {"timeout", required_argument, NULL, 't'},
-        {"url", required_argument, NULL, 'U'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    int timeout_ms = -1; /* without limit */
-    int exit_code = CLI_EXIT_OK;
-    int opt;
-
-    while ((opt = cli_next_option(self, argc, argv, ":ht:", options, &exit_code)) > 0) {
-        if (opt == 't' && !cli_parse_seconds(optarg, &timeout_ms))
-            return cli_usage_error(self, "bad --timeout '%s' (expected seconds)", optarg);
-    }
-    if (opt == CLI_OPT_STOP)
+    const char *queue;
+    int timeout_ms;
+    int exit_code;
+    if (!cli_queue_and_timeout(self, argc, argv, &queue, &timeout_ms, &exit_code))
         return exit_code;
 
-    const char *queue;
     ferry_conn *conn;
     ferry_message *m = NULL;
-    exit_code = cli_one_queue(self, argc, argv, &queue);
-    if (exit_code != CLI_EXIT_OK)
-        return exit_code;
     exit_code = cli_connect(self, &conn);
     if (exit_code != CLI_EXIT_OK)
         return exit_code;

@@ -193,6 +193,30 @@ int cli_one_queue(const struct cli_command *cmd, int argc, char **argv, const ch
     return CLI_EXIT_OK;
 }
 
+bool cli_queue_and_timeout(const struct cli_command *cmd, int argc, char **argv,
+                           const char **queue, int *timeout_ms, int *exit_code)
+{
+    static const struct option options[] = {
+        {"timeout", required_argument, NULL, 't'},
+        {"url", required_argument, NULL, 'U'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    *timeout_ms = -1; /* without limit */
+    *exit_code = CLI_EXIT_OK;
+    int opt;
+    while ((opt = cli_next_option(cmd, argc, argv, ":ht:", options, exit_code)) > 0) {
+        if (opt == 't' && !cli_parse_seconds(optarg, timeout_ms)) {
+            *exit_code = cli_usage_error(cmd, "bad --timeout '%s' (expected seconds)", optarg);
+            return false;
+        }
+    }
+    if (opt == CLI_OPT_STOP)
+        return false;
+    *exit_code = cli_one_queue(cmd, argc, argv, queue);
+    return *exit_code == CLI_EXIT_OK;
+}
+
 bool cli_parse_seconds(const char *text, int *ms)
 {
     /* strtod would also take blanks, signs, "inf" and "nan": insist on a number. */
