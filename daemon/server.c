@@ -43,6 +43,7 @@ struct server {
     struct event_base *base;
     struct broker *broker;
     struct durable *durable;    /* NULL: no durable queue; owned */
+    enum queue_fsync log_fsync; /* the strongest policy the log was opened for */
     struct conn_set *conns;
     struct listener_set *listeners;
     struct event *sigint_ev;
@@ -204,7 +205,7 @@ static enum queue_fsync fsync_of(enum config_fsync f)
 }
 
 /* broker_settings_fn: a queue takes the settings configured in force
- * when it is created (queue settings change only at a restart). */
+ * when it is created; a reload may change them (apply_queue_settings). */
 static void queue_settings_of(void *arg, struct ferry_bytes name, struct queue_settings *out)
 {
     const struct server *s = arg;
@@ -238,6 +239,7 @@ static int open_durable(struct server *s)
         .settings_arg = s,
     };
     char err[512];
+    s->log_fsync = dc.strongest;
     s->durable = durable_open(&dc, s->broker, err, sizeof err);
     if (!s->durable) {
         log_error("%s", err);
@@ -279,8 +281,20 @@ static bool queue_settings_same(const struct config *a, const struct config *b)
     return true;
 }
 
+/* Whether the queue settings of `now` can be put in force without a
+ * restart: the log must already be open if a queue is to be durable, and
+ * opened for a policy at least as strong as any queue now asks (the log's
+ * own writes, compaction and close, follow the policy it was opened for). */
+static bool queue_settings_live(const struct server *s, const struct config *now)
+{
+    if (!config_any_durable(now))
+        return true;
+    return s->durable != NULL && fsync_of(config_strongest_fsync(now)) >= s->log_fsync;
+}
+
 /* What a reload cannot change, said once per reload. */
-static void warn_restart_needed(const struct config *old, const struct config *now)
+static void warn_restart_needed(const struct server *s, const struct config *old,
+                                const struct config *now)
 {
     const char *keys[6];
     size_t n = 0;
@@ -290,10 +304,71 @@ static void warn_restart_needed(const struct config *old, const struct config *n
         keys[n++] = "pid_file";
     if (!storage_same(old, now))
         keys[n++] = "the [storage] section";
-    if (!queue_settings_same(old, now))
-        keys[n++] = "the queue settings ([queues], [queue \"NAME\"])";
+    if (!queue_settings_same(old, now) && !queue_settings_live(s, now))
+        keys[n++] = "the queue settings ([queues], [queue \"NAME\"]: a durable queue "
+                    "needs the log opened for its fsync policy)";
     for (size_t i = 0; i < n; i++)
         log_warn("reload: %s changed; it takes effect at the next restart", keys[i]);
+}
+
+static const char *fsync_name(enum queue_fsync f)
+{
+    switch (f) {
+    case QUEUE_FSYNC_INTERVAL: return "interval";
+    case QUEUE_FSYNC_NEVER: return "never";
+    default: return "always";
+    }
+}
+
+struct queue_names {
+    char (*names)[FERRY_NAME_MAX + 1];
+    size_t count, cap;
+};
+
+static void collect_queue_name(void *arg, struct ferry_bytes name, const struct queue_stats *st)
+{
+    struct queue_names *qn = arg;
+    if (qn->count == qn->cap || name.len > FERRY_NAME_MAX)
+        return;
+    memcpy(qn->names[qn->count], name.ptr, name.len);
+    qn->names[qn->count][name.len] = '\0';
+    qn->count++;
+}
+
+/* Puts the queue settings of s->cfg in force: queues created from now on
+ * take them (queue_settings_of), and every existing queue whose settings
+ * differ is given its own. A queue that cannot take them keeps its
+ * settings, and the log says why. */
+static void apply_queue_settings(struct server *s)
+{
+    struct queue_names qn = { .cap = broker_queue_count(s->broker) };
+    qn.names = calloc(qn.cap ? qn.cap : 1, sizeof *qn.names); /* owned here */
+    if (!qn.names) {
+        log_error("reload: out of memory; existing queues keep their settings");
+        return;
+    }
+    /* Names first: the broker must not be called from its own iteration. */
+    broker_each_queue(s->broker, collect_queue_name, &qn);
+    for (size_t i = 0; i < qn.count; i++) {
+        struct ferry_bytes name = { (const uint8_t *)qn.names[i], strlen(qn.names[i]) };
+        struct queue_settings want, had;
+        queue_settings_of(s, name, &want);
+        if (broker_queue_settings(s->broker, name, &had) != FERRY_CODE_OK ||
+            (had.durable == want.durable && (!want.durable || had.fsync == want.fsync)))
+            continue;
+        enum ferry_code code = broker_configure_queue(s->broker, name, &want);
+        if (code == FERRY_CODE_BAD_REQUEST)
+            log_warn("reload: queue '%s' stays in memory: it holds messages, and a queue "
+                     "becomes durable only while empty", qn.names[i]);
+        else if (code != FERRY_CODE_OK)
+            log_warn("reload: queue '%s' keeps its settings: %s", qn.names[i],
+                     ferry_code_name(code));
+        else
+            log_info("reload: queue '%s' is now %s%s", qn.names[i],
+                     want.durable ? "durable, fsync " : "in memory",
+                     want.durable ? fsync_name(want.fsync) : "");
+    }
+    free(qn.names);
 }
 
 /* Puts the live-changeable settings of *now in force; the rest keep their
@@ -337,21 +412,27 @@ static void apply_live(struct server *s, struct config *now)
     /* Restart-only settings stay as they are in force. */
     memcpy(now->data_dir, old->data_dir, sizeof now->data_dir);
     memcpy(now->pid_file, old->pid_file, sizeof now->pid_file);
-    /* Storage and queue settings too: a queue made durable by a reload
-     * would need the log opened; one made in-memory, its log deleted. */
+    /* Storage settings too: they shape the log, which stays open. */
     now->fsync = old->fsync;
     now->fsync_interval_ms = old->fsync_interval_ms;
     now->segment_size = old->segment_size;
     now->max_bytes = old->max_bytes;
-    now->queue_defaults = old->queue_defaults;
-    now->durable_line = old->durable_line;
-    struct config_queue *fresh = now->queues;
-    size_t fresh_count = now->queue_count;
-    now->queues = old->queues; /* now owns the sections in force; old the new ones */
-    now->queue_count = old->queue_count;
-    old->queues = fresh;
-    old->queue_count = fresh_count;
+    bool queues_live = queue_settings_live(s, now);
+    if (!queues_live && !queue_settings_same(old, now)) {
+        now->queue_defaults = old->queue_defaults;
+        now->durable_line = old->durable_line;
+        struct config_queue *fresh = now->queues;
+        size_t fresh_count = now->queue_count;
+        now->queues = old->queues; /* now owns the sections in force; old the new ones */
+        now->queue_count = old->queue_count;
+        old->queues = fresh;
+        old->queue_count = fresh_count;
+    }
     config_move(&s->cfg, now); /* s->cfg owns now's contents from here */
+    /* Every reload, not only one that changed them: a queue that could not
+     * take its settings last time (it held messages) may take them now. */
+    if (queues_live)
+        apply_queue_settings(s);
 }
 
 static void reload(struct server *s)
@@ -368,7 +449,7 @@ static void reload(struct server *s)
         log_error("reload failed; the configuration in force stays");
     } else {
         config_use_default_listen(&fresh);
-        warn_restart_needed(&s->cfg, &fresh);
+        warn_restart_needed(s, &s->cfg, &fresh);
         apply_live(s, &fresh);
         config_free(&fresh);
         log_info("configuration reloaded");
