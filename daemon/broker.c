@@ -7,26 +7,13 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
 
 #include "core.h"
 #include "core_alloc.h"
+#include "hash.h"
 
 #define DEFAULT_MAX_QUEUES 10000u
 #define DEFAULT_MAX_CONSUMERS_PER_QUEUE 10000u
-
-/* A secret for the hashes of names and ids that clients choose. Any value
- * works; a guessable one only lets a client slow its own lookups down. */
-static uint64_t make_seed(void)
-{
-    uint64_t seed;
-    if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) == (ssize_t)sizeof seed)
-        return seed;
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (uint64_t)now.tv_nsec * 0x9e3779b97f4a7c15ULL ^ (uint64_t)now.tv_sec;
-}
 
 struct broker *broker_new(const struct broker_limits *limits)
 {
@@ -34,7 +21,7 @@ struct broker *broker_new(const struct broker_limits *limits)
     if (b == NULL)
         return NULL;
     broker_set_limits(b, limits);
-    b->seed = make_seed();
+    b->seed = hash_random_seed();
     queue_map_init(&b->queues, b->seed);
     return b;
 }

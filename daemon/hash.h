@@ -1,12 +1,15 @@
 /*
  * hash.h - the hash functions behind the core's tables. Keys chosen by
  * clients are mixed with a per-broker random seed so that a client cannot
- * aim many keys at one bucket. Knows nothing of the tables.
+ * aim many keys at one bucket. Shared by the core's tables and the
+ * store's. Knows nothing of the tables.
  */
 #ifndef FERRY_HASH_H
 #define FERRY_HASH_H
 
 #include <stdint.h>
+#include <sys/random.h>
+#include <time.h>
 
 #include "ferry_proto.h"
 
@@ -31,6 +34,18 @@ static inline uint64_t hash_bytes(struct ferry_bytes s, uint64_t seed)
         h *= 0x100000001b3ULL;
     }
     return hash_u64(h, seed);
+}
+
+/* A seed for the tables of one broker or store: random, or the clock if
+ * the kernel has no entropy to give yet (early boot). */
+static inline uint64_t hash_random_seed(void)
+{
+    uint64_t seed;
+    if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) == (ssize_t)sizeof seed)
+        return seed;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)now.tv_nsec * 0x9e3779b97f4a7c15ULL ^ (uint64_t)now.tv_sec;
 }
 
 #endif

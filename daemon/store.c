@@ -15,10 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "hash.h"
 
 #define DEFAULT_SEGMENT_BYTES (64ull << 20)
 #define MIN_SEGMENT_BYTES (4ull << 10)
@@ -683,16 +684,6 @@ void store_stats(const struct store *st, struct store_stats *out)
     out->synced_lsn = st->synced_lsn;
 }
 
-/* ---- opening and closing ---- */
-
-static uint64_t random_seed(void)
-{
-    uint64_t seed;
-    if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) == (ssize_t)sizeof seed)
-        return seed;
-    return store_now_ms() * 0x9e3779b97f4a7c15ULL;
-}
-
 /* Closes and frees everything, writing nothing. */
 static void destroy(struct store *st)
 {
@@ -770,7 +761,7 @@ enum store_status store_open(const struct store_config *cfg, const struct store_
     st->open_ack = NO_OPEN_ACK;
     st->last_sync_ms = store_now_ms();
     msg_index_init(&st->index);
-    queue_table_init(&st->queues, random_seed());
+    queue_table_init(&st->queues, hash_random_seed());
     segment_reader_init(&st->compaction.reader);
 
     enum store_status status = apply_config(st, cfg);

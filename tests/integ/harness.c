@@ -252,26 +252,33 @@ bool ferryd_alive(struct ferryd *d)
     return r == 0;
 }
 
+int harness_reap(pid_t pid, long timeout_ms)
+{
+    long long deadline = harness_now_ms() + timeout_ms;
+    int status = 0;
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            return status;
+        if (r < 0)
+            return -1; /* not our child, or already reaped */
+        if (harness_now_ms() >= deadline) {
+            fprintf(stderr, "harness: process %d did not exit in %ld ms; killing\n", (int)pid,
+                    timeout_ms);
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            return status;
+        }
+        sleep_ms(5);
+    }
+}
+
 int ferryd_terminate(struct ferryd *d)
 {
     if (d->pid <= 0)
         return -1;
     kill(d->pid, SIGTERM);
-    long long deadline = harness_now_ms()
-                       + (harness_valgrind() ? VALGRIND_STOP_TIMEOUT_MS : STOP_TIMEOUT_MS);
-    int status = 0;
-    for (;;) {
-        pid_t r = waitpid(d->pid, &status, WNOHANG);
-        if (r == d->pid)
-            break;
-        if (harness_now_ms() >= deadline) {
-            fprintf(stderr, "harness: ferryd %d ignored SIGTERM; killing\n", (int)d->pid);
-            kill(d->pid, SIGKILL);
-            waitpid(d->pid, &status, 0);
-            break;
-        }
-        sleep_ms(5);
-    }
+    int status = harness_reap(d->pid, harness_valgrind() ? VALGRIND_STOP_TIMEOUT_MS : STOP_TIMEOUT_MS);
     d->pid = -1;
     return status;
 }

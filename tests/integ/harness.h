@@ -43,6 +43,10 @@ int ferryd_restart(struct ferryd *d, const char *const *extra);
 /* SIGTERM, wait up to 5 s, then SIGKILL; reaps it. Returns its exit status
  * as waitpid gives it, or -1 if it was not running. Keeps the directory. */
 int ferryd_terminate(struct ferryd *d);
+/* Waits for process `pid` to exit, SIGKILLing it after timeout_ms; reaps
+ * it and returns its status as waitpid gives it, or -1 if it is not a
+ * child to reap. */
+int harness_reap(pid_t pid, long timeout_ms);
 /* SIGKILL and reap at once. */
 void ferryd_kill(struct ferryd *d);
 /* Terminates (if running) and removes the directory. Safe to call twice.

@@ -204,16 +204,7 @@ static int wait_exit(struct daemon *d)
 {
     if (d->pid <= 0)
         return -1;
-    int status = -1;
-    long long deadline = harness_now_ms() + WAIT_MS;
-    while (waitpid(d->pid, &status, WNOHANG) == 0) {
-        if (harness_now_ms() > deadline) {
-            kill(d->pid, SIGKILL);
-            waitpid(d->pid, &status, 0);
-            break;
-        }
-        sleep_ms(5);
-    }
+    int status = harness_reap(d->pid, WAIT_MS);
     d->pid = -1;
     return status;
 }
