@@ -27,6 +27,10 @@ out=$(mktemp -d /tmp/ferry-compare-XXXXXX)
 for w in $workloads; do
   for r in $(seq 1 "$runs"); do
     "$bench" -w "$w" | head -1 >>"$out/ferry.txt"
+    # Latency also with the consumer busy-polling (ferry_dispatch, libferry(3)).
+    if [ "$w" = w2 ]; then
+      "$bench" -w w2 -S 500 -B ferry-unix-busypoll | head -1 >>"$out/ferry.txt"
+    fi
   done
 done
 

@@ -53,6 +53,7 @@ struct config {
     int timeout_s;
     int gap_us;
     int credit;
+    unsigned busy_poll_us; /* the consumer's ferry_dispatch() busy polling; 0: off */
     const char *fsync;  /* durable queues with this policy; NULL: in memory */
 };
 
@@ -210,7 +211,7 @@ static void run_consumer(const struct config *c)
     struct event *deadline = evtimer_new(st.base, on_deadline, st.base);
     evtimer_add(deadline, &limit);
     wait_go();
-    event_base_dispatch(st.base);
+    ferry_dispatch(conn, c->busy_poll_us);
     ferry_write_pending(conn);
     event_free(deadline);
     ferry_close(conn);
@@ -284,6 +285,7 @@ static void usage(void)
             "usage: ferry-bench [-w w1a|w1b|w2|w3] [-a URL | --ferryd PATH] [-B label]\n"
             "                   [-P producers] [-n msgs_per_producer] [-s size] [-b batch]\n"
             "                   [-c credit] [-t timeout_s] [-g w2_gap_us]\n"
+            "                   [-S busy_poll_us]  (the consumer's ferry_dispatch() busy polling)\n"
             "                   [-D always|interval|never]  (durable queues, own ferryd only)\n");
     exit(2);
 }
@@ -294,7 +296,7 @@ int main(int argc, char **argv)
                         .size = -1, .batch = -1, .timeout_s = 60, .gap_us = 100, .credit = 1024 };
     static const struct option longopts[] = { { "ferryd", required_argument, NULL, 'F' }, { 0 } };
     int o;
-    while ((o = getopt_long(argc, argv, "w:a:B:P:n:s:b:c:t:g:D:h", longopts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "w:a:B:P:n:s:b:c:t:g:D:S:h", longopts, NULL)) != -1) {
         switch (o) {
         case 'w': c.workload = optarg; break;
         case 'a': c.url = optarg; break;
@@ -308,6 +310,7 @@ int main(int argc, char **argv)
         case 'g': c.gap_us = atoi(optarg); break;
         case 'F': c.ferryd = optarg; break;
         case 'D': c.fsync = optarg; break;
+        case 'S': c.busy_poll_us = (unsigned)atoi(optarg); break;
         default: usage();
         }
     }
@@ -386,9 +389,9 @@ int main(int argc, char **argv)
         double rate = elapsed > 0 ? (double)sh->received / elapsed : 0;
         printf("%s %s %.0f %.2f - -\n", c.label, c.workload, rate, rate * c.size / 1e6);
     }
-    printf("# %s %s n=%ld/%ld size=%d producers=%d batch=%d credit=%d queues=%s elapsed_s=%.3f complete=%s verify=%s\n",
+    printf("# %s %s n=%ld/%ld size=%d producers=%d batch=%d credit=%d busy_poll_us=%u queues=%s elapsed_s=%.3f complete=%s verify=%s\n",
            c.label, c.workload, sh->received, total, c.size, c.producers, c.batch, c.credit,
-           c.fsync ? c.fsync : "memory", elapsed, sh->complete ? "yes" : "no", verify ? "ok" : "FAIL");
+           c.busy_poll_us, c.fsync ? c.fsync : "memory", elapsed, sh->complete ? "yes" : "no", verify ? "ok" : "FAIL");
     if (daemon_pid > 0) {
         char status[64], line[256];
         snprintf(status, sizeof status, "/proc/%d/status", (int)daemon_pid);

@@ -103,6 +103,7 @@ struct ferry_conn {
     struct ferry_buf sending; /* writer role only */
     uint64_t out_total;       /* bytes ever appended to `out` */
     uint64_t written_total;   /* bytes ever written to the socket */
+    uint64_t read_total;      /* bytes ever read from the socket (reader role) */
 
     /* Event-loop mode: once ferry_process() or ferry_attach() is used, only
      * `loop_thread` reads (so callbacks run there); others wait for it. */

@@ -293,6 +293,7 @@ static int read_once(struct ferry_conn *c, bool *more)
         return c->dead;
     }
     c->in.len += (size_t)n;
+    c->read_total += (uint64_t)n;
     *more = (size_t)n == room;
     inbound__process(c);
     consume__flush_acks(c);
