@@ -7,6 +7,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core.h"
 #include "core_alloc.h"
@@ -23,17 +24,26 @@ struct broker *broker_new(const struct broker_limits *limits)
     broker_set_limits(b, limits);
     b->seed = hash_random_seed();
     queue_map_init(&b->queues, b->seed);
+    broker_set_clock(b, NULL);
+    timer_heap_init(&b->timers);
     return b;
 }
 
-/* Frees q's ready messages; returns how many. dispatch_forget settles the
- * durable ones in the journal, unless q is deleted (the journal dropped
- * them with it) or the broker is being freed (they stay for the restart). */
+/* Frees q's ready and waiting messages; returns how many. dispatch_forget
+ * settles the durable ones in the journal, unless q is deleted (the
+ * journal dropped them with it) or the broker is being freed (they stay
+ * for the restart). */
 static uint64_t drop_ready(struct broker *b, struct queue *q)
 {
     uint64_t n = 0;
     struct message *m;
     while ((m = queue_pop_front(q)) != NULL) {
+        q->stats.dropped++;
+        dispatch_forget(b, m);
+        n++;
+    }
+    while ((m = q->waiting) != NULL) {
+        dispatch_unwait(b, m);
         q->stats.dropped++;
         dispatch_forget(b, m);
         n++;
@@ -58,6 +68,7 @@ void broker_free(struct broker *b)
         queue_free(q);
     }
     queue_map_free(&b->queues);
+    timer_heap_free(&b->timers);
     free(b);
 }
 
@@ -70,6 +81,45 @@ void broker_set_settings_source(struct broker *b, broker_settings_fn *fn, void *
 {
     b->settings_of = fn;
     b->settings_arg = arg;
+}
+
+/* ---- time ---- */
+
+static uint64_t system_now_ms(void *arg)
+{
+    (void)arg;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void broker_set_clock(struct broker *b, const struct broker_clock *clock)
+{
+    if (clock != NULL)
+        b->clock = *clock;
+    else
+        b->clock = (struct broker_clock){ .now_ms = system_now_ms, .arg = NULL };
+}
+
+uint64_t broker_now(const struct broker *b)
+{
+    return b->clock.now_ms(b->clock.arg);
+}
+
+uint64_t broker_next_due(const struct broker *b)
+{
+    const struct timer *t = timer_heap_top(&b->timers);
+    return t != NULL ? t->due : UINT64_MAX;
+}
+
+void broker_advance(struct broker *b)
+{
+    uint64_t now = broker_now(b);
+    struct timer *t;
+    while ((t = timer_heap_top(&b->timers)) != NULL && t->due <= now) {
+        timer_disarm(&b->timers, t);
+        dispatch_timer_fired(b, message_of_timer(t));
+    }
 }
 
 /* ---- the journal ---- */
@@ -196,13 +246,18 @@ static enum ferry_code log_publish(struct broker *b, struct queue *q, struct mes
                       message_payload(m), &m->store_id, lsn);
 }
 
-/* Puts m at the back of q; q owns it from here. The caller dispatches. */
-static void enqueue(struct broker *b, struct queue *q, struct message *m)
+/* Puts m at the back of q, or in its waiting list until `due` if that is
+ * nonzero (the heap has room: timer_heap_reserve); q owns it from here.
+ * The caller dispatches. */
+static void enqueue(struct broker *b, struct queue *q, struct message *m, uint64_t due)
 {
     uint64_t size = (uint64_t)m->headers_len + m->payload_len;
     m->queue = q;
     m->seq = q->next_seq++;
-    queue_push_back(q, m);
+    if (due != 0)
+        dispatch_wait(b, m, due);
+    else
+        queue_push_back(q, m);
     q->stats.published++;
     q->stats.bytes += size;
     b->messages++;
@@ -224,9 +279,17 @@ static void set_lsn(uint64_t *out, uint64_t lsn)
         *out = lsn;
 }
 
+/* When a message with meta must leave its wait: 0 if it need not wait. */
+static uint64_t wait_until(const struct broker *b, const struct message_meta *meta)
+{
+    if (meta == NULL || meta->deliver_at == 0 || meta->deliver_at <= broker_now(b))
+        return 0;
+    return meta->deliver_at;
+}
+
 enum ferry_code broker_publish(struct broker *b, struct ferry_bytes queue,
                                struct ferry_bytes payload, struct ferry_bytes headers,
-                               uint64_t *wait_lsn)
+                               const struct message_meta *meta, uint64_t *wait_lsn)
 {
     set_lsn(wait_lsn, 0);
     if (too_large(payload, headers))
@@ -235,6 +298,9 @@ enum ferry_code broker_publish(struct broker *b, struct ferry_bytes queue,
     enum ferry_code code = publish_target(b, queue, &q);
     if (code != FERRY_CODE_OK)
         return code;
+    uint64_t due = wait_until(b, meta);
+    if (due != 0 && timer_heap_reserve(&b->timers) != 0)
+        return FERRY_CODE_NO_MEMORY;
     struct message *m = message_new(payload, headers);
     if (m == NULL)
         return FERRY_CODE_NO_MEMORY;
@@ -244,8 +310,9 @@ enum ferry_code broker_publish(struct broker *b, struct ferry_bytes queue,
         free(m); /* refused: not logged, never queued */
         return code;
     }
-    enqueue(b, q, m);
-    dispatch(q);
+    enqueue(b, q, m, due);
+    if (due == 0)
+        dispatch(q);
     set_lsn(wait_lsn, lsn);
     return FERRY_CODE_OK;
 }
@@ -306,7 +373,7 @@ enum ferry_code broker_publish_batch(struct broker *b, struct ferry_bytes queue,
     struct message *m = batch.first;
     while (m != NULL) {
         struct message *next = m->next; /* enqueue relinks m */
-        enqueue(b, q, m);
+        enqueue(b, q, m, 0);
         m = next;
     }
     dispatch(q);
@@ -346,7 +413,7 @@ enum ferry_code broker_restore_message(struct broker *b, struct ferry_bytes queu
         return FERRY_CODE_NO_MEMORY;
     m->store_id = store_id;
     m->attempts = attempts;
-    enqueue(b, q, m);
+    enqueue(b, q, m, 0);
     dispatch(q);
     return FERRY_CODE_OK;
 }
@@ -459,6 +526,8 @@ static enum ferry_code make_in_memory(struct broker *b, struct queue *q)
     if (code != FERRY_CODE_OK)
         return code;
     for (struct message *m = q->head; m != NULL; m = m->next)
+        m->store_id = 0;
+    for (struct message *m = q->waiting; m != NULL; m = m->next)
         m->store_id = 0;
     return FERRY_CODE_OK;
 }

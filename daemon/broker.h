@@ -21,24 +21,42 @@
 #include <stdint.h>
 
 #include "ferry_proto.h"
+#include "timers.h"
 
 struct broker;
 struct session;
 struct queue;
 
+/* Where a message is; dispatch.c moves it from one state to another. */
+enum message_state {
+    MESSAGE_READY,          /* in its queue's ready list */
+    MESSAGE_INFLIGHT,       /* delivered and not settled: in a session's tag table */
+    MESSAGE_WAITING,        /* held back until its timer (a delayed publish):
+                             * in its queue's waiting list */
+};
+
 /* A message as the broker holds it: one allocation, headers then payload
  * in data[]. Owned by its queue from publish until it is acked or dropped;
  * while in flight the session's tag table points at it but does not own it. */
 struct message {
-    struct message *next;   /* ready list links; NULL while in flight */
+    struct message *next;   /* ready or waiting list links; NULL while in flight */
     struct message *prev;
     struct queue *queue;    /* the queue it was published to */
     uint64_t seq;           /* per-queue publish order, from 1 */
     uint64_t store_id;      /* its id in the journal (durable queues); 0: not logged */
+    struct timer timer;     /* armed while waiting: fires at the end of the wait */
     uint32_t attempts;      /* deliveries so far */
     uint32_t headers_len;   /* raw msgpack map at data[0], 0 if none */
     uint32_t payload_len;   /* payload at data[headers_len] */
+    uint8_t state;          /* enum message_state */
     uint8_t data[];
+};
+
+/* What a publish says of a message beyond its bytes, and what the journal
+ * keeps of it (later features add their fields here: one struct, one place).
+ * A zeroed struct is a plain message. */
+struct message_meta {
+    uint64_t deliver_at;    /* broker clock ms before which it is not delivered; 0: now */
 };
 
 static inline struct ferry_bytes message_payload(const struct message *m)
@@ -120,6 +138,32 @@ struct broker_journal {
  * one), looked up by name: fills *out. */
 typedef void broker_settings_fn(void *arg, struct ferry_bytes queue, struct queue_settings *out);
 
+/* ---- time ----
+ * The core reads a clock but owns no timer of the loop: ferryd asks
+ * broker_next_due() at the end of each turn, arms one libevent timer
+ * for it, and calls broker_advance() when it fires; the unit tests use a
+ * fake clock and call broker_advance() themselves. */
+
+/* The broker's time: milliseconds of the wall clock (Unix time), because
+ * times kept in the journal (a deliver-at) must mean the same after a
+ * restart. A step of the system clock moves every pending timer with it. */
+struct broker_clock {
+    uint64_t (*now_ms)(void *arg);
+    void *arg;
+};
+
+/* Reads time from `clock` from now on (NULL: the system's CLOCK_REALTIME,
+ * the default). The struct is copied. */
+void broker_set_clock(struct broker *b, const struct broker_clock *clock);
+/* The broker's clock now, in ms. */
+uint64_t broker_now(const struct broker *b);
+/* When the broker's next timer is due (broker clock ms; at or before
+ * broker_now(): due now), or UINT64_MAX if none is armed. O(1). */
+uint64_t broker_next_due(const struct broker *b);
+/* Does what every timer due by now asks (a delayed message becomes ready
+ * and is delivered, ...), in due order. */
+void broker_advance(struct broker *b);
+
 /* Limits the broker enforces; zero means "no limit" except where noted. */
 struct broker_limits {
     size_t max_queues;              /* default 10000 when 0 */
@@ -129,6 +173,7 @@ struct broker_limits {
 /* Per-queue counters and gauges, as STATS reports them. */
 struct queue_stats {
     uint64_t depth, inflight, consumers;
+    uint64_t delayed;       /* waiting for their time (not in depth) */
     uint64_t published, delivered, acked, redelivered, dropped;
     uint64_t bytes;
     bool ended;
@@ -174,13 +219,16 @@ enum ferry_code broker_queue_settings(struct broker *b, struct ferry_bytes queue
                                       struct queue_settings *out);
 
 /* Appends a message to the named queue, creating the queue if needed.
- * headers is a validated raw msgpack map or empty. Copies both.
+ * headers is a validated raw msgpack map or empty. Copies both. meta (NULL:
+ * a plain message) may hold it back: a deliver_at in the future makes it
+ * wait, outside the ready list, until broker_advance reaches that time;
+ * then it joins the back of the ready list.
  * *wait_lsn (may be NULL) is the LSN the publish's confirm must wait for
  * (a durable queue's: see struct broker_journal), or 0 to confirm at once.
  * OK, BAD_NAME, ENDED, LIMIT, NO_MEMORY, or the journal's refusal. */
 enum ferry_code broker_publish(struct broker *b, struct ferry_bytes queue,
                                struct ferry_bytes payload, struct ferry_bytes headers,
-                               uint64_t *wait_lsn);
+                               const struct message_meta *meta, uint64_t *wait_lsn);
 
 /* The items of a batch, handed out one at a time: next() fills the next
  * item and returns true, or returns false after the last. */

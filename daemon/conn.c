@@ -388,6 +388,7 @@ static void on_turn_end(evutil_socket_t fd, short what, void *arg)
     set->turn_end_armed = false;
     commit_run(set);
     write_dirty(set);
+    ticker_rearm(set); /* what this turn did may have moved the next timer */
 }
 
 void conn_set_flush(struct conn_set *set)
@@ -621,9 +622,10 @@ struct conn_set *conn_set_new(struct event_base *base, struct broker *broker,
     set->started_ms = monotonic_ms();
     set->heap_trim_ev = evtimer_new(base, on_heap_trim, set);
     if (!set->heap_trim_ev || conn_set_limits(set, limits) != 0
-        || commit_init(set, on_turn_end) != 0) {
+        || commit_init(set, on_turn_end) != 0 || ticker_init(set) != 0) {
         if (set->heap_trim_ev)
             event_free(set->heap_trim_ev);
+        commit_free(set);
         free(set);
         return NULL;
     }
@@ -661,6 +663,7 @@ void conn_set_free(struct conn_set *set)
     while (set->all)
         conn_close(set->all);
     event_free(set->heap_trim_ev);
+    ticker_free(set);
     commit_free(set);
     free(set->confirms.ids);
     free(set);

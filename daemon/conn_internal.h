@@ -125,6 +125,8 @@ struct conn_set {
     struct event *turn_end_ev;
     bool turn_end_armed;
     struct event *sync_timer; /* the journal's INTERVAL syncs */
+    struct event *tick_ev;    /* the broker's timers (ticker.c) */
+    uint64_t tick_due;        /* broker clock ms tick_ev is armed for; UINT64_MAX: none */
 
     /* Connections closed since the heap was last given back to the
      * system, and the timer that does it once a burst of closes is over. */
@@ -152,6 +154,15 @@ void conn_emit_confirms(struct conn *c);
  * ready in this turn: the journal's flush and the confirms it allows
  * (commit_run), then one write() per connection that has output. */
 void conn_set_flush(struct conn_set *set);
+
+/* ---- provided by ticker.c ---- */
+
+/* Creates the timer that drives the broker's timers, and arms it to fire
+ * once at the start. 0, or -1 on ENOMEM. */
+int ticker_init(struct conn_set *set);
+void ticker_free(struct conn_set *set);
+/* Arms the timer for the broker's next due time (end of each turn). */
+void ticker_rearm(struct conn_set *set);
 
 /* ---- provided by requests.c ---- */
 

@@ -11,6 +11,9 @@
 #include "queue.h"
 #include "queue_map.h"
 #include "tags.h"
+#include "timers.h"
+
+#include <stddef.h>
 
 struct broker {
     size_t max_queues;
@@ -22,7 +25,15 @@ struct broker {
     const struct broker_journal *journal; /* NULL: nothing is logged */
     broker_settings_fn *settings_of;      /* NULL: every queue in memory */
     void *settings_arg;
+    struct broker_clock clock;
+    struct timer_heap timers;   /* the messages' timers; points, owns none */
 };
+
+/* The message a timer of the broker's heap is embedded in. */
+static inline struct message *message_of_timer(struct timer *t)
+{
+    return (struct message *)((char *)t - offsetof(struct message, timer));
+}
 
 struct session {
     const struct session_ops *ops;
@@ -68,6 +79,16 @@ void dispatch_refresh(struct consumer *c);
 /* One delivery of c (NULL: a GET's) was settled or taken back: a slot of
  * its window is free again. Frees a detached c with its last delivery. */
 void dispatch_slot_freed(struct consumer *c);
+
+/* m, of queue q and in no list, waits until `due` (broker clock ms) in q's
+ * waiting list; the broker's heap has room (timer_heap_reserve). */
+void dispatch_wait(struct broker *b, struct message *m, uint64_t due);
+/* m's timer fired (it is disarmed already): a waiting message joins the
+ * back of its queue's ready list and is dispatched. */
+void dispatch_timer_fired(struct broker *b, struct message *m);
+/* Takes a waiting m out of its queue's list and disarms its timer; the
+ * queue still owns m. */
+void dispatch_unwait(struct broker *b, struct message *m);
 
 /* Frees a message that leaves the broker (acked, dropped, purged), settles
  * it in the journal, and counts it down for the JOINs of its queue. The

@@ -92,6 +92,7 @@ static void deliver(struct consumer *c, struct message *m)
     uint64_t sub = c->sub;
     uint64_t rid = c->rid;
 
+    m->state = MESSAGE_INFLIGHT;
     m->attempts++;
     /* Logged before the DELIVER can reach the consumer (ferryd writes
      * sockets only after the journal's flush), so that after a crash the
@@ -123,6 +124,37 @@ void dispatch(struct queue *q)
         if (tags_reserve(&c->session->tags) != 0)
             return; /* out of memory: the message stays ready; the next dispatch of q retries */
         deliver(c, queue_pop_front(q));
+    }
+}
+
+/* ---- waiting for a time ---- */
+
+void dispatch_wait(struct broker *b, struct message *m, uint64_t due)
+{
+    queue_add_waiting(m->queue, m);
+    timer_arm(&b->timers, &m->timer, due);
+}
+
+void dispatch_unwait(struct broker *b, struct message *m)
+{
+    timer_disarm(&b->timers, &m->timer);
+    queue_remove_waiting(m->queue, m);
+}
+
+void dispatch_timer_fired(struct broker *b, struct message *m)
+{
+    (void)b;
+    struct queue *q = m->queue;
+    switch ((enum message_state)m->state) {
+    case MESSAGE_WAITING:
+        /* Its time came: it queues as if published now, behind the others. */
+        queue_remove_waiting(q, m);
+        queue_push_back(q, m);
+        dispatch(q);
+        return;
+    case MESSAGE_READY:
+    case MESSAGE_INFLIGHT:
+        return; /* no timer is armed in these states */
     }
 }
 

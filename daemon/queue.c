@@ -34,11 +34,12 @@ struct ferry_bytes queue_name(const struct queue *q)
 
 bool queue_drained(const struct queue *q)
 {
-    return q->stats.depth == 0 && q->stats.inflight == 0;
+    return q->stats.depth == 0 && q->stats.inflight == 0 && q->stats.delayed == 0;
 }
 
 void queue_push_back(struct queue *q, struct message *m)
 {
+    m->state = MESSAGE_READY;
     m->next = NULL;
     m->prev = q->tail;
     if (q->tail != NULL)
@@ -51,6 +52,7 @@ void queue_push_back(struct queue *q, struct message *m)
 
 void queue_push_front(struct queue *q, struct message *m)
 {
+    m->state = MESSAGE_READY;
     m->prev = NULL;
     m->next = q->head;
     if (q->head != NULL)
@@ -75,6 +77,30 @@ struct message *queue_pop_front(struct queue *q)
     m->prev = NULL;
     q->stats.depth--;
     return m;
+}
+
+void queue_add_waiting(struct queue *q, struct message *m)
+{
+    m->state = MESSAGE_WAITING;
+    m->prev = NULL;
+    m->next = q->waiting;
+    if (q->waiting != NULL)
+        q->waiting->prev = m;
+    q->waiting = m;
+    q->stats.delayed++;
+}
+
+void queue_remove_waiting(struct queue *q, struct message *m)
+{
+    if (m->prev != NULL)
+        m->prev->next = m->next;
+    else
+        q->waiting = m->next;
+    if (m->next != NULL)
+        m->next->prev = m->prev;
+    m->next = NULL;
+    m->prev = NULL;
+    q->stats.delayed--;
 }
 
 /* Circular lists of consumers, reached through a pointer to their first

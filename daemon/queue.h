@@ -50,6 +50,9 @@ struct join_waiter {
 struct queue {
     struct message *head;           /* ready messages, oldest first; owned */
     struct message *tail;
+    struct message *waiting;        /* messages waiting for their timer, in no
+                                     * order (the broker's timer heap has
+                                     * that); owned */
     struct consumer *cursor;        /* ring of consumers with room; next to serve */
     struct consumer *idle;          /* the other consumers (circular list) */
     struct consumer *members;       /* all consumers, in an order that moving
@@ -71,7 +74,7 @@ struct queue *queue_new(struct ferry_bytes name);
 /* Frees the struct; the caller has emptied it (messages, consumers, joins). */
 void queue_free(struct queue *q);
 struct ferry_bytes queue_name(const struct queue *q);
-/* No message ready or in flight: every message published is settled. */
+/* No message ready, waiting or in flight: every message published is settled. */
 bool queue_drained(const struct queue *q);
 
 /* The ready list. push_back and push_front take ownership of m. */
@@ -80,6 +83,11 @@ void queue_push_front(struct queue *q, struct message *m);
 /* Takes the oldest ready message out of the list (NULL if none); the queue
  * still owns it while it is in flight. */
 struct message *queue_pop_front(struct queue *q);
+
+/* The waiting list (counted in stats.delayed). add takes ownership of m;
+ * remove gives it back to the caller, with the queue still its owner. */
+void queue_add_waiting(struct queue *q, struct message *m);
+void queue_remove_waiting(struct queue *q, struct message *m);
 
 /* Links c into the ring (ready) or aside, and counts subscriptions. */
 void queue_add_consumer(struct queue *q, struct consumer *c, bool ready);

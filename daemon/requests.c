@@ -263,7 +263,7 @@ static void on_publish(struct conn *c, const struct ferry_frame *f)
 {
     uint64_t wait_lsn;
     enum ferry_code code =
-        broker_publish(c->set->broker, f->queue, f->payload, f->headers, &wait_lsn);
+        broker_publish(c->set->broker, f->queue, f->payload, f->headers, NULL, &wait_lsn);
     if (code != FERRY_CODE_OK) {
         refuse_publish(c, f, code);
         return;

@@ -272,7 +272,7 @@ enum ferry_code broker_join(struct broker *b, struct session *s, struct ferry_by
     if (code != FERRY_CODE_OK)
         return code;
     /* Every message not yet settled was published before this call. */
-    uint64_t pending = q->stats.depth + q->stats.inflight;
+    uint64_t pending = q->stats.depth + q->stats.inflight + q->stats.delayed;
     if (pending == 0) {
         s->ops->join_done(s->owner, rid, FERRY_CODE_OK);
         return FERRY_CODE_OK;

@@ -147,7 +147,7 @@ static const struct ferry_bytes no_headers = { NULL, 0 };
 
 static void publish(struct broker *b, const char *queue, const char *payload)
 {
-    ck_assert_int_eq(broker_publish(b, bytes(queue), bytes(payload), no_headers, NULL), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_publish(b, bytes(queue), bytes(payload), no_headers, NULL, NULL), FERRY_CODE_OK);
 }
 
 static void consume(struct fake *f, const char *queue, uint64_t sub, uint64_t credit)
@@ -225,7 +225,7 @@ START_TEST(test_headers_are_delivered_with_the_payload)
     /* fixmap {"k": "v"} */
     const uint8_t map[] = { 0x81, 0xa1, 'k', 0xa1, 'v' };
     struct ferry_bytes headers = { map, sizeof map };
-    ck_assert_int_eq(broker_publish(b, bytes("q"), bytes("body"), headers, NULL), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_publish(b, bytes("q"), bytes("body"), headers, NULL, NULL), FERRY_CODE_OK);
     const struct event *e = nth(&a, EV_DELIVER, 0);
     ck_assert_str_eq(e->text, "body");
     ck_assert_int_eq(memcmp(e->headers, map, sizeof map), 0);
@@ -342,7 +342,7 @@ END_TEST
 START_TEST(test_publish_with_a_bad_name_is_refused)
 {
     struct broker *b = broker_new(NULL);
-    ck_assert_int_eq(broker_publish(b, bytes("a/b"), bytes("x"), no_headers, NULL), FERRY_CODE_BAD_NAME);
+    ck_assert_int_eq(broker_publish(b, bytes("a/b"), bytes("x"), no_headers, NULL, NULL), FERRY_CODE_BAD_NAME);
     ck_assert_int_eq(broker_declare(b, bytes("")), FERRY_CODE_BAD_NAME);
     ck_assert_uint_eq(broker_queue_count(b), 0);
     ck_assert_uint_eq(broker_message_count(b), 0);
@@ -723,7 +723,7 @@ START_TEST(test_publish_to_an_ended_queue_is_refused)
     struct broker *b = broker_new(NULL);
     publish(b, "q", "m");
     ck_assert_int_eq(broker_end(b, bytes("q")), FERRY_CODE_OK);
-    ck_assert_int_eq(broker_publish(b, bytes("q"), bytes("x"), no_headers, NULL), FERRY_CODE_ENDED);
+    ck_assert_int_eq(broker_publish(b, bytes("q"), bytes("x"), no_headers, NULL, NULL), FERRY_CODE_ENDED);
     ck_assert_uint_eq(stats_of(b, "q").published, 1);
     ck_assert_int_eq(broker_end(b, bytes("nope")), FERRY_CODE_NOT_FOUND);
     ck_assert_int_eq(broker_reopen(b, bytes("nope")), FERRY_CODE_NOT_FOUND);
@@ -1131,7 +1131,7 @@ START_TEST(test_max_queues_is_enforced)
     publish(b, "b", "m");
     ck_assert_int_eq(broker_declare(b, bytes("a")), FERRY_CODE_OK); /* exists: no new queue */
     ck_assert_int_eq(broker_declare(b, bytes("c")), FERRY_CODE_LIMIT);
-    ck_assert_int_eq(broker_publish(b, bytes("c"), bytes("m"), no_headers, NULL), FERRY_CODE_LIMIT);
+    ck_assert_int_eq(broker_publish(b, bytes("c"), bytes("m"), no_headers, NULL, NULL), FERRY_CODE_LIMIT);
     ck_assert_int_eq(broker_consume(b, a.s, bytes("c"), 1, 1), FERRY_CODE_LIMIT);
     ck_assert_int_eq(broker_get(b, a.s, bytes("c"), 1), FERRY_CODE_LIMIT);
     ck_assert_uint_eq(broker_queue_count(b), 2);
@@ -1397,7 +1397,7 @@ START_TEST(test_stress_every_message_is_acked_exactly_once)
         if (op < 400 && published < STRESS_MESSAGES) {
             struct ferry_bytes payload = { (const uint8_t *)&published, sizeof published };
             require(broker_publish(b, bytes(stress_queues[published % STRESS_QUEUES]), payload,
-                                   no_headers, NULL) == FERRY_CODE_OK,
+                                   no_headers, NULL, NULL) == FERRY_CODE_OK,
                     "publish");
             published++;
         } else if (op < 800 && p->count > 0) {
@@ -1658,9 +1658,9 @@ START_TEST(test_durable_publish_is_logged_before_it_is_queued_and_waits_for_its_
     struct fake_journal j;
     struct broker *b = durable_broker(&j);
     uint64_t lsn = 0;
-    ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("a"), no_headers, &lsn), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("a"), no_headers, NULL, &lsn), FERRY_CODE_OK);
     ck_assert_uint_eq(lsn, 1);
-    ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("b"), no_headers, &lsn), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("b"), no_headers, NULL, &lsn), FERRY_CODE_OK);
     ck_assert_uint_eq(lsn, 2);
     ck_assert_uint_eq(jcount(&j, J_DECLARE), 1); /* created durable on first use */
     ck_assert_str_eq(jnth(&j, J_DECLARE, 0)->queue, "dq");
@@ -1676,7 +1676,7 @@ START_TEST(test_in_memory_publish_is_not_logged_and_is_confirmed_at_once)
     struct fake_journal j;
     struct broker *b = durable_broker(&j);
     uint64_t lsn = 99;
-    ck_assert_int_eq(broker_publish(b, bytes("q"), bytes("a"), no_headers, &lsn), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_publish(b, bytes("q"), bytes("a"), no_headers, NULL, &lsn), FERRY_CODE_OK);
     ck_assert_uint_eq(lsn, 0);
     ck_assert_uint_eq(j.count, 0);
     broker_free(b);
@@ -1693,7 +1693,7 @@ START_TEST(test_a_refused_publish_is_not_queued)
     consume(&a, "dq", 1, 10);
     j.refuse_publish_at = 1;
     uint64_t lsn = 7;
-    ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("a"), no_headers, &lsn),
+    ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("a"), no_headers, NULL, &lsn),
                      FERRY_CODE_STORAGE);
     ck_assert_uint_eq(lsn, 0);
     ck_assert_uint_eq(count_of(&a, EV_DELIVER), 0);
@@ -1774,7 +1774,7 @@ START_TEST(test_each_delivery_logs_its_attempt_count_and_requeue_logs_nothing_mo
     struct broker *b = durable_broker(&j);
     struct fake a;
     fake_open(&a, b);
-    ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("m"), no_headers, NULL), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("m"), no_headers, NULL, NULL), FERRY_CODE_OK);
     consume(&a, "dq", 1, 1);
     ck_assert_uint_eq(jcount(&j, J_ATTEMPTS), 1);
     ck_assert_uint_eq(jnth(&j, J_ATTEMPTS, 0)->id, 100);
@@ -1799,7 +1799,7 @@ START_TEST(test_ack_nack_drop_and_purge_settle_in_the_journal)
     struct fake a;
     fake_open(&a, b);
     for (int i = 0; i < 4; i++)
-        ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("m"), no_headers, NULL),
+        ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("m"), no_headers, NULL, NULL),
                          FERRY_CODE_OK);
     consume(&a, "dq", 1, 3);
     ck_assert_int_eq(broker_cancel(b, a.s, 1), FERRY_CODE_OK); /* 3 in flight, 1 ready */
@@ -1826,7 +1826,7 @@ START_TEST(test_delete_logs_the_queue_once_and_later_acks_of_its_messages_not_at
     struct fake a;
     fake_open(&a, b);
     for (int i = 0; i < 3; i++)
-        ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("m"), no_headers, NULL),
+        ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("m"), no_headers, NULL, NULL),
                          FERRY_CODE_OK);
     consume(&a, "dq", 1, 1);
     ck_assert_int_eq(broker_delete(b, bytes("dq")), FERRY_CODE_OK);
@@ -1850,7 +1850,7 @@ START_TEST(test_refused_queue_changes_leave_the_queue_as_it_was)
                      FERRY_CODE_NOT_FOUND);
     j.refuse_changes = FERRY_CODE_OK;
     ck_assert_int_eq(broker_declare(b, bytes("dq")), FERRY_CODE_OK);
-    ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("m"), no_headers, NULL), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("m"), no_headers, NULL, NULL), FERRY_CODE_OK);
 
     j.refuse_changes = FERRY_CODE_STORAGE;
     ck_assert_int_eq(broker_end(b, bytes("dq")), FERRY_CODE_STORAGE);
@@ -1912,14 +1912,14 @@ START_TEST(test_a_queue_configured_in_memory_leaves_the_journal_and_keeps_its_me
     struct fake_journal j;
     struct broker *b = durable_broker(&j);
     for (int i = 0; i < 2; i++)
-        ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("m"), no_headers, NULL),
+        ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("m"), no_headers, NULL, NULL),
                          FERRY_CODE_OK);
     struct queue_settings memory = { .durable = false };
     ck_assert_int_eq(broker_configure_queue(b, bytes("dq"), &memory), FERRY_CODE_OK);
     ck_assert_uint_eq(jcount(&j, J_DELETE), 1);
     ck_assert_uint_eq(stats_of(b, "dq").depth, 2);
     uint64_t lsn = 5;
-    ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("m"), no_headers, &lsn), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("m"), no_headers, NULL, &lsn), FERRY_CODE_OK);
     ck_assert_uint_eq(lsn, 0);
     /* Back to durable only while empty: its messages were never logged. */
     struct queue_settings durable = { .durable = true, .fsync = QUEUE_FSYNC_NEVER };
@@ -1954,7 +1954,7 @@ static void busy_scenario(struct broker *b, struct fake *a, struct fake *c)
     ck_assert(ok_or_no_memory(broker_consume(b, a->s, bytes("q"), 1, 3)));
     ck_assert(ok_or_no_memory(broker_consume(b, c->s, bytes("q"), 1, 2)));
     for (int i = 0; i < 12; i++)
-        ck_assert(ok_or_no_memory(broker_publish(b, bytes(i % 3 ? "q" : "r"), bytes("msg"), no_headers, NULL)));
+        ck_assert(ok_or_no_memory(broker_publish(b, bytes(i % 3 ? "q" : "r"), bytes("msg"), no_headers, NULL, NULL)));
     ck_assert(ok_or_no_memory(broker_get(b, c->s, bytes("r"), 5)));
     ck_assert(ok_or_no_memory(broker_get(b, c->s, bytes("q"), 6)));
     ck_assert(ok_or_no_memory(broker_join(b, c->s, bytes("q"), 7)));
@@ -2045,7 +2045,7 @@ START_TEST(test_every_allocation_failure_keeps_the_journal_in_step_with_the_brok
         for (int i = 0; i < 6; i++) {
             ck_assert(ok_or_no_memory(publish_batch(b, i % 2 ? "dq" : "dr", items, 3, NULL)));
             ck_assert(ok_or_no_memory(
-                broker_publish(b, bytes("dq"), bytes("x"), no_headers, NULL)));
+                broker_publish(b, bytes("dq"), bytes("x"), no_headers, NULL, NULL)));
         }
         ck_assert(ok_or_no_memory(broker_consume(b, a.s, bytes("dq"), 1, 4)));
         for (uint64_t tag = 1; tag <= 3; tag++)
@@ -2057,6 +2057,143 @@ START_TEST(test_every_allocation_failure_keeps_the_journal_in_step_with_the_brok
         broker_free(b);
         journal_close(&j);
     }
+}
+END_TEST
+
+/* ---- time: a fake clock drives the broker's timers ---- */
+
+static uint64_t fake_now;
+
+static uint64_t fake_clock(void *arg)
+{
+    (void)arg;
+    return fake_now;
+}
+
+/* A broker on the fake clock, at time 1,000,000 ms. */
+static struct broker *timed_broker(void)
+{
+    struct broker *b = broker_new(NULL);
+    ck_assert_ptr_nonnull(b);
+    fake_now = 1000000;
+    broker_set_clock(b, &(struct broker_clock){ .now_ms = fake_clock });
+    return b;
+}
+
+/* Moves the fake clock on by ms and lets the broker do what is due. */
+static void advance(struct broker *b, uint64_t ms)
+{
+    fake_now += ms;
+    broker_advance(b);
+}
+
+static void publish_at(struct broker *b, const char *queue, const char *payload, uint64_t at)
+{
+    struct message_meta meta = { .deliver_at = at };
+    ck_assert_int_eq(broker_publish(b, bytes(queue), bytes(payload), no_headers, &meta, NULL),
+                     FERRY_CODE_OK);
+}
+
+START_TEST(test_delayed_publish_is_not_delivered_before_its_time_and_is_at_it)
+{
+    struct broker *b = timed_broker();
+    struct fake a;
+    fake_open(&a, b);
+    consume(&a, "q", 1, 10);
+    ck_assert_uint_eq(broker_next_due(b), UINT64_MAX);
+    publish_at(b, "q", "later", fake_now + 500);
+    ck_assert_uint_eq(count_of(&a, EV_DELIVER), 0);
+    ck_assert_uint_eq(stats_of(b, "q").delayed, 1);
+    ck_assert_uint_eq(stats_of(b, "q").depth, 0);
+    ck_assert_uint_eq(broker_next_due(b), fake_now + 500);
+
+    advance(b, 499);
+    ck_assert_uint_eq(count_of(&a, EV_DELIVER), 0);
+    advance(b, 1);
+    ck_assert_uint_eq(count_of(&a, EV_DELIVER), 1);
+    assert_delivery(&a, 0, "later", 1);
+    ck_assert_uint_eq(stats_of(b, "q").delayed, 0);
+    ck_assert_uint_eq(broker_next_due(b), UINT64_MAX);
+    fake_close(&a);
+    broker_free(b);
+}
+END_TEST
+
+START_TEST(test_a_deliver_at_in_the_past_is_delivered_at_once)
+{
+    struct broker *b = timed_broker();
+    struct fake a;
+    fake_open(&a, b);
+    consume(&a, "q", 1, 10);
+    publish_at(b, "q", "late", fake_now - 10);
+    publish_at(b, "q", "now", fake_now);
+    ck_assert_uint_eq(count_of(&a, EV_DELIVER), 2);
+    ck_assert_uint_eq(broker_next_due(b), UINT64_MAX);
+    fake_close(&a);
+    broker_free(b);
+}
+END_TEST
+
+START_TEST(test_delayed_messages_come_out_in_due_order_behind_the_ready_ones)
+{
+    struct broker *b = timed_broker();
+    publish_at(b, "q", "c", fake_now + 300);
+    publish_at(b, "q", "a", fake_now + 100);
+    publish_at(b, "q", "b", fake_now + 200);
+    publish(b, "q", "ready");
+    advance(b, 1000); /* all due at once: they queue in due order */
+    struct fake f;
+    fake_open(&f, b);
+    consume(&f, "q", 1, 10);
+    ck_assert_uint_eq(count_of(&f, EV_DELIVER), 4);
+    assert_delivery(&f, 0, "ready", 1);
+    assert_delivery(&f, 1, "a", 1);
+    assert_delivery(&f, 2, "b", 1);
+    assert_delivery(&f, 3, "c", 1);
+    fake_close(&f);
+    broker_free(b);
+}
+END_TEST
+
+START_TEST(test_purge_and_delete_drop_delayed_messages_and_their_timers)
+{
+    struct broker *b = timed_broker();
+    publish_at(b, "q", "x", fake_now + 100);
+    publish_at(b, "q", "y", fake_now + 100);
+    publish(b, "q", "z");
+    uint64_t purged = 0;
+    ck_assert_int_eq(broker_purge(b, bytes("q"), &purged), FERRY_CODE_OK);
+    ck_assert_uint_eq(purged, 3);
+    ck_assert_uint_eq(stats_of(b, "q").delayed, 0);
+    ck_assert_uint_eq(broker_next_due(b), UINT64_MAX);
+
+    publish_at(b, "q", "x", fake_now + 100);
+    ck_assert_int_eq(broker_delete(b, bytes("q")), FERRY_CODE_OK);
+    ck_assert_uint_eq(broker_next_due(b), UINT64_MAX);
+    ck_assert_uint_eq(broker_message_count(b), 0);
+    advance(b, 1000);
+    broker_free(b);
+}
+END_TEST
+
+START_TEST(test_join_and_end_of_stream_wait_for_delayed_messages)
+{
+    struct broker *b = timed_broker();
+    struct fake f;
+    fake_open(&f, b);
+    publish_at(b, "q", "x", fake_now + 100);
+    ck_assert_int_eq(broker_join(b, f.s, bytes("q"), 7), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_end(b, bytes("q")), FERRY_CODE_OK);
+    consume(&f, "q", 1, 10);
+    ck_assert_uint_eq(count_of(&f, EV_JOIN_DONE), 0);
+    ck_assert_uint_eq(count_of(&f, EV_EOS), 0);
+    advance(b, 100);
+    ck_assert_uint_eq(count_of(&f, EV_DELIVER), 1);
+    ack(&f, nth(&f, EV_DELIVER, 0)->tag);
+    ck_assert_uint_eq(count_of(&f, EV_JOIN_DONE), 1);
+    ck_assert_uint_eq(count_of(&f, EV_EOS), 1);
+    fake_close(&f);
+    broker_free(b);
 }
 END_TEST
 
@@ -2149,6 +2286,14 @@ static Suite *broker_suite(void)
     tcase_add_test(stress, test_every_allocation_failure_leaves_the_broker_consistent);
     tcase_add_test(stress, test_every_allocation_failure_keeps_the_journal_in_step_with_the_broker);
     suite_add_tcase(s, stress);
+
+    TCase *timing = tcase_create("time");
+    tcase_add_test(timing, test_delayed_publish_is_not_delivered_before_its_time_and_is_at_it);
+    tcase_add_test(timing, test_a_deliver_at_in_the_past_is_delivered_at_once);
+    tcase_add_test(timing, test_delayed_messages_come_out_in_due_order_behind_the_ready_ones);
+    tcase_add_test(timing, test_purge_and_delete_drop_delayed_messages_and_their_timers);
+    tcase_add_test(timing, test_join_and_end_of_stream_wait_for_delayed_messages);
+    suite_add_tcase(s, timing);
     return s;
 }
 
