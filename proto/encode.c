@@ -81,7 +81,7 @@ static size_t frame_bound(const struct ferry_frame *f)
 {
     size_t n = FERRY_FRAME_PREFIX + HEADER_MAX + SCALAR_PAIRS_MAX * SCALAR_PAIR_MAX;
     n += span_bound(f->queue.len) + span_bound(f->name.len) + span_bound(f->text.len);
-    n += span_bound(f->payload.len) + span_bound(f->headers.len);
+    n += span_bound(f->payload.len) + span_bound(f->headers.len) + span_bound(f->topic.len);
     switch (f->type) {
     case FERRY_F_CONFIRM: case FERRY_F_ACK: case FERRY_F_NACK:
         n += span_bound(0) + 9 * f->uint_count;
@@ -223,15 +223,19 @@ static void put_queue_stats(struct encoder *e, const struct ferry_queue_stats *q
     put_bool(e, "ended", qs->ended);
 }
 
-/* OK: "n" when nonzero, "empty" when true; a STATS reply (server_stats
+/* OK: "n" when nonzero, "empty" when true, "q" when non-empty (the
+ * answer to DECLARE_TEMP); a STATS reply (server_stats
  * set) carries "server" and "queues", the latter possibly empty. */
 static void encode_ok(struct encoder *e, const struct ferry_frame *f)
 {
     bool has_n = f->count != 0;
     bool has_server = f->server_stats != NULL;
     bool has_queues = has_server || f->stats_count > 0;
-    put_start(e, f, 2 + has_n + f->empty + has_server + has_queues);
+    bool has_q = f->queue.len > 0;
+    put_start(e, f, 2 + has_n + f->empty + has_server + has_queues + has_q);
     put_uint(e, "rid", f->rid);
+    if (has_q)
+        put_str(e, "q", f->queue);
     if (has_n)
         put_uint(e, "n", f->count);
     if (f->empty)
@@ -246,11 +250,15 @@ static void encode_ok(struct encoder *e, const struct ferry_frame *f)
     }
 }
 
+/* PUBLISH to a queue, PUBLISH_TOPIC to a topic. */
 static void encode_publish(struct encoder *e, const struct ferry_frame *f)
 {
     bool has_headers = f->headers.len > 0;
     put_start(e, f, 3 + has_headers + f->has_id);
-    put_str(e, "q", f->queue);
+    if (f->type == FERRY_F_PUBLISH_TOPIC)
+        put_str(e, "topic", f->topic);
+    else
+        put_str(e, "q", f->queue);
     if (has_headers)
         put_raw_map(e, "h", f->headers);
     if (f->has_id)
@@ -356,15 +364,25 @@ static void encode_eos(struct encoder *e, const struct ferry_frame *f)
     put_str(e, "q", f->queue);
 }
 
-/* DECLARE, DELETE, PURGE, END, REOPEN, JOIN; and STATS, whose q may be
- * absent (all queues). */
+/* DECLARE, DELETE, PURGE, END, REOPEN, JOIN; and STATS (q absent: all
+ * queues) and DECLARE_TEMP (q absent: the server names it). */
 static void encode_queue_request(struct encoder *e, const struct ferry_frame *f)
 {
-    bool has_queue = f->type != FERRY_F_STATS || f->queue.len > 0;
+    bool has_queue = (f->type != FERRY_F_STATS && f->type != FERRY_F_DECLARE_TEMP)
+                     || f->queue.len > 0;
     put_start(e, f, 2 + has_queue);
     put_uint(e, "rid", f->rid);
     if (has_queue)
         put_str(e, "q", f->queue);
+}
+
+/* BIND, UNBIND: a queue and a pattern. */
+static void encode_binding(struct encoder *e, const struct ferry_frame *f)
+{
+    put_start(e, f, 4);
+    put_uint(e, "rid", f->rid);
+    put_str(e, "q", f->queue);
+    put_str(e, "pattern", f->topic);
 }
 
 /* false if f->type is not a frame type. */
@@ -386,9 +404,11 @@ static bool encode_body(struct encoder *e, const struct ferry_frame *f)
     case FERRY_F_GET: encode_get(e, f); break;
     case FERRY_F_EOS: encode_eos(e, f); break;
     case FERRY_F_DECLARE: case FERRY_F_DELETE: case FERRY_F_PURGE: case FERRY_F_STATS:
-    case FERRY_F_END: case FERRY_F_REOPEN: case FERRY_F_JOIN:
+    case FERRY_F_END: case FERRY_F_REOPEN: case FERRY_F_JOIN: case FERRY_F_DECLARE_TEMP:
         encode_queue_request(e, f);
         break;
+    case FERRY_F_BIND: case FERRY_F_UNBIND: encode_binding(e, f); break;
+    case FERRY_F_PUBLISH_TOPIC: encode_publish(e, f); break;
     default:
         return false;
     }

@@ -35,6 +35,11 @@
 #define FERRY_HEADERS_MAX 64u
 #define FERRY_HEADER_KEY_MAX 255u
 #define FERRY_HEADER_VALUE_MAX 65535u
+/* Topics and binding patterns: 1..255 bytes, 1..32 words separated by
+ * '.', each word 1.. bytes of [A-Za-z0-9_:-]; in a pattern a word may
+ * instead be `*` (exactly one word) or `#` (zero or more words). */
+#define FERRY_TOPIC_MAX 255u
+#define FERRY_TOPIC_WORDS_MAX 32u
 /* Items in one PUBLISH_BATCH, tags in one ACK/NACK, ids in one CONFIRM. */
 #define FERRY_LIST_MAX 65536u
 
@@ -67,6 +72,11 @@ enum ferry_frame_type {
     FERRY_F_END = 34,           /* client -> server */
     FERRY_F_REOPEN = 35,        /* client -> server */
     FERRY_F_JOIN = 36,          /* client -> server */
+
+    FERRY_F_BIND = 60,          /* client -> server: bind a queue to a pattern */
+    FERRY_F_UNBIND = 61,        /* client -> server */
+    FERRY_F_PUBLISH_TOPIC = 62, /* client -> server: a copy to every bound queue */
+    FERRY_F_DECLARE_TEMP = 63,  /* client -> server: a queue of this connection */
 };
 
 /* Error codes carried by ERROR frames (key "code"). Part of the wire format.
@@ -91,8 +101,11 @@ enum ferry_code {
     FERRY_CODE_INTERNAL = 16,        /* a server bug; please report */
     FERRY_CODE_BAD_REQUEST = 17,     /* well-formed frame with a bad value (credit 0, rid 0...) */
     FERRY_CODE_STORAGE = 18,         /* durable storage refused: disk limit reached or write error */
+
+    FERRY_CODE_BAD_TOPIC = 27,       /* topic or binding pattern invalid */
+    FERRY_CODE_EXCLUSIVE = 28,       /* the queue is another connection's temporary queue */
 };
-#define FERRY_CODE_LAST FERRY_CODE_STORAGE
+#define FERRY_CODE_LAST FERRY_CODE_EXCLUSIVE
 
 /* A borrowed byte span. Never owns memory. */
 struct ferry_bytes {
@@ -160,7 +173,8 @@ struct ferry_frame {
     bool requeue;          /* NACK (default true) */
     bool empty;            /* OK reply to GET: no message came in time */
 
-    struct ferry_bytes queue;   /* q */
+    struct ferry_bytes queue;   /* q (also in the OK reply to DECLARE_TEMP) */
+    struct ferry_bytes topic;   /* PUBLISH_TOPIC topic; BIND, UNBIND pattern */
     struct ferry_bytes name;    /* HELLO client name, WELCOME server name */
     struct ferry_bytes text;    /* ERROR message */
     struct ferry_bytes payload; /* PUBLISH, DELIVER: the opaque message bytes */
@@ -237,7 +251,7 @@ enum ferry_code ferry_frame_decode(const uint8_t *body, size_t len,
  * within the limits above; the encoder does not validate.
  * Optional keys are written when set: rid, sub, wait_ms and OK's count
  * when nonzero, id when has_id, empty when true, HELLO name and headers
- * when non-empty, STATS q when non-empty. An OK with server_stats carries
+ * when non-empty, STATS, DECLARE_TEMP and OK q when non-empty. An OK with server_stats carries
  * "server" and "queues" (from stats/stats_count, possibly empty). NACK
  * always carries "requeue" (so set it: a zeroed frame means drop). */
 int ferry_frame_encode(struct ferry_buf *out, const struct ferry_frame *f);
@@ -277,6 +291,19 @@ bool ferry_headers_next(struct ferry_iter *it, struct ferry_kv *h);
 
 /* true if `name` is a valid queue name (length and characters). */
 bool ferry_name_valid(struct ferry_bytes name);
+
+/* ---- topics and binding patterns (topic.c) ------------------------------ */
+
+/* true if `topic` is a valid topic (FERRY_TOPIC_MAX, no wildcard). */
+bool ferry_topic_valid(struct ferry_bytes topic);
+/* true if `pattern` is a valid binding pattern (words, `*`, `#`). */
+bool ferry_pattern_valid(struct ferry_bytes pattern);
+/* Splits s at every '.' into words (spans into s, empty words kept).
+ * Returns the word count, or max + 1 if there are more than max. */
+size_t ferry_topic_split(struct ferry_bytes s, struct ferry_bytes *words, size_t max);
+/* true if a valid pattern matches a valid topic (false if either is
+ * invalid). The plain reference; the daemon matches with a trie. */
+bool ferry_topic_match(struct ferry_bytes pattern, struct ferry_bytes topic);
 /* Symbolic name of an error code ("BAD_FRAME"), "UNKNOWN" if out of range. */
 const char *ferry_code_name(uint32_t code);
 /* Symbolic name of a frame type ("PUBLISH"), NULL if unknown. */

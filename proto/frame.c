@@ -37,7 +37,7 @@ enum field_id {
     FIELD_TAG, FIELD_N, FIELD_RID, FIELD_IDS, FIELD_M, FIELD_REQUEUE,
     FIELD_CREDIT, FIELD_WAIT, FIELD_CODE, FIELD_MSG, FIELD_FATAL,
     FIELD_EMPTY, FIELD_SERVER, FIELD_QUEUES, FIELD_V, FIELD_NAME, FIELD_AUTH,
-    FIELD_MAX_FRAME, FIELD_HB, FIELD_COUNT,
+    FIELD_MAX_FRAME, FIELD_HB, FIELD_TOPIC, FIELD_PATTERN, FIELD_COUNT,
 };
 
 enum field_kind {
@@ -97,6 +97,8 @@ static const struct field_desc fields[FIELD_COUNT] = {
     [FIELD_AUTH] = FIELD("auth", KIND_IGNORED_MAP, "map", ""),
     [FIELD_MAX_FRAME] = FIELD("max_frame", KIND_UINT, "uint", ""),
     [FIELD_HB] = FIELD("hb", KIND_UINT, "uint", ""),
+    [FIELD_TOPIC] = FIELD("topic", KIND_STR, "str", ""),
+    [FIELD_PATTERN] = FIELD("pattern", KIND_STR, "str", ""),
 };
 
 /* The field a key names, or FIELD_COUNT for a key no frame type knows. */
@@ -114,11 +116,11 @@ static enum field_id field_lookup(struct ferry_bytes key)
 
 /* ---- which keys each frame type takes (PROTOCOL.md, "Frame types") ------ */
 
-#define BIT(field) (1u << (field))
+#define BIT(field) (UINT64_C(1) << (field))
 
 struct frame_spec {
-    uint32_t allowed;  /* keys read into the frame; other keys are skipped */
-    uint32_t required; /* keys that must be present */
+    uint64_t allowed;  /* keys read into the frame; other keys are skipped */
+    uint64_t required; /* keys that must be present */
 };
 
 static const struct frame_spec specs[] = {
@@ -129,7 +131,7 @@ static const struct frame_spec specs[] = {
                         BIT(FIELD_CODE) | BIT(FIELD_MSG) | BIT(FIELD_FATAL) },
     [FERRY_F_PING] = { BIT(FIELD_RID), 0 },
     [FERRY_F_PONG] = { BIT(FIELD_RID), 0 },
-    [FERRY_F_OK] = { BIT(FIELD_RID) | BIT(FIELD_N) | BIT(FIELD_EMPTY) | BIT(FIELD_SERVER) | BIT(FIELD_QUEUES),
+    [FERRY_F_OK] = { BIT(FIELD_RID) | BIT(FIELD_N) | BIT(FIELD_EMPTY) | BIT(FIELD_SERVER) | BIT(FIELD_QUEUES) | BIT(FIELD_Q),
                      BIT(FIELD_RID) },
     [FERRY_F_PUBLISH] = { BIT(FIELD_Q) | BIT(FIELD_P) | BIT(FIELD_H) | BIT(FIELD_ID),
                           BIT(FIELD_Q) | BIT(FIELD_P) },
@@ -152,6 +154,13 @@ static const struct frame_spec specs[] = {
     [FERRY_F_END] = { BIT(FIELD_RID) | BIT(FIELD_Q), BIT(FIELD_RID) | BIT(FIELD_Q) },
     [FERRY_F_REOPEN] = { BIT(FIELD_RID) | BIT(FIELD_Q), BIT(FIELD_RID) | BIT(FIELD_Q) },
     [FERRY_F_JOIN] = { BIT(FIELD_RID) | BIT(FIELD_Q), BIT(FIELD_RID) | BIT(FIELD_Q) },
+    [FERRY_F_BIND] = { BIT(FIELD_RID) | BIT(FIELD_Q) | BIT(FIELD_PATTERN),
+                       BIT(FIELD_RID) | BIT(FIELD_Q) | BIT(FIELD_PATTERN) },
+    [FERRY_F_UNBIND] = { BIT(FIELD_RID) | BIT(FIELD_Q) | BIT(FIELD_PATTERN),
+                         BIT(FIELD_RID) | BIT(FIELD_Q) | BIT(FIELD_PATTERN) },
+    [FERRY_F_PUBLISH_TOPIC] = { BIT(FIELD_TOPIC) | BIT(FIELD_P) | BIT(FIELD_H) | BIT(FIELD_ID),
+                                BIT(FIELD_TOPIC) | BIT(FIELD_P) },
+    [FERRY_F_DECLARE_TEMP] = { BIT(FIELD_RID) | BIT(FIELD_Q), BIT(FIELD_RID) },
 };
 
 /* The spec of frame type t, or NULL if t is not a frame type. */
@@ -221,6 +230,11 @@ static enum ferry_code store_str(struct ferry_frame *f, enum field_id id, struct
         /* Name rules are not checked here: a bad name is a non-fatal
          * BAD_NAME from the broker, not a malformed frame. */
         f->queue = s;
+        break;
+    case FIELD_TOPIC:
+    case FIELD_PATTERN:
+        /* Like queue names: checked by the broker (BAD_TOPIC, not fatal). */
+        f->topic = s;
         break;
     case FIELD_NAME:
         if (f->type == FERRY_F_HELLO && s.len > FERRY_CLIENT_NAME_MAX)
@@ -352,7 +366,7 @@ static enum ferry_code decode_type(struct mpack_reader *r, uint32_t *pairs, uint
 
 /* One key/value pair after "t". seen: the keys met so far. */
 static enum ferry_code decode_pair(struct mpack_reader *r, const struct frame_spec *spec,
-                                   struct ferry_frame *f, uint32_t *seen, const char **why)
+                                   struct ferry_frame *f, uint64_t *seen, const char **why)
 {
     static const struct field_whys unknown_whys = {
         "", "unknown key: truncated value", "",
@@ -404,7 +418,7 @@ enum ferry_code ferry_frame_decode(const uint8_t *body, size_t len,
     f->type = (enum ferry_frame_type)type;
     f->requeue = type == FERRY_F_NACK; /* NACK requeues unless told not to */
 
-    uint32_t seen = BIT(FIELD_T);
+    uint64_t seen = BIT(FIELD_T);
     for (uint32_t i = 1; i < pairs; i++) {
         code = decode_pair(&r, spec, f, &seen, why);
         if (code != FERRY_CODE_OK)
@@ -413,7 +427,7 @@ enum ferry_code ferry_frame_decode(const uint8_t *body, size_t len,
     if (r.pos != r.end)
         return bad(why, "trailing bytes after the map");
 
-    uint32_t missing = spec->required & ~seen;
+    uint64_t missing = spec->required & ~seen;
     if (missing == 0)
         return FERRY_CODE_OK;
     for (int id = 0; id < FIELD_COUNT; id++) {

@@ -42,11 +42,13 @@ static const char *const code_names[] = {
     [FERRY_CODE_INTERNAL] = "INTERNAL",
     [FERRY_CODE_BAD_REQUEST] = "BAD_REQUEST",
     [FERRY_CODE_STORAGE] = "STORAGE",
+    [FERRY_CODE_BAD_TOPIC] = "BAD_TOPIC",
+    [FERRY_CODE_EXCLUSIVE] = "EXCLUSIVE",
 };
 
 const char *ferry_code_name(uint32_t code)
 {
-    if (code > FERRY_CODE_LAST)
+    if (code > FERRY_CODE_LAST || code_names[code] == NULL)
         return "UNKNOWN";
     return code_names[code];
 }
@@ -76,6 +78,10 @@ static const char *const frame_type_names[] = {
     [FERRY_F_END] = "END",
     [FERRY_F_REOPEN] = "REOPEN",
     [FERRY_F_JOIN] = "JOIN",
+    [FERRY_F_BIND] = "BIND",
+    [FERRY_F_UNBIND] = "UNBIND",
+    [FERRY_F_PUBLISH_TOPIC] = "PUBLISH_TOPIC",
+    [FERRY_F_DECLARE_TEMP] = "DECLARE_TEMP",
 };
 
 const char *ferry_frame_type_name(uint32_t type)

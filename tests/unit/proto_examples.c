@@ -163,6 +163,12 @@ int main(void)
         { "END", { .type = FERRY_F_END, .rid = 13, .queue = S("jobs") } },
         { "REOPEN", { .type = FERRY_F_REOPEN, .rid = 14, .queue = S("jobs") } },
         { "JOIN", { .type = FERRY_F_JOIN, .rid = 15, .queue = S("jobs") } },
+        { "BIND", { .type = FERRY_F_BIND, .rid = 16, .queue = S("audit"), .topic = S("orders.#") } },
+        { "UNBIND", { .type = FERRY_F_UNBIND, .rid = 17, .queue = S("audit"), .topic = S("orders.#") } },
+        { "PUBLISH_TOPIC", { .type = FERRY_F_PUBLISH_TOPIC, .topic = S("orders.eu.created"), .id = 9,
+                             .has_id = true, .payload = S("hello") } },
+        { "DECLARE_TEMP, server-named", { .type = FERRY_F_DECLARE_TEMP, .rid = 18 } },
+        { "OK to DECLARE_TEMP", { .type = FERRY_F_OK, .rid = 18, .queue = S("tmp.1f") } },
     };
 
     int rc = EXIT_SUCCESS;

@@ -167,6 +167,12 @@ static const struct ferry_frame full_samples[] = {
     { .type = FERRY_F_END, .rid = 14, .queue = Q("jobs") },
     { .type = FERRY_F_REOPEN, .rid = 15, .queue = Q("jobs") },
     { .type = FERRY_F_JOIN, .rid = 16, .queue = Q("jobs") },
+    { .type = FERRY_F_BIND, .rid = 17, .queue = Q("jobs"), .topic = Q("orders.*.#") },
+    { .type = FERRY_F_UNBIND, .rid = 18, .queue = Q("jobs"), .topic = Q("orders.*.#") },
+    { .type = FERRY_F_PUBLISH_TOPIC, .topic = Q("orders.eu"), .headers = SAMPLE_HEADERS, .id = 19,
+      .has_id = true, .payload = Q("hi") },
+    { .type = FERRY_F_DECLARE_TEMP, .rid = 20, .queue = Q("mine") },
+    { .type = FERRY_F_OK, .rid = 20, .queue = Q("tmp.1") },
 };
 #define FULL_SAMPLES (sizeof full_samples / sizeof full_samples[0])
 
@@ -197,6 +203,10 @@ static const struct ferry_frame bare_samples[] = {
     { .type = FERRY_F_END, .rid = 1, .queue = Q("a") },
     { .type = FERRY_F_REOPEN, .rid = 1, .queue = Q("a") },
     { .type = FERRY_F_JOIN, .rid = 1, .queue = Q("a") },
+    { .type = FERRY_F_BIND, .rid = 1, .queue = Q("a"), .topic = Q("#") },
+    { .type = FERRY_F_UNBIND, .rid = 1, .queue = Q("a"), .topic = Q("#") },
+    { .type = FERRY_F_PUBLISH_TOPIC, .topic = Q("a"), .payload = Q("") },
+    { .type = FERRY_F_DECLARE_TEMP, .rid = 1 },
 };
 #define BARE_SAMPLES (sizeof bare_samples / sizeof bare_samples[0])
 
@@ -313,6 +323,7 @@ static void assert_decoded_equals(const struct ferry_frame *want, const struct f
     ck_assert_int_eq(got->requeue, want->requeue);
     ck_assert_int_eq(got->empty, want->empty);
     ck_assert(bytes_equal(got->queue, want->queue));
+    ck_assert(bytes_equal(got->topic, want->topic));
     ck_assert(bytes_equal(got->name, want->name));
     ck_assert(bytes_equal(got->text, want->text));
     ck_assert(bytes_equal(got->payload, want->payload));
@@ -964,7 +975,7 @@ static const struct type_spec type_specs[] = {
     { FERRY_F_PING, { { "rid", K_UINT, OPT } } },
     { FERRY_F_PONG, { { "rid", K_UINT, OPT } } },
     { FERRY_F_OK, { { "rid", K_UINT, REQ }, { "n", K_UINT, OPT }, { "empty", K_BOOL, OPT },
-                    { "server", K_SERVER, OPT }, { "queues", K_QUEUES, OPT } } },
+                    { "server", K_SERVER, OPT }, { "queues", K_QUEUES, OPT }, { "q", K_STR, OPT } } },
     { FERRY_F_PUBLISH, { { "q", K_STR, REQ }, { "p", K_BIN, REQ }, { "h", K_HEADERS, OPT },
                          { "id", K_UINT, OPT } } },
     { FERRY_F_PUBLISH_BATCH, { { "q", K_STR, REQ }, { "m", K_ITEMS, REQ }, { "id", K_UINT, OPT } } },
@@ -986,6 +997,11 @@ static const struct type_spec type_specs[] = {
     { FERRY_F_END, { { "rid", K_UINT, REQ }, { "q", K_STR, REQ } } },
     { FERRY_F_REOPEN, { { "rid", K_UINT, REQ }, { "q", K_STR, REQ } } },
     { FERRY_F_JOIN, { { "rid", K_UINT, REQ }, { "q", K_STR, REQ } } },
+    { FERRY_F_BIND, { { "rid", K_UINT, REQ }, { "q", K_STR, REQ }, { "pattern", K_STR, REQ } } },
+    { FERRY_F_UNBIND, { { "rid", K_UINT, REQ }, { "q", K_STR, REQ }, { "pattern", K_STR, REQ } } },
+    { FERRY_F_PUBLISH_TOPIC, { { "topic", K_STR, REQ }, { "p", K_BIN, REQ }, { "h", K_HEADERS, OPT },
+                               { "id", K_UINT, OPT } } },
+    { FERRY_F_DECLARE_TEMP, { { "rid", K_UINT, REQ }, { "q", K_STR, OPT } } },
 };
 #define TYPE_SPECS (sizeof type_specs / sizeof type_specs[0])
 
@@ -1676,6 +1692,7 @@ START_TEST(test_code_names_and_fatality_follow_the_error_table)
         { 10, "UNKNOWN_SUB", false },  { 11, "SUB_EXISTS", false },    { 12, "LIMIT", false },
         { 13, "QUEUE_FULL", false },   { 14, "NO_MEMORY", false },     { 15, "SHUTTING_DOWN", true },
         { 16, "INTERNAL", true },      { 17, "BAD_REQUEST", false },   { 18, "STORAGE", false },
+        { 27, "BAD_TOPIC", false },    { 28, "EXCLUSIVE", false },
     };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
         ck_assert_str_eq(ferry_code_name(table[i].code), table[i].name);
@@ -1697,7 +1714,9 @@ START_TEST(test_frame_type_names_cover_exactly_the_frame_types)
     int named = 0;
     for (uint32_t t = 0; t < 100; t++)
         named += ferry_frame_type_name(t) != NULL;
-    ck_assert_int_eq(named, 24);
+    ck_assert_int_eq(named, 28);
+    ck_assert_str_eq(ferry_frame_type_name(FERRY_F_BIND), "BIND");
+    ck_assert_str_eq(ferry_frame_type_name(FERRY_F_DECLARE_TEMP), "DECLARE_TEMP");
     ck_assert_ptr_null(ferry_frame_type_name(0));
     ck_assert_ptr_null(ferry_frame_type_name(7));
     ck_assert_ptr_null(ferry_frame_type_name(UINT32_MAX));
