@@ -246,6 +246,22 @@ static enum ferry_code log_publish(struct broker *b, struct queue *q, struct mes
                       message_payload(m), &m->store_id, lsn);
 }
 
+/* Gives m what meta says of it, with q's defaults for what it leaves out.
+ * BAD_REQUEST if meta is out of range. */
+static enum ferry_code apply_meta(const struct queue *q, struct message *m,
+                                  const struct message_meta *meta)
+{
+    m->priority = q->settings.priority;
+    if (meta == NULL)
+        return FERRY_CODE_OK;
+    if (meta->has_priority) {
+        if (meta->priority > FERRY_PRIORITY_MAX)
+            return FERRY_CODE_BAD_REQUEST;
+        m->priority = meta->priority;
+    }
+    return FERRY_CODE_OK;
+}
+
 /* Puts m at the back of q, or in its waiting list until `due` if that is
  * nonzero (the heap has room: timer_heap_reserve); q owns it from here.
  * The caller dispatches. */
@@ -305,7 +321,9 @@ enum ferry_code broker_publish(struct broker *b, struct ferry_bytes queue,
     if (m == NULL)
         return FERRY_CODE_NO_MEMORY;
     uint64_t lsn = 0;
-    code = log_publish(b, q, m, &lsn);
+    code = apply_meta(q, m, meta);
+    if (code == FERRY_CODE_OK)
+        code = log_publish(b, q, m, &lsn);
     if (code != FERRY_CODE_OK) {
         free(m); /* refused: not logged, never queued */
         return code;
@@ -348,8 +366,9 @@ enum ferry_code broker_publish_batch(struct broker *b, struct ferry_bytes queue,
      * fails, nothing of the batch has been delivered yet. */
     struct batch batch = { .first = NULL, .link = &batch.first };
     struct ferry_bytes payload, headers;
+    struct message_meta meta = { 0 };
     uint64_t lsn = 0;
-    while (items->next(items->arg, &payload, &headers)) {
+    while (items->next(items->arg, &payload, &headers, &meta)) {
         if (too_large(payload, headers)) {
             code = FERRY_CODE_LIMIT;
             break;
@@ -362,9 +381,12 @@ enum ferry_code broker_publish_batch(struct broker *b, struct ferry_bytes queue,
         m->next = NULL;
         *batch.link = m; /* the batch owns m until it is queued or undone */
         batch.link = &m->next;
-        code = log_publish(b, q, m, &lsn);
+        code = apply_meta(q, m, &meta);
+        if (code == FERRY_CODE_OK)
+            code = log_publish(b, q, m, &lsn);
         if (code != FERRY_CODE_OK)
             break;
+        meta = (struct message_meta){ 0 };
     }
     if (code != FERRY_CODE_OK) {
         batch_undo(b, q, batch.first);
@@ -512,7 +534,9 @@ enum ferry_code broker_reopen(struct broker *b, struct ferry_bytes queue)
 
 /* ---- settings ---- */
 
-static bool same_settings(const struct queue_settings *a, const struct queue_settings *b)
+/* Whether a and b keep messages the same way (the rest of the settings
+ * apply to what comes next, and change without the journal). */
+static bool same_storage(const struct queue_settings *a, const struct queue_settings *b)
 {
     return a->durable == b->durable && (!a->durable || a->fsync == b->fsync);
 }
@@ -525,7 +549,7 @@ static enum ferry_code make_in_memory(struct broker *b, struct queue *q)
     enum ferry_code code = log_queue_change(b, q, CHANGE_DELETE);
     if (code != FERRY_CODE_OK)
         return code;
-    for (struct message *m = q->head; m != NULL; m = m->next)
+    for (struct message *m = queue_first_ready(q); m != NULL; m = queue_next_ready(q, m))
         m->store_id = 0;
     for (struct message *m = q->waiting; m != NULL; m = m->next)
         m->store_id = 0;
@@ -537,8 +561,12 @@ enum ferry_code broker_configure_queue(struct broker *b, struct ferry_bytes queu
 {
     struct queue *q;
     enum ferry_code code = broker_find_queue(b, queue, false, &q);
-    if (code != FERRY_CODE_OK || same_settings(&q->settings, s))
+    if (code != FERRY_CODE_OK)
         return code;
+    if (same_storage(&q->settings, s)) {
+        q->settings = *s;
+        return FERRY_CODE_OK;
+    }
     if (q->settings.durable && !s->durable) {
         code = make_in_memory(b, q);
         if (code == FERRY_CODE_OK)

@@ -49,6 +49,7 @@ struct message {
     uint32_t headers_len;   /* raw msgpack map at data[0], 0 if none */
     uint32_t payload_len;   /* payload at data[headers_len] */
     uint8_t state;          /* enum message_state */
+    uint8_t priority;       /* 0..FERRY_PRIORITY_MAX: its level in the ready lists */
     uint8_t data[];
 };
 
@@ -57,6 +58,8 @@ struct message {
  * A zeroed struct is a plain message. */
 struct message_meta {
     uint64_t deliver_at;    /* broker clock ms before which it is not delivered; 0: now */
+    bool has_priority;      /* false: the queue's default priority */
+    uint8_t priority;       /* 0..FERRY_PRIORITY_MAX */
 };
 
 static inline struct ferry_bytes message_payload(const struct message *m)
@@ -105,6 +108,7 @@ enum queue_fsync {
 struct queue_settings {
     bool durable;           /* its messages are logged in the journal */
     enum queue_fsync fsync; /* durable queues only */
+    uint8_t priority;       /* of a message published without one */
 };
 
 /* Where the broker logs what happens to durable queues. The core calls it
@@ -174,6 +178,7 @@ struct broker_limits {
 struct queue_stats {
     uint64_t depth, inflight, consumers;
     uint64_t delayed;       /* waiting for their time (not in depth) */
+    uint64_t depth_by_priority[FERRY_PRIORITY_LEVELS]; /* depth of each level */
     uint64_t published, delivered, acked, redelivered, dropped;
     uint64_t bytes;
     bool ended;
@@ -223,18 +228,23 @@ enum ferry_code broker_queue_settings(struct broker *b, struct ferry_bytes queue
  * a plain message) may hold it back: a deliver_at in the future makes it
  * wait, outside the ready list, until broker_advance reaches that time;
  * then it joins the back of the ready list.
+ * A message's priority (meta, else the queue's default) is its level in
+ * the ready list: it goes to the back of that level.
  * *wait_lsn (may be NULL) is the LSN the publish's confirm must wait for
  * (a durable queue's: see struct broker_journal), or 0 to confirm at once.
- * OK, BAD_NAME, ENDED, LIMIT, NO_MEMORY, or the journal's refusal. */
+ * OK, BAD_NAME, ENDED, LIMIT, NO_MEMORY, BAD_REQUEST (priority above
+ * FERRY_PRIORITY_MAX), or the journal's refusal. */
 enum ferry_code broker_publish(struct broker *b, struct ferry_bytes queue,
                                struct ferry_bytes payload, struct ferry_bytes headers,
                                const struct message_meta *meta, uint64_t *wait_lsn);
 
 /* The items of a batch, handed out one at a time: next() fills the next
- * item and returns true, or returns false after the last. */
+ * item (meta comes zeroed: a plain message unless next() says more) and
+ * returns true, or returns false after the last. */
 struct broker_items {
     void *arg;
-    bool (*next)(void *arg, struct ferry_bytes *payload, struct ferry_bytes *headers);
+    bool (*next)(void *arg, struct ferry_bytes *payload, struct ferry_bytes *headers,
+                 struct message_meta *meta);
 };
 
 /* Appends every item to the named queue, all or nothing: if any item is

@@ -119,7 +119,7 @@ void dispatch(struct queue *q)
     /* Each turn delivers one ready message, and a consumer leaves the ring
      * as soon as it has no room: no consumer is looked at without being
      * served. */
-    while (q->head != NULL && q->cursor != NULL) {
+    while (queue_has_ready(q) && q->cursor != NULL) {
         struct consumer *c = queue_next_consumer(q);
         if (tags_reserve(&c->session->tags) != 0)
             return; /* out of memory: the message stays ready; the next dispatch of q retries */

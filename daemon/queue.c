@@ -1,5 +1,6 @@
 /*
- * queue.c - one queue's lists: the FIFO of ready messages, the ring of
+ * queue.c - one queue's lists: the FIFOs of ready messages (one per
+ * priority level, and a bitmap of the non-empty ones), the ring of
  * consumers with room and the list of the others, the list of all its
  * consumers, the JOIN waiters.
  * Pure list keeping: which consumer may get what is dispatch.c's call.
@@ -37,45 +38,66 @@ bool queue_drained(const struct queue *q)
     return q->stats.depth == 0 && q->stats.inflight == 0 && q->stats.delayed == 0;
 }
 
+/* The highest level whose bit is set in a nonzero bitmap: one instruction. */
+static unsigned top_level(uint32_t levels)
+{
+    return 31u - (unsigned)__builtin_clz(levels);
+}
+
+static void count_in(struct queue *q, const struct message *m)
+{
+    q->stats.depth++;
+    q->stats.depth_by_priority[m->priority]++;
+}
+
 void queue_push_back(struct queue *q, struct message *m)
 {
     m->state = MESSAGE_READY;
+    struct ready_list *l = &q->ready[m->priority];
     m->next = NULL;
-    m->prev = q->tail;
-    if (q->tail != NULL)
-        q->tail->next = m;
+    m->prev = l->tail;
+    if (l->tail != NULL)
+        l->tail->next = m;
     else
-        q->head = m;
-    q->tail = m;
-    q->stats.depth++;
+        l->head = m;
+    l->tail = m;
+    q->ready_levels |= 1u << m->priority;
+    count_in(q, m);
 }
 
 void queue_push_front(struct queue *q, struct message *m)
 {
     m->state = MESSAGE_READY;
+    struct ready_list *l = &q->ready[m->priority];
     m->prev = NULL;
-    m->next = q->head;
-    if (q->head != NULL)
-        q->head->prev = m;
+    m->next = l->head;
+    if (l->head != NULL)
+        l->head->prev = m;
     else
-        q->tail = m;
-    q->head = m;
-    q->stats.depth++;
+        l->tail = m;
+    l->head = m;
+    q->ready_levels |= 1u << m->priority;
+    count_in(q, m);
 }
 
 struct message *queue_pop_front(struct queue *q)
 {
-    struct message *m = q->head;
-    if (m == NULL)
+    if (q->ready_levels == 0)
         return NULL;
-    q->head = m->next;
-    if (q->head != NULL)
-        q->head->prev = NULL;
-    else
-        q->tail = NULL;
+    unsigned level = top_level(q->ready_levels);
+    struct ready_list *l = &q->ready[level];
+    struct message *m = l->head;
+    l->head = m->next;
+    if (l->head != NULL) {
+        l->head->prev = NULL;
+    } else {
+        l->tail = NULL;
+        q->ready_levels &= ~(1u << level);
+    }
     m->next = NULL;
     m->prev = NULL;
     q->stats.depth--;
+    q->stats.depth_by_priority[level]--;
     return m;
 }
 
@@ -101,6 +123,23 @@ void queue_remove_waiting(struct queue *q, struct message *m)
     m->next = NULL;
     m->prev = NULL;
     q->stats.delayed--;
+}
+
+/* The head of the highest non-empty level below `level` (all: levels). */
+static struct message *first_below(const struct queue *q, unsigned level)
+{
+    uint32_t below = q->ready_levels & ((1u << level) - 1u);
+    return below != 0 ? q->ready[top_level(below)].head : NULL;
+}
+
+struct message *queue_first_ready(const struct queue *q)
+{
+    return first_below(q, FERRY_PRIORITY_LEVELS);
+}
+
+struct message *queue_next_ready(const struct queue *q, const struct message *m)
+{
+    return m->next != NULL ? m->next : first_below(q, m->priority);
 }
 
 /* Circular lists of consumers, reached through a pointer to their first

@@ -1,5 +1,6 @@
 /*
- * queue.h - one named queue: its FIFO of ready messages (owned), its
+ * queue.h - one named queue: its ready messages (owned), one FIFO per
+ * priority level with a bitmap of the non-empty ones, its
  * consumers (those with room in a round-robin ring, the others aside) and
  * JOIN waiters (linked, owned by their sessions), its counters. Knows
  * nothing of callbacks, tags or the name map: dispatch.c decides what moves.
@@ -47,9 +48,15 @@ struct join_waiter {
     uint64_t remaining;             /* of those, how many are unsettled */
 };
 
-struct queue {
-    struct message *head;           /* ready messages, oldest first; owned */
+/* The ready messages of one priority level, oldest first. */
+struct ready_list {
+    struct message *head;
     struct message *tail;
+};
+
+struct queue {
+    struct ready_list ready[FERRY_PRIORITY_LEVELS]; /* by priority; owned */
+    uint32_t ready_levels;          /* bit p set: ready[p] is not empty */
     struct message *waiting;        /* messages waiting for their timer, in no
                                      * order (the broker's timer heap has
                                      * that); owned */
@@ -77,12 +84,24 @@ struct ferry_bytes queue_name(const struct queue *q);
 /* No message ready, waiting or in flight: every message published is settled. */
 bool queue_drained(const struct queue *q);
 
-/* The ready list. push_back and push_front take ownership of m. */
+/* The ready lists. push_back and push_front take ownership of m and put it
+ * at the back or the front of its own level (m->priority). */
 void queue_push_back(struct queue *q, struct message *m);
 void queue_push_front(struct queue *q, struct message *m);
-/* Takes the oldest ready message out of the list (NULL if none); the queue
- * still owns it while it is in flight. */
+/* Takes the next message to deliver out of the lists: the oldest of the
+ * highest non-empty level (NULL if none), in O(1). The queue still owns it
+ * while it is in flight. */
 struct message *queue_pop_front(struct queue *q);
+/* Whether any message is ready. */
+static inline bool queue_has_ready(const struct queue *q)
+{
+    return q->ready_levels != 0;
+}
+/* A walk of every ready message, in delivery order (highest level first,
+ * oldest first within a level): the first, then the one after m; NULL
+ * after the last. */
+struct message *queue_first_ready(const struct queue *q);
+struct message *queue_next_ready(const struct queue *q, const struct message *m);
 
 /* The waiting list (counted in stats.delayed). add takes ownership of m;
  * remove gives it back to the caller, with the queue still its owner. */

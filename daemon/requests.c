@@ -272,8 +272,10 @@ static void on_publish(struct conn *c, const struct ferry_frame *f)
 }
 
 /* The batch frame's items, as the broker takes them. */
-static bool next_item(void *arg, struct ferry_bytes *payload, struct ferry_bytes *headers)
+static bool next_item(void *arg, struct ferry_bytes *payload, struct ferry_bytes *headers,
+                      struct message_meta *meta)
 {
+    (void)meta;
     struct ferry_item item;
     if (!ferry_iter_item(arg, &item))
         return false;

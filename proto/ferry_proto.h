@@ -40,6 +40,9 @@
  * instead be `*` (exactly one word) or `#` (zero or more words). */
 #define FERRY_TOPIC_MAX 255u
 #define FERRY_TOPIC_WORDS_MAX 32u
+/* Message priorities: 0 (lowest, the default) to 9 (highest). */
+#define FERRY_PRIORITY_MAX 9u
+#define FERRY_PRIORITY_LEVELS (FERRY_PRIORITY_MAX + 1u)
 /* Items in one PUBLISH_BATCH, tags in one ACK/NACK, ids in one CONFIRM. */
 #define FERRY_LIST_MAX 65536u
 

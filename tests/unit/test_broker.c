@@ -1635,8 +1635,10 @@ struct item_array {
     size_t count, next;
 };
 
-static bool next_string(void *arg, struct ferry_bytes *payload, struct ferry_bytes *headers)
+static bool next_string(void *arg, struct ferry_bytes *payload, struct ferry_bytes *headers,
+                        struct message_meta *meta)
 {
+    (void)meta;
     struct item_array *a = arg;
     if (a->next == a->count)
         return false;
@@ -2197,6 +2199,270 @@ START_TEST(test_join_and_end_of_stream_wait_for_delayed_messages)
 }
 END_TEST
 
+/* ---- priorities ---- */
+
+static enum ferry_code publish_priority(struct broker *b, const char *queue, const char *payload,
+                                        unsigned priority)
+{
+    struct message_meta meta = { .has_priority = true, .priority = (uint8_t)priority };
+    return broker_publish(b, bytes(queue), bytes(payload), no_headers, &meta, NULL);
+}
+
+static void publish_level(struct broker *b, const char *queue, const char *payload, unsigned priority)
+{
+    ck_assert_int_eq(publish_priority(b, queue, payload, priority), FERRY_CODE_OK);
+}
+
+/* The payloads delivered to f so far, in order, joined by spaces. */
+static const char *delivered_text(const struct fake *f)
+{
+    static char text[512];
+    text[0] = '\0';
+    for (size_t i = 0; i < count_of(f, EV_DELIVER); i++) {
+        if (i > 0)
+            strcat(text, " ");
+        strcat(text, nth(f, EV_DELIVER, i)->text);
+    }
+    return text;
+}
+
+START_TEST(test_higher_priority_is_delivered_first_and_fifo_within_a_level)
+{
+    struct broker *b = broker_new(NULL);
+    struct fake a;
+    fake_open(&a, b);
+    publish_level(b, "q", "a0", 0);
+    publish_level(b, "q", "b5", 5);
+    publish_level(b, "q", "c9", 9);
+    publish_level(b, "q", "d5", 5);
+    publish(b, "q", "e0"); /* no priority: the queue's default, 0 */
+    publish_level(b, "q", "f9", 9);
+    consume(&a, "q", 1, 10);
+    ck_assert_str_eq(delivered_text(&a), "c9 f9 b5 d5 a0 e0");
+    fake_close(&a);
+    broker_free(b);
+}
+END_TEST
+
+START_TEST(test_a_message_published_later_at_a_higher_level_passes_the_waiting_ones)
+{
+    struct broker *b = broker_new(NULL);
+    struct fake a;
+    fake_open(&a, b);
+    publish_level(b, "q", "low1", 1);
+    publish_level(b, "q", "low2", 1);
+    consume(&a, "q", 1, 1);
+    ck_assert_str_eq(delivered_text(&a), "low1");
+    publish_level(b, "q", "high", 8);
+    ack(&a, 1);
+    ck_assert_str_eq(delivered_text(&a), "low1 high");
+    ack(&a, 2);
+    ck_assert_str_eq(delivered_text(&a), "low1 high low2");
+    fake_close(&a);
+    broker_free(b);
+}
+END_TEST
+
+START_TEST(test_nack_with_requeue_goes_back_to_the_front_of_its_own_level)
+{
+    struct broker *b = broker_new(NULL);
+    struct fake a;
+    fake_open(&a, b);
+    publish_level(b, "q", "x5", 5);
+    publish_level(b, "q", "y5", 5);
+    publish_level(b, "q", "z0", 0);
+    consume(&a, "q", 1, 1);
+    ck_assert_str_eq(delivered_text(&a), "x5");
+    /* A higher level arrived meanwhile: it goes first, then x5 before y5. */
+    publish_level(b, "q", "m9", 9);
+    ck_assert_int_eq(broker_nack(b, a.s, 1, true), FERRY_CODE_OK);
+    ck_assert_str_eq(delivered_text(&a), "x5 m9");
+    ack(&a, 2);
+    ck_assert_str_eq(delivered_text(&a), "x5 m9 x5");
+    ck_assert_uint_eq(nth(&a, EV_DELIVER, 2)->attempt, 2);
+    ack(&a, 3);
+    ack(&a, 4);
+    ck_assert_str_eq(delivered_text(&a), "x5 m9 x5 y5 z0");
+    fake_close(&a);
+    broker_free(b);
+}
+END_TEST
+
+START_TEST(test_a_lost_session_returns_its_messages_to_the_front_of_their_levels)
+{
+    struct broker *b = broker_new(NULL);
+    struct fake a, c;
+    fake_open(&a, b);
+    fake_open(&c, b);
+    publish_level(b, "q", "a5", 5);
+    publish_level(b, "q", "b2", 2);
+    consume(&a, "q", 1, 2);
+    ck_assert_str_eq(delivered_text(&a), "a5 b2");
+    publish_level(b, "q", "c5", 5);
+    publish_level(b, "q", "d2", 2);
+    fake_close(&a);
+    consume(&c, "q", 1, 10);
+    ck_assert_str_eq(delivered_text(&c), "a5 c5 b2 d2");
+    ck_assert_uint_eq(nth(&c, EV_DELIVER, 0)->attempt, 2);
+    ck_assert_uint_eq(nth(&c, EV_DELIVER, 1)->attempt, 1);
+    fake_close(&c);
+    broker_free(b);
+}
+END_TEST
+
+START_TEST(test_get_takes_the_highest_priority)
+{
+    struct broker *b = broker_new(NULL);
+    struct fake a;
+    fake_open(&a, b);
+    publish_level(b, "q", "low", 0);
+    publish_level(b, "q", "high", 7);
+    ck_assert_int_eq(broker_get(b, a.s, bytes("q"), 7), FERRY_CODE_OK);
+    ck_assert_str_eq(delivered_text(&a), "high");
+    fake_close(&a);
+    broker_free(b);
+}
+END_TEST
+
+static void priority_three(void *arg, struct ferry_bytes name, struct queue_settings *out)
+{
+    (void)arg;
+    if (name.len == 1 && name.ptr[0] == 'd')
+        out->priority = 3;
+}
+
+START_TEST(test_the_queue_default_priority_applies_to_messages_without_one)
+{
+    struct broker *b = broker_new(NULL);
+    broker_set_settings_source(b, priority_three, NULL);
+    struct fake a;
+    fake_open(&a, b);
+    publish_level(b, "d", "two", 2);
+    publish(b, "d", "default");
+    publish_level(b, "d", "four", 4);
+    publish_level(b, "d", "three", 3);
+    consume(&a, "d", 1, 10);
+    ck_assert_str_eq(delivered_text(&a), "four default three two");
+    fake_close(&a);
+    broker_free(b);
+}
+END_TEST
+
+START_TEST(test_a_priority_above_the_maximum_is_refused)
+{
+    struct broker *b = broker_new(NULL);
+    publish(b, "q", "ok");
+    ck_assert_int_eq(publish_priority(b, "q", "bad", FERRY_PRIORITY_MAX + 1), FERRY_CODE_BAD_REQUEST);
+    ck_assert_int_eq(publish_priority(b, "q", "bad", 255), FERRY_CODE_BAD_REQUEST);
+    struct queue_stats st = stats_of(b, "q");
+    ck_assert_uint_eq(st.depth, 1);
+    ck_assert_uint_eq(st.published, 1);
+    ck_assert_uint_eq(broker_message_count(b), 1);
+    broker_free(b);
+}
+END_TEST
+
+/* Batch items with priorities from a parallel array (-1: none). */
+struct priority_items {
+    const char *const *payloads;
+    const int *priorities;
+    size_t count, next;
+};
+
+static bool next_priority_item(void *arg, struct ferry_bytes *payload, struct ferry_bytes *headers,
+                               struct message_meta *meta)
+{
+    struct priority_items *a = arg;
+    if (a->next == a->count)
+        return false;
+    *payload = bytes(a->payloads[a->next]);
+    *headers = no_headers;
+    int p = a->priorities[a->next++];
+    if (p >= 0) {
+        meta->has_priority = true;
+        meta->priority = (uint8_t)p;
+    }
+    return true;
+}
+
+START_TEST(test_batch_items_take_their_own_priorities_all_or_nothing)
+{
+    struct broker *b = broker_new(NULL);
+    struct fake a;
+    fake_open(&a, b);
+    const char *payloads[] = { "p1", "none", "p6", "p1b" };
+    const int good[] = { 1, -1, 6, 1 };
+    struct priority_items items = { payloads, good, 4, 0 };
+    struct broker_items it = { &items, next_priority_item };
+    ck_assert_int_eq(broker_publish_batch(b, bytes("q"), &it, NULL), FERRY_CODE_OK);
+
+    const int bad[] = { 1, 2, 10, 3 };
+    struct priority_items refused = { payloads, bad, 4, 0 };
+    it.arg = &refused;
+    ck_assert_int_eq(broker_publish_batch(b, bytes("q"), &it, NULL), FERRY_CODE_BAD_REQUEST);
+    ck_assert_uint_eq(stats_of(b, "q").depth, 4);
+
+    consume(&a, "q", 1, 10);
+    ck_assert_str_eq(delivered_text(&a), "p6 p1 p1b none");
+    fake_close(&a);
+    broker_free(b);
+}
+END_TEST
+
+START_TEST(test_stats_count_the_depth_of_each_priority)
+{
+    struct broker *b = broker_new(NULL);
+    struct fake a;
+    fake_open(&a, b);
+    publish_level(b, "q", "a", 9);
+    publish_level(b, "q", "b", 4);
+    publish_level(b, "q", "c", 4);
+    publish(b, "q", "d");
+    struct queue_stats st = stats_of(b, "q");
+    ck_assert_uint_eq(st.depth, 4);
+    ck_assert_uint_eq(st.depth_by_priority[9], 1);
+    ck_assert_uint_eq(st.depth_by_priority[4], 2);
+    ck_assert_uint_eq(st.depth_by_priority[0], 1);
+    consume(&a, "q", 1, 2); /* takes a9 and b4 */
+    st = stats_of(b, "q");
+    ck_assert_uint_eq(st.depth, 2);
+    ck_assert_uint_eq(st.depth_by_priority[9], 0);
+    ck_assert_uint_eq(st.depth_by_priority[4], 1);
+    ck_assert_uint_eq(st.inflight, 2);
+    ck_assert_int_eq(broker_nack(b, a.s, 1, true), FERRY_CODE_OK); /* a9 back, out again */
+    ck_assert_uint_eq(stats_of(b, "q").depth_by_priority[9], 0);
+    uint64_t purged = 0;
+    ck_assert_int_eq(broker_purge(b, bytes("q"), &purged), FERRY_CODE_OK);
+    ck_assert_uint_eq(purged, 2);
+    st = stats_of(b, "q");
+    for (unsigned p = 0; p < FERRY_PRIORITY_LEVELS; p++)
+        ck_assert_uint_eq(st.depth_by_priority[p], 0);
+    fake_close(&a);
+    broker_free(b);
+}
+END_TEST
+
+START_TEST(test_one_priority_only_keeps_plain_fifo_across_many_messages)
+{
+    struct broker *b = broker_new(NULL);
+    struct fake a;
+    fake_open(&a, b);
+    char text[16];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(text, sizeof text, "%d", i);
+        publish_level(b, "q", text, 6);
+    }
+    consume(&a, "q", 1, 1000);
+    ck_assert_uint_eq(count_of(&a, EV_DELIVER), 1000);
+    for (int i = 0; i < 1000; i++) {
+        snprintf(text, sizeof text, "%d", i);
+        ck_assert_str_eq(nth(&a, EV_DELIVER, (size_t)i)->text, text);
+    }
+    fake_close(&a);
+    broker_free(b);
+}
+END_TEST
+
 static Suite *broker_suite(void)
 {
     Suite *s = suite_create("broker");
@@ -2294,6 +2560,19 @@ static Suite *broker_suite(void)
     tcase_add_test(timing, test_purge_and_delete_drop_delayed_messages_and_their_timers);
     tcase_add_test(timing, test_join_and_end_of_stream_wait_for_delayed_messages);
     suite_add_tcase(s, timing);
+
+    TCase *priorities = tcase_create("priorities");
+    tcase_add_test(priorities, test_higher_priority_is_delivered_first_and_fifo_within_a_level);
+    tcase_add_test(priorities, test_a_message_published_later_at_a_higher_level_passes_the_waiting_ones);
+    tcase_add_test(priorities, test_nack_with_requeue_goes_back_to_the_front_of_its_own_level);
+    tcase_add_test(priorities, test_a_lost_session_returns_its_messages_to_the_front_of_their_levels);
+    tcase_add_test(priorities, test_get_takes_the_highest_priority);
+    tcase_add_test(priorities, test_the_queue_default_priority_applies_to_messages_without_one);
+    tcase_add_test(priorities, test_a_priority_above_the_maximum_is_refused);
+    tcase_add_test(priorities, test_batch_items_take_their_own_priorities_all_or_nothing);
+    tcase_add_test(priorities, test_stats_count_the_depth_of_each_priority);
+    tcase_add_test(priorities, test_one_priority_only_keeps_plain_fifo_across_many_messages);
+    suite_add_tcase(s, priorities);
     return s;
 }
 
