@@ -79,7 +79,7 @@ static void append_run(struct store *st, const char *label, const struct options
     double t0 = now_s();
     uint64_t confirmed = 0;
     for (uint64_t i = 0; i < o->messages; i++) {
-        enum store_status status = store_publish(st, queue, 0, (struct ferry_bytes){ NULL, 0 },
+        enum store_status status = store_publish(st, queue, 0, (struct ferry_bytes){ NULL, 0 }, (struct ferry_bytes){ NULL, 0 },
                                                  (struct ferry_bytes){ payload, o->payload },
                                                  NULL, NULL);
         if (status != STORE_OK)
@@ -101,9 +101,10 @@ static void append_run(struct store *st, const char *label, const struct options
 }
 
 static bool count_message(void *arg, struct ferry_bytes q, uint64_t id, uint32_t attempts,
-                          struct ferry_bytes headers, struct ferry_bytes payload)
+                          struct ferry_bytes meta, struct ferry_bytes headers,
+                          struct ferry_bytes payload)
 {
-    (void)q, (void)id, (void)attempts, (void)headers, (void)payload;
+    (void)q, (void)id, (void)attempts, (void)meta, (void)headers, (void)payload;
     (*(uint64_t *)arg)++;
     return true;
 }

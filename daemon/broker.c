@@ -237,12 +237,12 @@ static struct message *message_new(struct ferry_bytes payload, struct ferry_byte
 /* Logs m, a new message of q, if q is durable: m gets its store id and
  * *lsn the LSN to wait for. */
 static enum ferry_code log_publish(struct broker *b, struct queue *q, struct message *m,
-                                   uint64_t *lsn)
+                                   const struct message_meta *meta, uint64_t *lsn)
 {
     if (!is_logged(b, q))
         return FERRY_CODE_OK;
     const struct broker_journal *j = b->journal;
-    return j->publish(j->arg, queue_name(q), &q->settings, message_headers(m),
+    return j->publish(j->arg, queue_name(q), &q->settings, meta, message_headers(m),
                       message_payload(m), &m->store_id, lsn);
 }
 
@@ -321,9 +321,12 @@ enum ferry_code broker_publish(struct broker *b, struct ferry_bytes queue,
     if (m == NULL)
         return FERRY_CODE_NO_MEMORY;
     uint64_t lsn = 0;
+    /* The journal keeps the deliver-at only of a message that waits. */
+    struct message_meta logged = meta != NULL ? *meta : (struct message_meta){ 0 };
+    logged.deliver_at = due;
     code = apply_meta(q, m, meta);
     if (code == FERRY_CODE_OK)
-        code = log_publish(b, q, m, &lsn);
+        code = log_publish(b, q, m, &logged, &lsn);
     if (code != FERRY_CODE_OK) {
         free(m); /* refused: not logged, never queued */
         return code;
@@ -381,9 +384,10 @@ enum ferry_code broker_publish_batch(struct broker *b, struct ferry_bytes queue,
         m->next = NULL;
         *batch.link = m; /* the batch owns m until it is queued or undone */
         batch.link = &m->next;
+        meta.deliver_at = 0; /* items of a batch are not delayed */
         code = apply_meta(q, m, &meta);
         if (code == FERRY_CODE_OK)
-            code = log_publish(b, q, m, &lsn);
+            code = log_publish(b, q, m, &meta, &lsn);
         if (code != FERRY_CODE_OK)
             break;
         meta = (struct message_meta){ 0 };
@@ -422,6 +426,7 @@ enum ferry_code broker_restore_queue(struct broker *b, struct ferry_bytes queue,
 
 enum ferry_code broker_restore_message(struct broker *b, struct ferry_bytes queue,
                                        uint64_t store_id, uint32_t attempts,
+                                       const struct message_meta *meta,
                                        struct ferry_bytes headers, struct ferry_bytes payload)
 {
     struct queue *q;
@@ -430,12 +435,15 @@ enum ferry_code broker_restore_message(struct broker *b, struct ferry_bytes queu
         return code;
     if (too_large(payload, headers))
         return FERRY_CODE_LIMIT;
+    uint64_t due = wait_until(b, meta);
+    if (due != 0 && timer_heap_reserve(&b->timers) != 0)
+        return FERRY_CODE_NO_MEMORY;
     struct message *m = message_new(payload, headers);
     if (m == NULL)
         return FERRY_CODE_NO_MEMORY;
     m->store_id = store_id;
     m->attempts = attempts;
-    enqueue(b, q, m, 0);
+    enqueue(b, q, m, due);
     dispatch(q);
     return FERRY_CODE_OK;
 }

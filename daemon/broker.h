@@ -122,11 +122,12 @@ struct broker_journal {
     void *arg;
     /* A durable queue is created, or its settings change. */
     enum ferry_code (*declare)(void *arg, struct ferry_bytes queue, const struct queue_settings *s);
-    /* A message is about to be queued: log it, give it an id (nonzero,
-     * never reused) and the LSN its confirm must wait for (0: at once). */
+    /* A message is about to be queued: log it with its meta (NULL: a plain
+     * message), give it an id (nonzero, never reused) and the LSN its
+     * confirm must wait for (0: at once). */
     enum ferry_code (*publish)(void *arg, struct ferry_bytes queue, const struct queue_settings *s,
-                               struct ferry_bytes headers, struct ferry_bytes payload,
-                               uint64_t *id, uint64_t *lsn);
+                               const struct message_meta *meta, struct ferry_bytes headers,
+                               struct ferry_bytes payload, uint64_t *id, uint64_t *lsn);
     /* The message left for good: acked, nacked without requeue, purged,
      * or taken back from a batch that failed. Never refused. */
     void (*settle)(void *arg, const struct queue_settings *s, uint64_t id);
@@ -262,11 +263,13 @@ enum ferry_code broker_publish_batch(struct broker *b, struct ferry_bytes queue,
  * OK, BAD_NAME, NO_MEMORY. */
 enum ferry_code broker_restore_queue(struct broker *b, struct ferry_bytes queue,
                                      const struct queue_settings *s);
-/* Appends a message, ready, to a restored queue, with its journal id and
- * the deliveries it had already had (its next delivery is attempts + 1).
- * OK, NOT_FOUND, LIMIT, NO_MEMORY. */
+/* Appends a message to a restored queue, with its journal id, the
+ * deliveries it had already had (its next delivery is attempts + 1) and
+ * its meta (NULL: none): ready, or waiting if its deliver_at is still to
+ * come. OK, NOT_FOUND, LIMIT, NO_MEMORY. */
 enum ferry_code broker_restore_message(struct broker *b, struct ferry_bytes queue,
                                        uint64_t store_id, uint32_t attempts,
+                                       const struct message_meta *meta,
                                        struct ferry_bytes headers, struct ferry_bytes payload);
 /* Marks a restored queue ended (after its messages). OK, NOT_FOUND. */
 enum ferry_code broker_restore_end(struct broker *b, struct ferry_bytes queue);

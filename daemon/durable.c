@@ -159,6 +159,68 @@ static void note_policy(struct durable *d, const struct queue_settings *s)
         d->batch = sync;
 }
 
+/* ---- a message's meta in the log ----
+ * The PUBLISH record's meta block (docs/STORAGE.md, "Message meta"): a
+ * list of (u8 key, u8 length, value) entries, integers little-endian, only
+ * for the fields that are set, so a plain message has none. A reader
+ * ignores keys it does not know; a known key of the wrong length is
+ * damage, said in the log, and that field is left unset. */
+
+enum meta_key {
+    META_DELIVER_AT = 1,    /* u64: broker clock (Unix) ms, not delivered before */
+};
+#define META_MAX 255u
+
+static size_t meta_put_u64(uint8_t *out, size_t at, uint8_t key, uint64_t v)
+{
+    out[at] = key;
+    out[at + 1] = 8;
+    for (int i = 0; i < 8; i++)
+        out[at + 2 + i] = (uint8_t)(v >> (8 * i));
+    return at + 10;
+}
+
+static struct ferry_bytes meta_encode(const struct message_meta *m, uint8_t out[META_MAX])
+{
+    size_t len = 0;
+    if (m != NULL && m->deliver_at != 0)
+        len = meta_put_u64(out, len, META_DELIVER_AT, m->deliver_at);
+    return (struct ferry_bytes){ out, len };
+}
+
+static uint64_t meta_get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* false if the block is damaged (what could be read is in *out). */
+static bool meta_decode(struct ferry_bytes in, struct message_meta *out)
+{
+    *out = (struct message_meta){ 0 };
+    size_t at = 0;
+    while (at < in.len) {
+        if (in.len - at < 2 || in.ptr[at + 1] > in.len - at - 2)
+            return false;
+        uint8_t key = in.ptr[at];
+        uint8_t len = in.ptr[at + 1];
+        const uint8_t *value = in.ptr + at + 2;
+        at += 2 + (size_t)len;
+        switch (key) {
+        case META_DELIVER_AT:
+            if (len != 8)
+                return false;
+            out->deliver_at = meta_get_u64(value);
+            break;
+        default:
+            break; /* a newer writer's: ignored */
+        }
+    }
+    return true;
+}
+
 /* ---- the journal ---- */
 
 static enum ferry_code journal_declare(void *arg, struct ferry_bytes queue,
@@ -172,11 +234,14 @@ static enum ferry_code journal_declare(void *arg, struct ferry_bytes queue,
 }
 
 static enum ferry_code journal_publish(void *arg, struct ferry_bytes queue,
-                                       const struct queue_settings *s, struct ferry_bytes headers,
+                                       const struct queue_settings *s,
+                                       const struct message_meta *meta, struct ferry_bytes headers,
                                        struct ferry_bytes payload, uint64_t *id, uint64_t *lsn)
 {
     struct durable *d = arg;
-    enum store_status status = store_publish(d->store, queue, 0, headers, payload, id, lsn);
+    uint8_t buf[META_MAX];
+    enum store_status status =
+        store_publish(d->store, queue, 0, meta_encode(meta, buf), headers, payload, id, lsn);
     if (status != STORE_OK)
         return answer(d, "publishes", status);
     note_policy(d, s);
@@ -284,11 +349,16 @@ static bool restore_queue(void *arg, struct ferry_bytes name, struct ferry_bytes
 }
 
 static bool restore_message(void *arg, struct ferry_bytes queue, uint64_t id, uint32_t attempts,
-                            struct ferry_bytes headers, struct ferry_bytes payload)
+                            struct ferry_bytes meta_block, struct ferry_bytes headers,
+                            struct ferry_bytes payload)
 {
     struct replay *rp = arg;
+    struct message_meta meta;
+    if (!meta_decode(meta_block, &meta))
+        log_warn("recovery: message %" PRIu64 " of \"%.*s\": damaged meta, partly ignored", id,
+                 (int)queue.len, (const char *)queue.ptr);
     enum ferry_code code =
-        broker_restore_message(rp->d->broker, queue, id, attempts, headers, payload);
+        broker_restore_message(rp->d->broker, queue, id, attempts, &meta, headers, payload);
     if (code != FERRY_CODE_OK && code != FERRY_CODE_NO_MEMORY)
         rp->skipped++;
     return code != FERRY_CODE_NO_MEMORY;

@@ -40,7 +40,8 @@ enum header_check segment_header_decode(const uint8_t in[SEGMENT_HEADER_SIZE],
     if (get_u32(in + HDR_CRC) != crc32c(0, in, HDR_CRC))
         return HEADER_BAD;
     out->version = get_u32(in + HDR_VERSION);
-    if (out->version != SEGMENT_VERSION || get_u32(in + HDR_SIZE) != SEGMENT_HEADER_SIZE)
+    if (out->version < SEGMENT_VERSION_OLDEST || out->version > SEGMENT_VERSION
+        || get_u32(in + HDR_SIZE) != SEGMENT_HEADER_SIZE)
         return HEADER_NEWER;
     out->seq = get_u64(in + HDR_SEQ);
     out->next_id = get_u64(in + HDR_NEXT_ID);
@@ -123,29 +124,50 @@ bool record_queue_decode(const uint8_t *body, size_t len, struct record_queue *o
 
 /* ---- PUBLISH ---- */
 
-void record_publish_encode_fixed(uint8_t *body, const struct record_publish *p)
+size_t record_publish_head_size(const struct record_publish *p)
 {
+    return PUBLISH_FIXED_SIZE + (p->meta.len > 0 ? 1 + p->meta.len : 0);
+}
+
+void record_publish_encode_head(uint8_t *body, const struct record_publish *p)
+{
+    uint8_t flags = p->flags & (uint8_t)~PUBLISH_FLAG_META;
     put_u64(body, p->id);
     put_u32(body + 8, p->queue_id);
     put_u32(body + PUBLISH_ATTEMPTS_AT, p->attempts);
-    body[PUBLISH_FLAGS_AT] = p->flags;
     put_u32(body + 17, (uint32_t)p->headers.len);
+    if (p->meta.len > 0) {
+        flags |= PUBLISH_FLAG_META;
+        body[PUBLISH_FIXED_SIZE] = (uint8_t)p->meta.len;
+        memcpy(body + PUBLISH_FIXED_SIZE + 1, p->meta.ptr, p->meta.len);
+    }
+    body[PUBLISH_FLAGS_AT] = flags;
 }
 
 bool record_publish_decode(const uint8_t *body, size_t len, struct record_publish *out)
 {
     if (len < PUBLISH_FIXED_SIZE)
         return false;
+    out->flags = body[PUBLISH_FLAGS_AT];
+    size_t head = PUBLISH_FIXED_SIZE;
+    out->meta = (struct ferry_bytes){ NULL, 0 };
+    if (out->flags & PUBLISH_FLAG_META) {
+        if (len < PUBLISH_FIXED_SIZE + 1)
+            return false;
+        size_t meta_len = body[PUBLISH_FIXED_SIZE];
+        if (meta_len == 0 || meta_len > len - PUBLISH_FIXED_SIZE - 1)
+            return false;
+        out->meta = (struct ferry_bytes){ body + PUBLISH_FIXED_SIZE + 1, meta_len };
+        head += 1 + meta_len;
+    }
     size_t headers_len = get_u32(body + 17);
-    if (headers_len > len - PUBLISH_FIXED_SIZE)
+    if (headers_len > len - head)
         return false;
     out->id = get_u64(body);
     out->queue_id = get_u32(body + 8);
     out->attempts = get_u32(body + PUBLISH_ATTEMPTS_AT);
-    out->flags = body[PUBLISH_FLAGS_AT];
-    out->headers = (struct ferry_bytes){ body + PUBLISH_FIXED_SIZE, headers_len };
-    out->payload = (struct ferry_bytes){ body + PUBLISH_FIXED_SIZE + headers_len,
-                                         len - PUBLISH_FIXED_SIZE - headers_len };
+    out->headers = (struct ferry_bytes){ body + head, headers_len };
+    out->payload = (struct ferry_bytes){ body + head + headers_len, len - head - headers_len };
     return out->id != 0;
 }
 

@@ -16,7 +16,8 @@
 /* ---- segment header ---- */
 
 #define SEGMENT_MAGIC "FERRYLOG"        /* 8 bytes, no terminator on disk */
-#define SEGMENT_VERSION 1u
+#define SEGMENT_VERSION 2u             /* written; 1 (no PUBLISH meta) is still read */
+#define SEGMENT_VERSION_OLDEST 1u
 #define SEGMENT_HEADER_SIZE 40u
 
 struct segment_header {
@@ -96,9 +97,12 @@ void record_queue_encode(uint8_t *body, const struct record_queue *q);
 bool record_queue_decode(const uint8_t *body, size_t len, struct record_queue *out);
 
 /* PUBLISH: u64 id, u32 queue id, u32 attempts, u8 flags, u32 headers
- * length, headers, payload (the rest). */
+ * length, [flag META: u8 meta length M (1..255), M bytes of meta], headers,
+ * payload (the rest). The meta is the broker's (opaque here). */
 #define PUBLISH_FLAG_COPY 0x01u     /* re-appended by compaction */
+#define PUBLISH_FLAG_META 0x02u     /* a meta block follows the fixed part (version 2) */
 #define PUBLISH_FIXED_SIZE 21u
+#define PUBLISH_META_MAX 255u
 #define PUBLISH_ATTEMPTS_AT 12u     /* offset of the attempts field in the body */
 #define PUBLISH_FLAGS_AT 16u
 
@@ -107,13 +111,18 @@ struct record_publish {
     uint32_t queue_id;
     uint32_t attempts;
     uint8_t flags;
+    struct ferry_bytes meta;        /* 0..255 bytes; flag META is set when not empty */
     struct ferry_bytes headers;
     struct ferry_bytes payload;
 };
-/* Writes the fixed part; the caller copies headers then payload after it. */
-void record_publish_encode_fixed(uint8_t *body, const struct record_publish *p);
+/* The size of the fixed part and meta block: where the headers start. */
+size_t record_publish_head_size(const struct record_publish *p);
+/* Writes the fixed part and the meta block (and sets flag META in it when
+ * there is meta); the caller copies headers then payload after them. */
+void record_publish_encode_head(uint8_t *body, const struct record_publish *p);
 bool record_publish_decode(const uint8_t *body, size_t len, struct record_publish *out);
-/* Rewrites the attempts and flags of an encoded PUBLISH body in place. */
+/* Rewrites the attempts and flags of an encoded PUBLISH body in place
+ * (flags as record_publish_decode gave them, META included). */
 void record_publish_patch(uint8_t *body, uint32_t attempts, uint8_t flags);
 
 /* ACK: one or more u64 ids. */

@@ -249,6 +249,9 @@ static enum store_status open_segment(struct replay *rp, uint64_t seq, bool last
         st->unsound_bytes += size;
         return STORE_OK;
     }
+    /* Appends never go on in an older version's segment: it would then
+     * hold records that version cannot read. */
+    rp->need_new_segment |= last && h.version < SEGMENT_VERSION;
     if (h.next_id > st->next_id)
         st->next_id = h.next_id;
     if (h.next_queue_id > st->next_queue_id)
@@ -363,7 +366,8 @@ static bool deliver_message(struct replay *rp, const struct msg_entry *e,
     if (cb == NULL || cb->on_message == NULL)
         return true;
     struct store_queue *q = queue_table_find_id(&st->queues, e->queue_id);
-    return cb->on_message(cb->arg, store_queue_name(q), e->id, e->attempts, rec.headers, rec.payload);
+    return cb->on_message(cb->arg, store_queue_name(q), e->id, e->attempts, rec.meta, rec.headers,
+                          rec.payload);
 }
 
 static enum store_status deliver(struct replay *rp, const struct store_recovery *cb)

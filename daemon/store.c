@@ -372,16 +372,21 @@ enum store_status store_delete(struct store *st, struct ferry_bytes queue, uint6
 /* ---- messages ---- */
 
 enum store_status store_publish(struct store *st, struct ferry_bytes queue, uint32_t attempts,
-                                struct ferry_bytes headers, struct ferry_bytes payload,
-                                uint64_t *id, uint64_t *lsn)
+                                struct ferry_bytes meta, struct ferry_bytes headers,
+                                struct ferry_bytes payload, uint64_t *id, uint64_t *lsn)
 {
     struct store_queue *q = queue_table_find_name(&st->queues, queue);
     if (q == NULL)
         return unknown_queue(st, queue);
-    size_t room_for_data = RECORD_MAX_LENGTH - 1 - PUBLISH_FIXED_SIZE;
+    if (meta.len > PUBLISH_META_MAX)
+        return store_fail(st, STORE_ERR_INVALID, "message meta longer than 255 bytes");
+    struct record_publish head = { .id = st->next_id, .queue_id = q->id, .attempts = attempts,
+                                   .meta = meta, .headers = headers };
+    size_t head_size = record_publish_head_size(&head);
+    size_t room_for_data = RECORD_MAX_LENGTH - 1 - head_size;
     if (headers.len > room_for_data || payload.len > room_for_data - headers.len)
         return store_fail(st, STORE_ERR_INVALID, "message too large for one record");
-    size_t body_len = PUBLISH_FIXED_SIZE + headers.len + payload.len;
+    size_t body_len = head_size + headers.len + payload.len;
     size_t size = record_size(body_len);
     enum store_status status = check_room(st, size, ROOM_PUBLISH);
     if (status != STORE_OK) {
@@ -393,19 +398,18 @@ enum store_status store_publish(struct store *st, struct ferry_bytes queue, uint
     if (store_buffer_reserve(st, size) != STORE_OK)
         return STORE_ERR_NO_MEMORY;
 
-    struct record_publish fixed = { .id = st->next_id++, .queue_id = q->id, .attempts = attempts,
-                                    .headers = headers };
+    st->next_id++;
     uint32_t off = store_next_offset(st);
     uint8_t *body = next_body(st);
-    record_publish_encode_fixed(body, &fixed);
+    record_publish_encode_head(body, &head);
     /* The one copy of the message on its way to disk. */
     if (headers.len > 0)
-        memcpy(body + PUBLISH_FIXED_SIZE, headers.ptr, headers.len);
+        memcpy(body + head_size, headers.ptr, headers.len);
     if (payload.len > 0)
-        memcpy(body + PUBLISH_FIXED_SIZE + headers.len, payload.ptr, payload.len);
+        memcpy(body + head_size + headers.len, payload.ptr, payload.len);
     set_lsn(lsn, commit_record(st, RECORD_PUBLISH, body_len));
 
-    struct msg_entry *e = msg_index_insert(&st->index, fixed.id);
+    struct msg_entry *e = msg_index_insert(&st->index, head.id);
     e->seq = store_active(st)->seq;
     e->off = off;
     e->size = (uint32_t)size;
@@ -413,7 +417,7 @@ enum store_status store_publish(struct store *st, struct ferry_bytes queue, uint
     e->queue_id = q->id;
     store_live_add(st, e->seq, size);
     if (id != NULL)
-        *id = fixed.id;
+        *id = head.id;
     return STORE_OK;
 }
 

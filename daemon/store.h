@@ -73,7 +73,8 @@ struct store_recovery {
     void *arg;
     bool (*on_queue)(void *arg, struct ferry_bytes name, struct ferry_bytes settings);
     bool (*on_message)(void *arg, struct ferry_bytes queue, uint64_t id, uint32_t attempts,
-                       struct ferry_bytes headers, struct ferry_bytes payload);
+                       struct ferry_bytes meta, struct ferry_bytes headers,
+                       struct ferry_bytes payload);
     bool (*on_end)(void *arg, struct ferry_bytes queue);
 };
 
@@ -129,13 +130,15 @@ enum store_status store_declare(struct store *st, struct ferry_bytes queue,
                                 struct ferry_bytes settings, uint64_t *lsn);
 
 /* Logs a message for a declared queue with a new store-wide id (never
- * reused, increasing in publish order). Copies headers and payload once,
- * into the write buffer. Refused with FULL once the log would pass
+ * reused, increasing in publish order). meta (0..255 bytes, opaque: the
+ * broker's, handed back by recovery) says more of the message than its
+ * bytes; it is empty for a plain message. Copies meta, headers and payload
+ * once, into the write buffer. Refused with FULL once the log would pass
  * max_bytes - reserve_bytes. *id and *lsn may be NULL.
  * OK, NOT_FOUND, INVALID, FULL, NO_MEMORY. */
 enum store_status store_publish(struct store *st, struct ferry_bytes queue, uint32_t attempts,
-                                struct ferry_bytes headers, struct ferry_bytes payload,
-                                uint64_t *id, uint64_t *lsn);
+                                struct ferry_bytes meta, struct ferry_bytes headers,
+                                struct ferry_bytes payload, uint64_t *id, uint64_t *lsn);
 
 /* The message was acked or dropped: it will not come back. An unknown id
  * (already settled, of a deleted queue, or of a refused publish) is a

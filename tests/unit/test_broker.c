@@ -1469,6 +1469,7 @@ struct jentry {
     char queue[32];         /* "" for calls that name a message */
     uint64_t id;
     uint32_t attempts;
+    uint64_t deliver_at;    /* PUBLISH: its meta's */
     enum queue_fsync fsync;
 };
 
@@ -1529,13 +1530,14 @@ static enum ferry_code j_delete(void *arg, struct ferry_bytes q, const struct qu
 }
 
 static enum ferry_code j_publish(void *arg, struct ferry_bytes q, const struct queue_settings *s,
-                                 struct ferry_bytes headers, struct ferry_bytes payload,
-                                 uint64_t *id, uint64_t *lsn)
+                                 const struct message_meta *meta, struct ferry_bytes headers,
+                                 struct ferry_bytes payload, uint64_t *id, uint64_t *lsn)
 {
     struct fake_journal *j = arg;
     if (++j->publishes == j->refuse_publish_at)
         return FERRY_CODE_STORAGE;
     struct jentry *e = jrecord(j, J_PUBLISH, q, s);
+    e->deliver_at = meta != NULL ? meta->deliver_at : 0;
     e->id = *id = j->next_id++;
     *lsn = j->next_lsn++;
     return FERRY_CODE_OK;
@@ -1880,12 +1882,12 @@ START_TEST(test_restored_messages_come_back_in_order_with_their_attempts_unlogge
     struct broker *b = durable_broker(&j);
     struct queue_settings s = { .durable = true, .fsync = QUEUE_FSYNC_INTERVAL };
     ck_assert_int_eq(broker_restore_queue(b, bytes("dq"), &s), FERRY_CODE_OK);
-    ck_assert_int_eq(broker_restore_message(b, bytes("dq"), 7, 0, no_headers, bytes("one")),
+    ck_assert_int_eq(broker_restore_message(b, bytes("dq"), 7, 0, NULL, no_headers, bytes("one")),
                      FERRY_CODE_OK);
-    ck_assert_int_eq(broker_restore_message(b, bytes("dq"), 9, 2, no_headers, bytes("two")),
+    ck_assert_int_eq(broker_restore_message(b, bytes("dq"), 9, 2, NULL, no_headers, bytes("two")),
                      FERRY_CODE_OK);
     ck_assert_int_eq(broker_restore_end(b, bytes("dq")), FERRY_CODE_OK);
-    ck_assert_int_eq(broker_restore_message(b, bytes("nope"), 10, 0, no_headers, bytes("x")),
+    ck_assert_int_eq(broker_restore_message(b, bytes("nope"), 10, 0, NULL, no_headers, bytes("x")),
                      FERRY_CODE_NOT_FOUND);
     ck_assert_uint_eq(j.count, 0);
     struct queue_settings got;
@@ -2463,6 +2465,45 @@ START_TEST(test_one_priority_only_keeps_plain_fifo_across_many_messages)
 }
 END_TEST
 
+START_TEST(test_a_delayed_durable_publish_logs_its_deliver_at_and_comes_back_waiting)
+{
+    struct fake_journal j;
+    struct broker *b = durable_broker(&j);
+    fake_now = 1000000;
+    broker_set_clock(b, &(struct broker_clock){ .now_ms = fake_clock });
+    publish_at(b, "dq", "later", fake_now + 500);
+    publish(b, "dq", "now");
+    ck_assert_uint_eq(jnth(&j, J_PUBLISH, 0)->deliver_at, fake_now + 500);
+    ck_assert_uint_eq(jnth(&j, J_PUBLISH, 1)->deliver_at, 0);
+    broker_free(b);
+    journal_close(&j);
+
+    /* The restart: the one still to come waits, the one whose time passed
+     * while ferryd was down is ready at once. */
+    b = durable_broker(&j);
+    broker_set_clock(b, &(struct broker_clock){ .now_ms = fake_clock });
+    struct queue_settings s = { .durable = true };
+    ck_assert_int_eq(broker_restore_queue(b, bytes("dq"), &s), FERRY_CODE_OK);
+    struct message_meta wait = { .deliver_at = fake_now + 500 };
+    struct message_meta past = { .deliver_at = fake_now - 1 };
+    ck_assert_int_eq(broker_restore_message(b, bytes("dq"), 1, 0, &wait, no_headers, bytes("later")),
+                     FERRY_CODE_OK);
+    ck_assert_int_eq(broker_restore_message(b, bytes("dq"), 2, 0, &past, no_headers, bytes("past")),
+                     FERRY_CODE_OK);
+    ck_assert_uint_eq(stats_of(b, "dq").delayed, 1);
+    struct fake a;
+    fake_open(&a, b);
+    consume(&a, "dq", 1, 10);
+    ck_assert_uint_eq(count_of(&a, EV_DELIVER), 1);
+    assert_delivery(&a, 0, "past", 1);
+    advance(b, 500);
+    assert_delivery(&a, 1, "later", 1);
+    fake_close(&a);
+    broker_free(b);
+    journal_close(&j);
+}
+END_TEST
+
 static Suite *broker_suite(void)
 {
     Suite *s = suite_create("broker");
@@ -2559,6 +2600,7 @@ static Suite *broker_suite(void)
     tcase_add_test(timing, test_delayed_messages_come_out_in_due_order_behind_the_ready_ones);
     tcase_add_test(timing, test_purge_and_delete_drop_delayed_messages_and_their_timers);
     tcase_add_test(timing, test_join_and_end_of_stream_wait_for_delayed_messages);
+    tcase_add_test(timing, test_a_delayed_durable_publish_logs_its_deliver_at_and_comes_back_waiting);
     suite_add_tcase(s, timing);
 
     TCase *priorities = tcase_create("priorities");

@@ -29,6 +29,7 @@ struct seen_message {
     char queue[32];
     uint64_t id;
     uint32_t attempts;
+    char meta[32];
     char headers[32];
     char payload[64];       /* the first bytes, NUL-terminated */
     size_t payload_len;
@@ -75,7 +76,7 @@ static bool on_queue(void *arg, struct ferry_bytes name, struct ferry_bytes sett
 }
 
 static bool on_message(void *arg, struct ferry_bytes queue, uint64_t id, uint32_t attempts,
-                       struct ferry_bytes headers, struct ferry_bytes payload)
+                       struct ferry_bytes meta, struct ferry_bytes headers, struct ferry_bytes payload)
 {
     struct seen *s = arg;
     enter_phase(s, 1);
@@ -90,6 +91,7 @@ static bool on_message(void *arg, struct ferry_bytes queue, uint64_t id, uint32_
     copy_text(m->queue, sizeof m->queue, queue);
     m->id = id;
     m->attempts = attempts;
+    copy_text(m->meta, sizeof m->meta, meta);
     copy_text(m->headers, sizeof m->headers, headers);
     copy_text(m->payload, sizeof m->payload, payload);
     m->payload_len = payload.len;
@@ -261,6 +263,8 @@ static struct ferry_bytes text(const char *s)
     return (struct ferry_bytes){ (const uint8_t *)s, strlen(s) };
 }
 
+static const struct ferry_bytes no_meta = { NULL, 0 };
+
 static void declare(struct store *st, const char *queue, const char *settings)
 {
     ck_assert_int_eq(store_declare(st, text(queue), text(settings), NULL), STORE_OK);
@@ -269,7 +273,7 @@ static void declare(struct store *st, const char *queue, const char *settings)
 static uint64_t publish(struct store *st, const char *queue, const char *payload)
 {
     uint64_t id = 0;
-    ck_assert_int_eq(store_publish(st, text(queue), 0, text(""), text(payload), &id, NULL), STORE_OK);
+    ck_assert_int_eq(store_publish(st, text(queue), 0, no_meta, text(""), text(payload), &id, NULL), STORE_OK);
     return id;
 }
 
@@ -333,7 +337,7 @@ START_TEST(test_unacked_messages_come_back_in_order_with_attempts)
     char payload[32];
     for (int i = 0; i < 12; i++) {
         snprintf(payload, sizeof payload, "msg-%d", i);
-        ck_assert_int_eq(store_publish(st, text(i % 3 == 2 ? "mail" : "jobs"), 0,
+        ck_assert_int_eq(store_publish(st, text(i % 3 == 2 ? "mail" : "jobs"), 0, no_meta,
                                        text("\x81\xa1k\xa1v"), text(payload), &ids[i], NULL),
                          STORE_OK);
         ck_assert(i == 0 || ids[i] > ids[i - 1]);
@@ -450,7 +454,7 @@ START_TEST(test_deleted_queue_loses_its_messages_and_its_name_starts_afresh)
     flush_ok(st);
     ck_assert_int_eq(store_delete(st, text("q"), NULL), STORE_OK);
     ck_assert_int_eq(store_ack(st, a), STORE_OK); /* an in-flight message of the deleted queue */
-    ck_assert_int_eq(store_publish(st, text("q"), 0, text(""), text("c"), NULL, NULL),
+    ck_assert_int_eq(store_publish(st, text("q"), 0, no_meta, text(""), text("c"), NULL, NULL),
                      STORE_ERR_NOT_FOUND);
     declare(st, "q", "new");
     publish(st, "q", "c");
@@ -536,7 +540,7 @@ START_TEST(test_bad_arguments_are_refused)
     long_name[sizeof long_name - 1] = '\0';
     ck_assert_int_eq(store_declare(st, text(""), text(""), NULL), STORE_ERR_INVALID);
     ck_assert_int_eq(store_declare(st, text(long_name), text(""), NULL), STORE_ERR_INVALID);
-    ck_assert_int_eq(store_publish(st, text("undeclared"), 0, text(""), text("x"), NULL, NULL),
+    ck_assert_int_eq(store_publish(st, text("undeclared"), 0, no_meta, text(""), text("x"), NULL, NULL),
                      STORE_ERR_NOT_FOUND);
     ck_assert_str_ne(store_last_error(st), "");
     ck_assert_int_eq(store_ack(st, 12345), STORE_OK);
@@ -563,7 +567,7 @@ START_TEST(test_large_message_is_recovered_whole)
     ck_assert_ptr_nonnull(payload);
     for (size_t i = 0; i < len; i++)
         payload[i] = (uint8_t)(i * 7 + (i >> 12));
-    ck_assert_int_eq(store_publish(st, text("big"), 0, text(""),
+    ck_assert_int_eq(store_publish(st, text("big"), 0, no_meta, text(""),
                                    (struct ferry_bytes){ payload, len }, NULL, NULL), STORE_OK);
     publish(st, "big", "small one after");
     close_ok(st);
@@ -922,6 +926,100 @@ START_TEST(test_segment_of_a_newer_format_refuses_to_open)
 }
 END_TEST
 
+START_TEST(test_meta_comes_back_with_its_message_and_survives_compaction)
+{
+    char *dir = make_dir();
+    struct store_config cfg = config(dir);
+    cfg.segment_bytes = 4096;
+    struct store *st = open_with(&cfg, NULL, NULL);
+    declare(st, "q", "");
+    uint64_t id = 0;
+    ck_assert_int_eq(store_publish(st, text("q"), 0, text("meta!"), text("\x81\xa1k\xa1v"),
+                                   text("with"), &id, NULL), STORE_OK);
+    publish(st, "q", "plain");
+    ck_assert_int_eq(store_set_attempts(st, id, 3), STORE_OK);
+    flush_ok(st);
+    char payload[100];
+    memset(payload, 'c', sizeof payload - 1);
+    payload[sizeof payload - 1] = '\0';
+    for (int i = 0; i < 2000 && stats_of(st).segments_compacted == 0; i++) {
+        uint64_t other = publish(st, "q", payload);
+        flush_ok(st);
+        ck_assert_int_eq(store_ack(st, other), STORE_OK);
+    }
+    ck_assert_uint_ge(stats_of(st).segments_compacted, 1);
+    close_ok(st);
+
+    struct seen seen = { 0 };
+    struct store_report report;
+    st = open_with(&cfg, &seen, &report);
+    ck_assert_uint_eq(report.problem_count, 0);
+    ck_assert_uint_eq(seen.count, 2);
+    ck_assert_uint_eq(seen.messages[0].id, id);
+    ck_assert_str_eq(seen.messages[0].meta, "meta!");
+    ck_assert_str_eq(seen.messages[0].headers, "\x81\xa1k\xa1v");
+    ck_assert_str_eq(seen.messages[0].payload, "with");
+    ck_assert_uint_eq(seen.messages[0].attempts, 3);
+    ck_assert_str_eq(seen.messages[1].meta, "");
+    ck_assert_str_eq(seen.messages[1].payload, "plain");
+    close_ok(st);
+    seen_reset(&seen);
+    remove_dir(dir);
+}
+END_TEST
+
+/* Rewrites segment `seq`'s header as format version 1 (whose records are
+ * those of version 2 without PUBLISH meta). */
+static void make_version_1(const char *dir, uint64_t seq)
+{
+    char path[512];
+    segment_path(path, sizeof path, dir, seq);
+    size_t len;
+    uint8_t *data = read_file(path, &len);
+    put_u32(data + 8, 1);
+    put_u32(data + 36, crc32c(0, data, 36));
+    write_file(path, data, len);
+    free(data);
+}
+
+START_TEST(test_a_version_1_log_is_read_and_appends_go_to_a_new_version_2_segment)
+{
+    char *dir = make_dir();
+    struct store_config cfg = config(dir);
+    struct store *st = open_with(&cfg, NULL, NULL);
+    declare(st, "q", "s=1");
+    publish(st, "q", "old");
+    close_ok(st);
+    make_version_1(dir, 1);
+
+    struct seen seen = { 0 };
+    struct store_report report;
+    st = open_with(&cfg, &seen, &report);
+    ck_assert_uint_eq(report.problem_count, 0);
+    ck_assert_uint_eq(seen.count, 1);
+    ck_assert_str_eq(seen.messages[0].payload, "old");
+    ck_assert_uint_eq(highest_segment(dir), 2); /* not appended to the old file */
+    ck_assert_int_eq(store_publish(st, text("q"), 0, text("m"), text(""), text("new"), NULL, NULL),
+                     STORE_OK);
+    close_ok(st);
+    char path[512];
+    segment_path(path, sizeof path, dir, 2);
+    size_t len;
+    uint8_t *data = read_file(path, &len);
+    ck_assert_uint_eq(get_u32(data + 8), SEGMENT_VERSION);
+    free(data);
+
+    seen_reset(&seen);
+    st = open_with(&cfg, &seen, &report);
+    ck_assert_uint_eq(seen.count, 2);
+    ck_assert_str_eq(seen.messages[1].meta, "m");
+    ck_assert_str_eq(seen.messages[1].payload, "new");
+    close_ok(st);
+    seen_reset(&seen);
+    remove_dir(dir);
+}
+END_TEST
+
 /* ---- reclaiming space ---- */
 
 START_TEST(test_segments_roll_over_and_dead_ones_are_deleted)
@@ -1136,7 +1234,7 @@ START_TEST(test_disk_limit_refuses_publishes_but_takes_acks_and_resumes)
     size_t n = 0;
     enum store_status status = STORE_OK;
     while (n < 400) {
-        status = store_publish(st, text("q"), 0, text(""), text(payload), &ids[n], NULL);
+        status = store_publish(st, text("q"), 0, no_meta, text(""), text(payload), &ids[n], NULL);
         if (status != STORE_OK)
             break;
         n++;
@@ -1190,7 +1288,7 @@ static void child_writes_past_a_file_size_limit(const char *dir)
     CHILD_CHECK(store_open(&cfg, NULL, &st, NULL, NULL, 0) == STORE_OK);
     CHILD_CHECK(store_declare(st, text("q"), text(""), NULL) == STORE_OK);
     for (int i = 0; i < 10; i++)
-        CHILD_CHECK(store_publish(st, text("q"), 0, text(""), text("before"), NULL, NULL) == STORE_OK);
+        CHILD_CHECK(store_publish(st, text("q"), 0, no_meta, text(""), text("before"), NULL, NULL) == STORE_OK);
     uint64_t confirmed = 0;
     CHILD_CHECK(store_flush(st, &confirmed) == STORE_OK);
     CHILD_CHECK(confirmed == store_last_lsn(st));
@@ -1209,7 +1307,7 @@ static void child_writes_past_a_file_size_limit(const char *dir)
     memset(payload, 'z', sizeof payload - 1);
     payload[sizeof payload - 1] = '\0';
     for (int i = 0; i < 20; i++)
-        CHILD_CHECK(store_publish(st, text("q"), 0, text(""), text(payload), NULL, NULL) == STORE_OK);
+        CHILD_CHECK(store_publish(st, text("q"), 0, no_meta, text(""), text(payload), NULL, NULL) == STORE_OK);
     CHILD_CHECK(store_ack(st, 1) == STORE_OK);
     uint64_t before = confirmed;
     CHILD_CHECK(store_flush(st, &confirmed) == STORE_ERR_FULL);
@@ -1231,7 +1329,7 @@ static void child_writes_past_a_file_size_limit(const char *dir)
     lim.rlim_cur = hard;
     CHILD_CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0);
     for (int i = 0; i < 3; i++)
-        CHILD_CHECK(store_publish(st, text("q"), 0, text(""), text("after"), NULL, NULL) == STORE_OK);
+        CHILD_CHECK(store_publish(st, text("q"), 0, no_meta, text(""), text("after"), NULL, NULL) == STORE_OK);
     CHILD_CHECK(store_flush(st, &confirmed) == STORE_OK);
     CHILD_CHECK(store_close(st) == STORE_OK);
     _exit(0);
@@ -1281,7 +1379,7 @@ START_TEST(test_group_commit_makes_one_write_and_one_sync_per_flush)
     struct store_stats before = stats_of(st);
     uint64_t lsn = 0;
     for (int i = 0; i < 500; i++)
-        ck_assert_int_eq(store_publish(st, text("q"), 0, text(""), text("batched"), NULL, &lsn),
+        ck_assert_int_eq(store_publish(st, text("q"), 0, no_meta, text(""), text("batched"), NULL, &lsn),
                          STORE_OK);
     for (uint64_t id = 1; id <= 200; id++)
         ck_assert_int_eq(store_ack(st, id), STORE_OK);
@@ -1312,7 +1410,7 @@ START_TEST(test_interval_policy_confirms_at_write_and_syncs_when_the_interval_is
     struct store *st = open_with(&cfg, NULL, NULL);
     declare(st, "q", "");
     uint64_t lsn = 0, confirmed = 0;
-    ck_assert_int_eq(store_publish(st, text("q"), 0, text(""), text("x"), NULL, &lsn), STORE_OK);
+    ck_assert_int_eq(store_publish(st, text("q"), 0, no_meta, text(""), text("x"), NULL, &lsn), STORE_OK);
     uint64_t syncs = stats_of(st).syncs;
     ck_assert_int_eq(store_flush(st, &confirmed), STORE_OK);
     ck_assert_uint_eq(confirmed, lsn);
@@ -1345,7 +1443,7 @@ START_TEST(test_never_policy_confirms_at_write_and_never_syncs)
     for (int i = 0; i < 100; i++) {
         uint64_t lsn = 0, confirmed = 0;
         uint64_t id = 0;
-        ck_assert_int_eq(store_publish(st, text("q"), 0, text(""), text("n"), &id, &lsn), STORE_OK);
+        ck_assert_int_eq(store_publish(st, text("q"), 0, no_meta, text(""), text("n"), &id, &lsn), STORE_OK);
         ck_assert_int_eq(store_flush(st, &confirmed), STORE_OK);
         ck_assert_uint_ge(confirmed, lsn);
         ck_assert_int_eq(store_ack(st, id), STORE_OK);
@@ -1369,7 +1467,7 @@ START_TEST(test_commit_syncs_only_batches_that_ask_and_times_interval_batches)
     uint64_t syncs = stats_of(st).syncs;
 
     /* A NEVER batch: written, not synced, no timer. */
-    ck_assert_int_eq(store_publish(st, text("q"), 0, text(""), text("n"), NULL, &lsn), STORE_OK);
+    ck_assert_int_eq(store_publish(st, text("q"), 0, no_meta, text(""), text("n"), NULL, &lsn), STORE_OK);
     ck_assert_int_eq(store_commit(st, STORE_SYNC_NEVER, &written, &synced), STORE_OK);
     ck_assert_uint_eq(written, lsn);
     ck_assert_uint_lt(synced, lsn);
@@ -1377,7 +1475,7 @@ START_TEST(test_commit_syncs_only_batches_that_ask_and_times_interval_batches)
     ck_assert_int_eq(store_next_sync_ms(st), -1);
 
     /* An INTERVAL batch: written now, synced by the tick once the interval is up. */
-    ck_assert_int_eq(store_publish(st, text("q"), 0, text(""), text("i"), NULL, &lsn), STORE_OK);
+    ck_assert_int_eq(store_publish(st, text("q"), 0, no_meta, text(""), text("i"), NULL, &lsn), STORE_OK);
     ck_assert_int_eq(store_commit(st, STORE_SYNC_INTERVAL, &written, &synced), STORE_OK);
     ck_assert_uint_eq(written, lsn);
     int wait = store_next_sync_ms(st);
@@ -1392,7 +1490,7 @@ START_TEST(test_commit_syncs_only_batches_that_ask_and_times_interval_batches)
 
     /* An ALWAYS batch: one fdatasync in the commit, for the whole batch. */
     for (int i = 0; i < 10; i++)
-        ck_assert_int_eq(store_publish(st, text("q"), 0, text(""), text("a"), NULL, &lsn),
+        ck_assert_int_eq(store_publish(st, text("q"), 0, no_meta, text(""), text("a"), NULL, &lsn),
                          STORE_OK);
     ck_assert_int_eq(store_commit(st, STORE_SYNC_ALWAYS, &written, &synced), STORE_OK);
     ck_assert_uint_eq(synced, lsn);
@@ -1434,6 +1532,8 @@ static Suite *store_suite(void)
     tcase_add_test(damage, test_damage_in_the_last_segment_is_kept_and_appends_go_to_a_new_one);
     tcase_add_test(damage, test_unsound_segment_file_is_reported_and_ignored);
     tcase_add_test(damage, test_segment_of_a_newer_format_refuses_to_open);
+    tcase_add_test(damage, test_meta_comes_back_with_its_message_and_survives_compaction);
+    tcase_add_test(damage, test_a_version_1_log_is_read_and_appends_go_to_a_new_version_2_segment);
     suite_add_tcase(s, damage);
 
     TCase *space = tcase_create("space");
