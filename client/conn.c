@@ -200,6 +200,7 @@ static struct ferry_conn *conn_new(int fd, const struct ferry_options *o)
     c->next_rid = 1;
     c->next_publish_id = 1;
     c->next_sub = 1;
+    c->heard_ms = conn__now_ms();
     return c;
 fail:
     free(c);
@@ -264,6 +265,8 @@ int conn__adopt_fd(int fd, const struct ferry_options *o, int64_t deadline, ferr
         return FERRY_ENOMEM;
     }
     int rc = handshake(c, name, deadline);
+    if (rc == FERRY_OK)
+        rc = heartbeat__start(c);
     if (rc != FERRY_OK) {
         ferry_close(c);
         return rc;
@@ -294,6 +297,7 @@ void ferry_close(ferry_conn *c)
         free_memory(c);
         return;
     }
+    heartbeat__stop(c);
     pthread_mutex_lock(&c->mu);
     if (!c->dead) {
         consume__flush_acks(c);

@@ -132,6 +132,18 @@ struct ferry_conn {
 
     ferry_error_fn on_error;
     void *error_arg;
+
+    /* Heartbeat (heartbeat.c): the broker's timeout from WELCOME (0: none),
+     * when we last read a byte from it, when we last sent it a PING. */
+    uint64_t heartbeat_ms;
+    int64_t heard_ms;
+    int64_t pinged_ms;
+    /* The keeper thread answers the broker between blocking calls; it
+     * runs until a loop drives the connection, or ferry_close(). */
+    bool keeper_started;
+    bool keeper_stop;
+    pthread_t keeper;
+    pthread_cond_t keeper_cv; /* only ferry_close() signals it */
 };
 
 /* ---- conn.c: lifetime, locking, failure ------------------------------- */
@@ -209,6 +221,20 @@ int io__read_available(struct ferry_conn *c);
 
 /* Processes every whole frame in c->in (reader role, mutex held). */
 void inbound__process(struct ferry_conn *c);
+
+/* ---- heartbeat.c ------------------------------------------------------ */
+
+/* Mutex held. PINGs a broker silent for a quarter of its timeout, fails
+ * the connection (FERRY_EIO) once it is silent for the whole timeout.
+ * Returns the ms until it should run again, -1 for never. */
+int heartbeat__tick(struct ferry_conn *c);
+/* The ms until heartbeat__tick() is due, -1 for never. Mutex held. */
+int heartbeat__due_in(const struct ferry_conn *c);
+/* Starts the keeper thread if the broker asked for heartbeats.
+ * FERRY_OK or FERRY_ENOMEM. Mutex not held. */
+int heartbeat__start(struct ferry_conn *c);
+/* Stops and joins the keeper thread. Mutex not held. */
+void heartbeat__stop(struct ferry_conn *c);
 
 /* ---- request.c: requests with rid and the threads waiting for them ---- */
 

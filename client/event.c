@@ -13,6 +13,7 @@
 struct ferry_events {
     struct event *readable; /* EV_READ | EV_PERSIST: ferry_process() */
     struct event *writable; /* EV_WRITE, added while the loop's own output waits */
+    struct event *heartbeat; /* a timer at ferry_next_timeout(): ferry_process() */
 };
 
 int ferry_fd(const ferry_conn *c)
@@ -36,7 +37,10 @@ int ferry_process(ferry_conn *c)
     /* From now on this thread does the reading (and so runs the callbacks). */
     c->loop_driven = true;
     c->loop_thread = pthread_self();
+    if (c->keeper_started)
+        pthread_cond_signal(&c->keeper_cv); /* this loop takes over its work */
     io__read_available(c);
+    heartbeat__tick(c);
     io__write_now(c);
     if (c->dead && !c->death_reported) {
         c->death_reported = true;
@@ -71,8 +75,12 @@ int ferry_write_pending(ferry_conn *c)
 
 int ferry_next_timeout(ferry_conn *c)
 {
-    (void)c;
-    return -1; /* no heartbeats yet */
+    if (!c || conn__forked(c))
+        return -1;
+    pthread_mutex_lock(&c->mu);
+    int ms = c->dead ? 0 : heartbeat__due_in(c); /* dead: ferry_process reports it */
+    pthread_mutex_unlock(&c->mu);
+    return ms;
 }
 
 /* ---- libevent --------------------------------------------------------- */
@@ -84,10 +92,24 @@ static void rearm(ferry_conn *c, int rc)
     if (rc != FERRY_OK) {
         event_del(c->events->readable);
         event_del(c->events->writable);
+        event_del(c->events->heartbeat);
         return;
     }
     if (ferry_want_write(c))
         event_add(c->events->writable, NULL);
+    int ms = ferry_next_timeout(c);
+    if (ms >= 0) {
+        struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+        event_add(c->events->heartbeat, &tv); /* moves it if pending */
+    }
+}
+
+static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    ferry_conn *c = arg;
+    rearm(c, ferry_process(c));
 }
 
 static void on_readable(evutil_socket_t fd, short what, void *arg)
@@ -113,6 +135,7 @@ void events__free(struct ferry_events *ev)
 {
     event_free(ev->readable); /* event_free also removes it from the loop */
     event_free(ev->writable);
+    event_free(ev->heartbeat);
     free(ev);
 }
 
@@ -131,13 +154,17 @@ int ferry_attach(ferry_conn *c, struct event_base *base)
     if (ev) {
         ev->readable = event_new(base, c->fd, EV_READ | EV_PERSIST, on_readable, c);
         ev->writable = event_new(base, c->fd, EV_WRITE, on_writable, c);
+        ev->heartbeat = evtimer_new(base, on_heartbeat, c);
     }
-    if (!ev || !ev->readable || !ev->writable || event_add(ev->readable, NULL) != 0) {
+    if (!ev || !ev->readable || !ev->writable || !ev->heartbeat
+        || event_add(ev->readable, NULL) != 0) {
         if (ev) {
             if (ev->readable)
                 event_free(ev->readable);
             if (ev->writable)
                 event_free(ev->writable);
+            if (ev->heartbeat)
+                event_free(ev->heartbeat);
         }
         free(ev);
         conn__unlock(c);
@@ -146,8 +173,15 @@ int ferry_attach(ferry_conn *c, struct event_base *base)
     c->events = ev;
     c->loop_driven = true;
     c->loop_thread = pthread_self(); /* until the loop's thread calls ferry_process() */
+    if (c->keeper_started)
+        pthread_cond_signal(&c->keeper_cv); /* the loop takes over its work */
     if (io__output_pending(c) > 0)
         event_add(ev->writable, NULL);
+    int ms = heartbeat__due_in(c);
+    if (ms >= 0) {
+        struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+        event_add(ev->heartbeat, &tv);
+    }
     conn__unlock(c);
     return FERRY_OK;
 }

@@ -19,6 +19,7 @@ static void on_welcome(struct ferry_conn *c, const struct ferry_frame *f)
         return;
     }
     c->max_frame = (size_t)f->max_frame;
+    c->heartbeat_ms = f->heartbeat_ms;
     c->welcomed = true;
 }
 

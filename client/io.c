@@ -294,6 +294,7 @@ static int read_once(struct ferry_conn *c, bool *more)
     }
     c->in.len += (size_t)n;
     c->read_total += (uint64_t)n;
+    c->heard_ms = conn__now_ms();
     *more = (size_t)n == room;
     inbound__process(c);
     consume__flush_acks(c);

@@ -222,11 +222,15 @@ struct key_spec {
     size_t offset;
     size_t size;
     uint64_t min, max; /* sizes, counts and durations */
+    bool zero_is_off;  /* 0 is allowed too, below min: "off" */
 };
 
 #define KEY(name, type, field, kind, min, max) \
-    { name, kind, offsetof(type, field), sizeof(((type *)0)->field), min, max }
-#define END_OF_KEYS { NULL, 0, 0, 0, 0, 0 }
+    { name, kind, offsetof(type, field), sizeof(((type *)0)->field), min, max, false }
+/* A duration whose 0 turns its feature off. */
+#define KEY_OR_OFF(name, type, field, kind, min, max) \
+    { name, kind, offsetof(type, field), sizeof(((type *)0)->field), min, max, true }
+#define END_OF_KEYS { NULL, 0, 0, 0, 0, 0, false }
 
 static const struct key_spec server_keys[] = {
     KEY("data_dir", struct config, data_dir, VALUE_DIR, 0, 0),
@@ -250,6 +254,8 @@ static const struct key_spec limits_keys[] = {
         CONFIG_MAX_OUTPUT_CEILING),
     KEY("handshake_timeout", struct config, handshake_timeout_ms, VALUE_DURATION,
         CONFIG_HANDSHAKE_TIMEOUT_MS_FLOOR, CONFIG_HANDSHAKE_TIMEOUT_MS_CEILING),
+    KEY_OR_OFF("heartbeat_timeout", struct config, heartbeat_ms, VALUE_DURATION,
+               CONFIG_HEARTBEAT_MS_FLOOR, CONFIG_HEARTBEAT_MS_CEILING),
     KEY("max_queues", struct config, max_queues, VALUE_COUNT, 1, CONFIG_MAX_QUEUES_CEILING),
     KEY("max_consumers_per_queue", struct config, max_consumers_per_queue, VALUE_COUNT, 1,
         CONFIG_MAX_CONSUMERS_CEILING),
@@ -605,7 +611,7 @@ static int apply_number(const struct key_spec *key, const char *value, void *fie
         if (parse_digits(value, &v, &rest) != 0 || *rest != '\0')
             return fail_why(why, why_size, "bad number '%s'", value);
     }
-    if (v < key->min || v > key->max) {
+    if ((v < key->min && !(v == 0 && key->zero_is_off)) || v > key->max) {
         char min[32], max[32];
         if (key->kind == VALUE_COUNT) {
             snprintf(min, sizeof min, "%llu", (unsigned long long)key->min);
@@ -614,7 +620,8 @@ static int apply_number(const struct key_spec *key, const char *value, void *fie
             format_with_unit(key->min, units, unit_count, min, sizeof min);
             format_with_unit(key->max, units, unit_count, max, sizeof max);
         }
-        return fail_why(why, why_size, "'%s' is out of range (%s..%s)", value, min, max);
+        return fail_why(why, why_size, "'%s' is out of range (%s%s..%s)", value,
+                        key->zero_is_off ? "0 or " : "", min, max);
     }
     if (key->kind == VALUE_DURATION)
         *(uint64_t *)field = v;
@@ -818,6 +825,7 @@ void config_init(struct config *cfg)
         .max_frame = FERRY_FRAME_MAX_DEFAULT,
         .max_output = CONFIG_MAX_OUTPUT_DEFAULT,
         .handshake_timeout_ms = CONFIG_HANDSHAKE_TIMEOUT_MS_DEFAULT,
+        .heartbeat_ms = CONFIG_HEARTBEAT_MS_DEFAULT,
         .max_queues = CONFIG_MAX_QUEUES_DEFAULT,
         .max_consumers_per_queue = CONFIG_MAX_CONSUMERS_DEFAULT,
         .log_level = LOG_LEVEL_INFO,

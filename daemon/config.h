@@ -33,6 +33,10 @@
 #define CONFIG_HANDSHAKE_TIMEOUT_MS_DEFAULT 10000u
 #define CONFIG_HANDSHAKE_TIMEOUT_MS_FLOOR 100u
 #define CONFIG_HANDSHAKE_TIMEOUT_MS_CEILING (3600u * 1000u)
+/* A connection silent this long is closed; 0 turns heartbeats off. */
+#define CONFIG_HEARTBEAT_MS_DEFAULT 30000u
+#define CONFIG_HEARTBEAT_MS_FLOOR 100u
+#define CONFIG_HEARTBEAT_MS_CEILING (3600u * 1000u)
 #define CONFIG_MAX_QUEUES_DEFAULT 10000u
 #define CONFIG_MAX_QUEUES_CEILING 10000000u
 #define CONFIG_MAX_CONSUMERS_DEFAULT 10000u
@@ -100,6 +104,7 @@ struct config {
     size_t max_frame;
     size_t max_output;
     uint64_t handshake_timeout_ms;
+    uint64_t heartbeat_ms;       /* heartbeat_timeout; 0: off */
     size_t max_queues;
     size_t max_consumers_per_queue;
 

@@ -272,7 +272,7 @@ static void trim_buffers(struct conn *c)
  * peer can no longer settle them (its last output is out, or it is gone):
  * they are redelivered elsewhere without waiting for the close. Must not
  * run inside a session_ops callback. */
-static void release_session(struct conn *c)
+void conn_release_session(struct conn *c)
 {
     while (c->gets) {
         struct get_wait *w = c->gets;
@@ -330,7 +330,7 @@ static void after_write(struct conn *c)
     if (c->state == CONN_CLOSING) {
         if (pending > 0)
             return;
-        release_session(c);
+        conn_release_session(c);
         if (c->is_tcp)
             start_lingering(c);
         else
@@ -357,8 +357,12 @@ static void conn_write(struct conn *c)
             conn_close(c);
             return;
         }
-        if (n > 0)
+        if (n > 0) {
             ferry_buf_consume(&c->out, (size_t)n);
+            if (c->out_backed_up)
+                c->heard_ms = monotonic_ms(); /* the peer took what was stuck */
+        }
+        c->out_backed_up = n < 0 || (size_t)n < pending;
     }
     after_write(c);
 }
@@ -416,6 +420,7 @@ static bool read_input(struct conn *c)
         ssize_t n = read(c->fd, c->in.data + c->in.len, READ_CHUNK);
         if (n > 0) {
             c->in.len += (size_t)n;
+            c->heard_ms = monotonic_ms();
             process_input(c);
             if (c->state > CONN_OPEN || c->throttled || (size_t)n < READ_CHUNK)
                 break;
@@ -523,7 +528,7 @@ static void conn_close(struct conn *c)
     struct conn_set *set = c->set;
     log_debug("conn %" PRIu64 ": closed", c->id);
     c->state = CONN_CLOSED;
-    release_session(c);
+    conn_release_session(c);
     unmark_dirty(c);
     if (c->pending_confirms > 0)
         commit_forget(c);
@@ -560,6 +565,7 @@ int conn_open(struct conn_set *set, int fd, bool is_tcp)
     c->is_tcp = is_tcp;
     c->max_frame = set->limits.max_frame;
     c->id = ++set->next_id;
+    c->heard_ms = monotonic_ms();
     c->read_ev = event_new(set->base, fd, EV_READ | EV_PERSIST, on_readable, c);
     c->write_ev = event_new(set->base, fd, EV_WRITE, on_writable, c);
     c->timer_ev = evtimer_new(set->base, on_timer, c);
@@ -621,10 +627,11 @@ struct conn_set *conn_set_new(struct event_base *base, struct broker *broker,
     set->broker = broker;
     set->started_ms = monotonic_ms();
     set->heap_trim_ev = evtimer_new(base, on_heap_trim, set);
-    if (!set->heap_trim_ev || conn_set_limits(set, limits) != 0
+    if (!set->heap_trim_ev || heartbeat_init(set) != 0 || conn_set_limits(set, limits) != 0
         || commit_init(set, on_turn_end) != 0 || ticker_init(set) != 0) {
         if (set->heap_trim_ev)
             event_free(set->heap_trim_ev);
+        heartbeat_free(set);
         commit_free(set);
         free(set);
         return NULL;
@@ -646,7 +653,10 @@ int conn_set_limits(struct conn_set *set, const struct conn_limits *limits)
     set->handshake_timeout = handshake;
     /* A throttled connection compares with the new max_output when its
      * output next drains. */
+    bool heartbeat_changed = set->limits.heartbeat_ms != limits->heartbeat_ms;
     set->limits = *limits;
+    if (heartbeat_changed)
+        heartbeat_apply(set);
     return 0;
 }
 
@@ -664,6 +674,7 @@ void conn_set_free(struct conn_set *set)
         conn_close(set->all);
     event_free(set->heap_trim_ev);
     ticker_free(set);
+    heartbeat_free(set);
     commit_free(set);
     free(set->confirms.ids);
     free(set);

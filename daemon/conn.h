@@ -24,6 +24,9 @@ struct conn_limits {
     size_t max_frame;  /* largest frame body accepted (announced in WELCOME) */
     size_t max_output; /* output bytes queued before the connection is throttled */
     uint64_t handshake_timeout_ms; /* to say HELLO after connecting */
+    /* A connection nothing was heard from for this long is closed (0:
+     * never); one silent for a quarter of it is sent a PING. */
+    uint64_t heartbeat_ms;
 };
 
 /* Every open connection, plus what they share while one input batch is
@@ -44,8 +47,8 @@ void conn_set_free(struct conn_set *set);
  * socket. NULL (the default): no journal. */
 void conn_set_use_durable(struct conn_set *set, struct durable *durable);
 
-/* Puts new limits in force (a reload): max_output at once for every
- * connection; max_frame and the handshake timeout for the connections
+/* Puts new limits in force (a reload): max_output and the heartbeat at
+ * once for every connection; max_frame and the handshake timeout for the connections
  * opened from now on (a connection keeps the max_frame its WELCOME
  * announced). 0, or -1 on ENOMEM with the old limits kept. */
 int conn_set_limits(struct conn_set *set, const struct conn_limits *limits);

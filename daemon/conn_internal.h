@@ -63,6 +63,12 @@ struct conn {
     bool peer_closed;
     size_t pending_confirms; /* its entries in set->pending */
 
+    /* Heartbeat (heartbeat.c). Heard: any byte read, or any byte written
+     * after a write that left output behind (the peer took it). */
+    uint64_t heard_ms;       /* monotonic */
+    uint64_t pinged_ms;      /* the last PING we sent it; 0: none */
+    bool out_backed_up;      /* the last write() did not take everything */
+
     struct ferry_buf in;  /* bytes read, not yet handled */
     struct ferry_buf out; /* frames encoded, not yet written */
 
@@ -127,6 +133,7 @@ struct conn_set {
     struct event *sync_timer; /* the journal's INTERVAL syncs */
     struct event *tick_ev;    /* the broker's timers (ticker.c) */
     uint64_t tick_due;        /* broker clock ms tick_ev is armed for; UINT64_MAX: none */
+    struct event *heartbeat_ev; /* heartbeat.c: every quarter of heartbeat_ms */
 
     /* Connections closed since the heap was last given back to the
      * system, and the timer that does it once a burst of closes is over. */
@@ -150,6 +157,10 @@ void conn_fail(struct conn *c, enum ferry_code code, const char *text);
 void conn_confirm_add(struct conn *c, uint64_t id);
 /* Sends the gathered CONFIRM now (a reply must not overtake it). */
 void conn_emit_confirms(struct conn *c);
+/* Gives the connection's messages back to the broker at once (they are
+ * redelivered elsewhere) and drops its waiting GETs. Not from inside a
+ * session_ops callback. */
+void conn_release_session(struct conn *c);
 /* Asks for the end of this turn of the loop, which runs after every event
  * ready in this turn: the journal's flush and the confirms it allows
  * (commit_run), then one write() per connection that has output. */
@@ -189,6 +200,14 @@ void commit_forget(struct conn *c);
  * for every publish now safe, or an ERROR STORAGE for every publish the
  * flush refused. Does nothing without a journal. */
 void commit_run(struct conn_set *set);
+
+/* ---- provided by heartbeat.c ---- */
+
+/* Creates the set's heartbeat timer (not armed). 0, or -1 on ENOMEM. */
+int heartbeat_init(struct conn_set *set);
+/* Arms the timer for set->limits.heartbeat_ms, or stops it for 0. */
+void heartbeat_apply(struct conn_set *set);
+void heartbeat_free(struct conn_set *set);
 
 /* ---- small shared helpers ---- */
 

@@ -224,7 +224,7 @@ static void on_hello(struct conn *c, const struct ferry_frame *f)
         .version = FERRY_PROTO_VERSION,
         .name = text_bytes("ferryd " FERRYD_VERSION),
         .max_frame = c->max_frame,
-        .heartbeat_ms = 0,
+        .heartbeat_ms = c->set->limits.heartbeat_ms,
     };
     conn_reply(c, &w);
 }

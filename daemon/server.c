@@ -172,6 +172,7 @@ static struct conn_limits conn_limits_of(const struct config *cfg)
         .max_frame = cfg->max_frame,
         .max_output = cfg->max_output,
         .handshake_timeout_ms = cfg->handshake_timeout_ms,
+        .heartbeat_ms = cfg->heartbeat_ms,
     };
 }
 
@@ -386,6 +387,9 @@ static void apply_live(struct server *s, struct config *now)
     if (old->handshake_timeout_ms != now->handshake_timeout_ms)
         log_info("reload: handshake_timeout %" PRIu64 " ms -> %" PRIu64 " ms",
                  old->handshake_timeout_ms, now->handshake_timeout_ms);
+    if (old->heartbeat_ms != now->heartbeat_ms)
+        log_info("reload: heartbeat_timeout %" PRIu64 " ms -> %" PRIu64 " ms",
+                 old->heartbeat_ms, now->heartbeat_ms);
     if (old->shutdown_timeout_ms != now->shutdown_timeout_ms)
         log_info("reload: shutdown_timeout %" PRIu64 " ms -> %" PRIu64 " ms",
                  old->shutdown_timeout_ms, now->shutdown_timeout_ms);
@@ -395,6 +399,7 @@ static void apply_live(struct server *s, struct config *now)
         now->max_frame = old->max_frame;
         now->max_output = old->max_output;
         now->handshake_timeout_ms = old->handshake_timeout_ms;
+        now->heartbeat_ms = old->heartbeat_ms;
     }
     raise_fd_limit(now->max_connections);
     if (listeners_apply(s->listeners, now) != 0)

@@ -105,6 +105,8 @@ enum ferry_code {
     FERRY_CODE_BAD_REQUEST = 17,     /* well-formed frame with a bad value (credit 0, rid 0...) */
     FERRY_CODE_STORAGE = 18,         /* durable storage refused: disk limit reached or write error */
 
+    FERRY_CODE_HEARTBEAT = 21,       /* fatal: nothing heard from the peer within the heartbeat timeout */
+
     FERRY_CODE_BAD_TOPIC = 27,       /* topic or binding pattern invalid */
     FERRY_CODE_EXCLUSIVE = 28,       /* the queue is another connection's temporary queue */
 };

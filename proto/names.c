@@ -42,6 +42,7 @@ static const char *const code_names[] = {
     [FERRY_CODE_INTERNAL] = "INTERNAL",
     [FERRY_CODE_BAD_REQUEST] = "BAD_REQUEST",
     [FERRY_CODE_STORAGE] = "STORAGE",
+    [FERRY_CODE_HEARTBEAT] = "HEARTBEAT",
     [FERRY_CODE_BAD_TOPIC] = "BAD_TOPIC",
     [FERRY_CODE_EXCLUSIVE] = "EXCLUSIVE",
 };
@@ -101,6 +102,7 @@ bool ferry_code_is_fatal(uint32_t code)
     case FERRY_CODE_VERSION:
     case FERRY_CODE_SHUTTING_DOWN:
     case FERRY_CODE_INTERNAL:
+    case FERRY_CODE_HEARTBEAT:
         return true;
     default:
         return false;

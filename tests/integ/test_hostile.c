@@ -8,6 +8,7 @@
  * memory does not grow with repeated rounds of bad clients.
  */
 #include "harness.h"
+#include "raw.h"
 
 #include <check.h>
 #include <ferry.h>
@@ -21,12 +22,12 @@
 #include <unistd.h>
 
 /* Every test's ferryd: defaults, but a short handshake timeout, so that a
- * silent client before HELLO is closed within the test's time. */
+ * silent client before HELLO is closed within the test's time; and no
+ * heartbeat, so that no PING comes between a raw client and the answer it
+ * waits for however slow the machine (test_liveness.c covers heartbeats). */
 #define HANDSHAKE_TIMEOUT_MS 500
-static const char conf_text[] = "[limits]\nhandshake_timeout = 500ms\n";
+static const char conf_text[] = "[limits]\nhandshake_timeout = 500ms\nheartbeat_timeout = 0s\n";
 
-/* Reads that get nothing for this long fail the test. */
-#define READ_TIMEOUT_S 10
 /* The default queue limit (ferryd.conf(5): max_queues). */
 #define MAX_QUEUES_DEFAULT 10000
 
@@ -70,134 +71,6 @@ static void teardown(void)
     ck_assert_msg(ferryd_stop(&daemon_) == 0, "ferryd did not exit cleanly (see above)");
 }
 
-/* ---- a raw client ------------------------------------------------------------- */
-
-/* A socket that speaks frames by hand. A frame returned by raw_next points
- * into `in` and stays valid until the next raw_next. */
-struct raw {
-    int fd;
-    struct ferry_buf in;
-    size_t last; /* bytes of the frame returned last */
-};
-
-static void raw_open(struct raw *r)
-{
-    memset(r, 0, sizeof *r);
-    r->fd = harness_raw_connect(&daemon_);
-    ck_assert_int_ge(r->fd, 0);
-    struct timeval tv = { READ_TIMEOUT_S, 0 };
-    setsockopt(r->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-}
-
-static void raw_close(struct raw *r)
-{
-    close(r->fd);
-    ferry_buf_free(&r->in);
-}
-
-/* false if ferryd is gone already (a fatal error may come before all is sent). */
-static bool raw_write(struct raw *r, const void *p, size_t n)
-{
-    const uint8_t *at = p;
-    while (n > 0) {
-        ssize_t w = send(r->fd, at, n, MSG_NOSIGNAL);
-        if (w <= 0)
-            return false;
-        at += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
-static void raw_send(struct raw *r, const struct ferry_frame *f)
-{
-    struct ferry_buf out = { 0 };
-    ck_assert_int_eq(ferry_frame_encode(&out, f), 0);
-    raw_write(r, out.data + out.off, ferry_buf_pending(&out));
-    ferry_buf_free(&out);
-}
-
-/* Sends `body` behind a correct length prefix. */
-static void raw_send_body(struct raw *r, const uint8_t *body, size_t len)
-{
-    uint8_t prefix[4] = { (uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
-                          (uint8_t)len };
-    raw_write(r, prefix, sizeof prefix);
-    raw_write(r, body, len);
-}
-
-/* The next frame from ferryd; false on EOF, timeout or an undecodable frame. */
-static bool raw_next(struct raw *r, struct ferry_frame *f)
-{
-    ferry_buf_consume(&r->in, r->last);
-    r->last = 0;
-    for (;;) {
-        struct ferry_bytes body;
-        size_t used;
-        if (ferry_frame_split(r->in.data + r->in.off, ferry_buf_pending(&r->in),
-                              FERRY_FRAME_MAX_CEILING, &body, &used) == FERRY_SPLIT_FRAME) {
-            r->last = used;
-            const char *why;
-            return ferry_frame_decode(body.ptr, body.len, f, &why) == FERRY_CODE_OK;
-        }
-        ck_assert_int_eq(ferry_buf_reserve(&r->in, 65536), 0);
-        ssize_t n = recv(r->fd, r->in.data + r->in.len, r->in.cap - r->in.len, 0);
-        if (n <= 0)
-            return false;
-        r->in.len += (size_t)n;
-    }
-}
-
-static void raw_hello(struct raw *r)
-{
-    struct ferry_frame hello = { .type = FERRY_F_HELLO, .version = FERRY_PROTO_VERSION,
-                                 .name = { (const uint8_t *)"hostile", 7 } };
-    raw_send(r, &hello);
-    struct ferry_frame f;
-    ck_assert(raw_next(r, &f));
-    ck_assert_int_eq(f.type, FERRY_F_WELCOME);
-}
-
-/* The next frame is an ERROR with this code and fatality; returns it. */
-static struct ferry_frame expect_error(struct raw *r, uint32_t code, bool fatal, const char *what)
-{
-    struct ferry_frame f;
-    ck_assert_msg(raw_next(r, &f), "%s: no frame came back", what);
-    ck_assert_msg(f.type == FERRY_F_ERROR, "%s: got a %s, not an ERROR", what,
-                  ferry_frame_type_name(f.type));
-    ck_assert_msg(f.code == code, "%s: code %s, expected %s (%.*s)", what, ferry_code_name(f.code),
-                  ferry_code_name(code), (int)f.text.len, (const char *)f.text.ptr);
-    ck_assert_msg(f.fatal == fatal, "%s: fatal is %d", what, f.fatal);
-    return f;
-}
-
-/* ferryd closes the connection: EOF, with nothing more before it. */
-static void expect_closed(struct raw *r, const char *what)
-{
-    struct ferry_frame f;
-    ck_assert_msg(!raw_next(r, &f), "%s: a %s came after the fatal error", what,
-                  ferry_frame_type_name(f.type));
-    ck_assert_msg(ferry_buf_pending(&r->in) == 0, "%s: stray bytes before EOF", what);
-}
-
-/* A PING answered by its PONG: the connection is alive and in order. */
-static void expect_alive(struct raw *r, uint64_t rid, const char *what)
-{
-    struct ferry_frame ping = { .type = FERRY_F_PING, .rid = rid };
-    raw_send(r, &ping);
-    struct ferry_frame f;
-    ck_assert_msg(raw_next(r, &f), "%s: no PONG", what);
-    ck_assert_msg(f.type == FERRY_F_PONG && f.rid == rid, "%s: got %s rid %llu instead of PONG",
-                  what, ferry_frame_type_name(f.type), (unsigned long long)f.rid);
-}
-
-/* true if nothing arrives within ms (the connection stays silent and open). */
-static bool silent_for(struct raw *r, int ms)
-{
-    struct pollfd p = { .fd = r->fd, .events = POLLIN };
-    return poll(&p, 1, ms) == 0;
-}
-
 static struct ferry_bytes bytes_of(const char *s)
 {
     return (struct ferry_bytes){ (const uint8_t *)s, strlen(s) };
@@ -229,7 +102,7 @@ static void fill_random(uint8_t *p, size_t n)
 static void one_random_client(int round)
 {
     struct raw r;
-    raw_open(&r);
+    raw_open(&r, &daemon_);
     bool after_hello = round % 2 == 1;
     bool framed = round % 4 >= 2;
     if (after_hello)
@@ -253,7 +126,7 @@ static void one_random_client(int round)
                       || f.code == FERRY_CODE_FRAME_TOO_LARGE || f.code == FERRY_CODE_HANDSHAKE,
                       "%s: code %s", what, ferry_code_name(f.code));
         ck_assert_msg(!framed || f.code != FERRY_CODE_FRAME_TOO_LARGE, "%s: a 4 KiB frame too large", what);
-        expect_closed(&r, what);
+        raw_expect_closed(&r, what);
     }
     raw_close(&r);
 }
@@ -277,13 +150,13 @@ START_TEST(test_a_4_gib_length_prefix_is_refused_at_once_without_waiting_for_a_b
     static const uint8_t huge[4] = { 0xff, 0xff, 0xff, 0xff };
     for (int after_hello = 0; after_hello <= 1; after_hello++) {
         struct raw r;
-        raw_open(&r);
+        raw_open(&r, &daemon_);
         if (after_hello)
             raw_hello(&r);
         long long t0 = harness_now_ms();
         raw_write(&r, huge, sizeof huge); /* and no body, no EOF */
-        expect_error(&r, FERRY_CODE_FRAME_TOO_LARGE, true, "4 GiB prefix");
-        expect_closed(&r, "4 GiB prefix");
+        raw_expect_error(&r, FERRY_CODE_FRAME_TOO_LARGE, true, "4 GiB prefix");
+        raw_expect_closed(&r, "4 GiB prefix");
         ck_assert_int_lt(harness_now_ms() - t0, 3000);
         raw_close(&r);
         assert_good_client_served("a 4 GiB prefix");
@@ -295,11 +168,11 @@ START_TEST(test_an_empty_frame_is_a_fatal_bad_frame)
 {
     static const uint8_t zero[4] = { 0, 0, 0, 0 };
     struct raw r;
-    raw_open(&r);
+    raw_open(&r, &daemon_);
     raw_hello(&r);
     raw_write(&r, zero, sizeof zero);
-    expect_error(&r, FERRY_CODE_BAD_FRAME, true, "empty body");
-    expect_closed(&r, "empty body");
+    raw_expect_error(&r, FERRY_CODE_BAD_FRAME, true, "empty body");
+    raw_expect_closed(&r, "empty body");
     raw_close(&r);
     assert_good_client_served("an empty frame");
 }
@@ -321,22 +194,22 @@ static void send_half_publish(struct raw *r, size_t total, size_t sent)
     free(body);
 }
 
-/* After HELLO, a frame cut in the middle holds its connection open: there
- * is no heartbeat yet (a later issue), so ferryd waits for the rest for as
- * long as the peer stays. What it holds is that peer's input buffer: the
- * bytes sent plus one read, never the size the prefix announced. */
+/* After HELLO, a frame cut in the middle holds its connection open until
+ * the heartbeat timeout (off here; test_liveness.c shows the close). What
+ * it holds meanwhile is that peer's input buffer: the bytes sent plus one
+ * read, never the size the prefix announced. */
 START_TEST(test_half_a_frame_then_silence_holds_only_its_own_buffer)
 {
     enum { CLIENTS = 100, FRAME = 60000, SENT = FRAME / 2 };
     long before = harness_rss_kb(daemon_.pid);
     static struct raw r[CLIENTS];
     for (int i = 0; i < CLIENTS; i++) {
-        raw_open(&r[i]);
+        raw_open(&r[i], &daemon_);
         raw_hello(&r[i]);
         send_half_publish(&r[i], FRAME, SENT);
     }
-    ck_assert(silent_for(&r[0], 300));
-    ck_assert(silent_for(&r[CLIENTS - 1], 10));
+    ck_assert(raw_silent_for(&r[0], 300));
+    ck_assert(raw_silent_for(&r[CLIENTS - 1], 10));
     assert_good_client_served("half frames");
     long during = harness_rss_kb(daemon_.pid);
 
@@ -363,12 +236,12 @@ END_TEST
 START_TEST(test_half_a_frame_before_hello_is_closed_by_the_handshake_timeout)
 {
     struct raw r;
-    raw_open(&r);
+    raw_open(&r, &daemon_);
     long long t0 = harness_now_ms();
     send_half_publish(&r, 1000, 500);
-    expect_error(&r, FERRY_CODE_HANDSHAKE, true, "silence before HELLO");
+    raw_expect_error(&r, FERRY_CODE_HANDSHAKE, true, "silence before HELLO");
     long long waited = harness_now_ms() - t0;
-    expect_closed(&r, "silence before HELLO");
+    raw_expect_closed(&r, "silence before HELLO");
     raw_close(&r);
     ck_assert_int_ge(waited, HANDSHAKE_TIMEOUT_MS - 100);
     ck_assert_int_lt(waited, HANDSHAKE_TIMEOUT_MS + 5000);
@@ -414,11 +287,11 @@ START_TEST(test_valid_msgpack_of_the_wrong_shape_is_a_fatal_bad_frame)
     for (size_t i = 0; i < sizeof wrong_shapes / sizeof wrong_shapes[0]; i++) {
         const struct shape_case *c = &wrong_shapes[i];
         struct raw r;
-        raw_open(&r);
+        raw_open(&r, &daemon_);
         raw_hello(&r);
         raw_send_body(&r, c->body, c->len);
-        expect_error(&r, FERRY_CODE_BAD_FRAME, true, c->name);
-        expect_closed(&r, c->name);
+        raw_expect_error(&r, FERRY_CODE_BAD_FRAME, true, c->name);
+        raw_expect_closed(&r, c->name);
         raw_close(&r);
         assert_good_client_served(c->name);
     }
@@ -440,14 +313,14 @@ START_TEST(test_an_unknown_frame_type_is_a_fatal_unknown_frame)
     for (int before_hello = 0; before_hello <= 1; before_hello++) {
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
             struct raw r;
-            raw_open(&r);
+            raw_open(&r, &daemon_);
             if (!before_hello)
                 raw_hello(&r);
             raw_send_body(&r, cases[i].body, cases[i].len);
             /* The decoder refuses an unknown type before the handshake
              * state is looked at, so it is UNKNOWN_FRAME either way. */
-            expect_error(&r, FERRY_CODE_UNKNOWN_FRAME, true, cases[i].name);
-            expect_closed(&r, cases[i].name);
+            raw_expect_error(&r, FERRY_CODE_UNKNOWN_FRAME, true, cases[i].name);
+            raw_expect_closed(&r, cases[i].name);
             raw_close(&r);
         }
     }
@@ -468,12 +341,12 @@ START_TEST(test_a_server_frame_sent_by_a_client_is_a_fatal_unknown_frame)
     };
     for (size_t i = 0; i < sizeof frames / sizeof frames[0]; i++) {
         struct raw r;
-        raw_open(&r);
+        raw_open(&r, &daemon_);
         raw_hello(&r);
         raw_send(&r, &frames[i]);
         const char *name = ferry_frame_type_name(frames[i].type);
-        expect_error(&r, FERRY_CODE_UNKNOWN_FRAME, true, name);
-        expect_closed(&r, name);
+        raw_expect_error(&r, FERRY_CODE_UNKNOWN_FRAME, true, name);
+        raw_expect_closed(&r, name);
         raw_close(&r);
     }
     assert_good_client_served("server frames from a client");
@@ -485,12 +358,12 @@ END_TEST
 START_TEST(test_a_publish_before_the_handshake_is_a_fatal_handshake_error)
 {
     struct raw r;
-    raw_open(&r);
+    raw_open(&r, &daemon_);
     struct ferry_frame publish = { .type = FERRY_F_PUBLISH, .queue = bytes_of("calm"),
                                    .payload = bytes_of("early"), .id = 1, .has_id = true };
     raw_send(&r, &publish);
-    expect_error(&r, FERRY_CODE_HANDSHAKE, true, "publish before HELLO");
-    expect_closed(&r, "publish before HELLO");
+    raw_expect_error(&r, FERRY_CODE_HANDSHAKE, true, "publish before HELLO");
+    raw_expect_closed(&r, "publish before HELLO");
     raw_close(&r);
 
     /* Nothing of it was queued. */
@@ -505,19 +378,19 @@ END_TEST
 START_TEST(test_a_second_hello_and_a_wrong_version_are_fatal)
 {
     struct raw r;
-    raw_open(&r);
+    raw_open(&r, &daemon_);
     raw_hello(&r);
     struct ferry_frame hello = { .type = FERRY_F_HELLO, .version = FERRY_PROTO_VERSION };
     raw_send(&r, &hello);
-    expect_error(&r, FERRY_CODE_HANDSHAKE, true, "a second HELLO");
-    expect_closed(&r, "a second HELLO");
+    raw_expect_error(&r, FERRY_CODE_HANDSHAKE, true, "a second HELLO");
+    raw_expect_closed(&r, "a second HELLO");
     raw_close(&r);
 
-    raw_open(&r);
+    raw_open(&r, &daemon_);
     hello.version = 2;
     raw_send(&r, &hello);
-    expect_error(&r, FERRY_CODE_VERSION, true, "HELLO v2");
-    expect_closed(&r, "HELLO v2");
+    raw_expect_error(&r, FERRY_CODE_VERSION, true, "HELLO v2");
+    raw_expect_closed(&r, "HELLO v2");
     raw_close(&r);
     assert_good_client_served("bad HELLOs");
 }
@@ -563,16 +436,16 @@ static struct ferry_queue_stats queue_stats(const char *queue)
 START_TEST(test_an_ack_of_an_unknown_tag_is_refused_and_the_connection_stays)
 {
     struct raw r;
-    raw_open(&r);
+    raw_open(&r, &daemon_);
     raw_hello(&r);
     uint64_t tags[3] = { 12345, 0, UINT64_MAX };
     struct ferry_frame ack = { .type = FERRY_F_ACK, .uints = tags, .uint_count = 3 };
     raw_send(&r, &ack);
-    expect_error(&r, FERRY_CODE_UNKNOWN_TAG, false, "ack of unknown tags");
+    raw_expect_error(&r, FERRY_CODE_UNKNOWN_TAG, false, "ack of unknown tags");
     struct ferry_frame nack = { .type = FERRY_F_NACK, .uints = tags, .uint_count = 1, .requeue = true };
     raw_send(&r, &nack);
-    expect_error(&r, FERRY_CODE_UNKNOWN_TAG, false, "nack of an unknown tag");
-    expect_alive(&r, 7, "after unknown tags");
+    raw_expect_error(&r, FERRY_CODE_UNKNOWN_TAG, false, "nack of an unknown tag");
+    raw_expect_alive(&r, 7, "after unknown tags");
     raw_close(&r);
     assert_good_client_served("unknown tags");
 }
@@ -581,14 +454,14 @@ END_TEST
 START_TEST(test_an_ack_given_twice_is_refused_the_second_time)
 {
     struct raw r;
-    raw_open(&r);
+    raw_open(&r, &daemon_);
     raw_hello(&r);
     uint64_t tag = take_one(&r, "twice", 1);
     send_ack(&r, tag);
-    expect_alive(&r, 2, "after the first ack"); /* no error came before the PONG */
+    raw_expect_alive(&r, 2, "after the first ack"); /* no error came before the PONG */
     send_ack(&r, tag);
-    expect_error(&r, FERRY_CODE_UNKNOWN_TAG, false, "the second ack");
-    expect_alive(&r, 3, "after the second ack");
+    raw_expect_error(&r, FERRY_CODE_UNKNOWN_TAG, false, "the second ack");
+    raw_expect_alive(&r, 3, "after the second ack");
     struct ferry_queue_stats qs = queue_stats("twice");
     ck_assert_uint_eq(qs.acked, 1);
     ck_assert_uint_eq(qs.inflight, 0);
@@ -600,27 +473,27 @@ END_TEST
 START_TEST(test_an_ack_of_another_connections_tag_is_refused_and_the_delivery_stays)
 {
     struct raw owner, other;
-    raw_open(&owner);
+    raw_open(&owner, &daemon_);
     raw_hello(&owner);
-    raw_open(&other);
+    raw_open(&other, &daemon_);
     raw_hello(&other);
     uint64_t tag = take_one(&owner, "theirs", 1);
 
     /* Tags count from 1 on each connection: `other` has none in flight. */
     send_ack(&other, tag);
-    expect_error(&other, FERRY_CODE_UNKNOWN_TAG, false, "ack of another's tag");
+    raw_expect_error(&other, FERRY_CODE_UNKNOWN_TAG, false, "ack of another's tag");
     uint64_t tags[1] = { tag };
     struct ferry_frame nack = { .type = FERRY_F_NACK, .uints = tags, .uint_count = 1 };
     raw_send(&other, &nack);
-    expect_error(&other, FERRY_CODE_UNKNOWN_TAG, false, "nack of another's tag");
-    expect_alive(&other, 2, "the other connection");
+    raw_expect_error(&other, FERRY_CODE_UNKNOWN_TAG, false, "nack of another's tag");
+    raw_expect_alive(&other, 2, "the other connection");
     struct ferry_queue_stats qs = queue_stats("theirs");
     ck_assert_uint_eq(qs.inflight, 1);
     ck_assert_uint_eq(qs.acked, 0);
 
     /* The owner still settles it. */
     send_ack(&owner, tag);
-    expect_alive(&owner, 2, "the owner");
+    raw_expect_alive(&owner, 2, "the owner");
     qs = queue_stats("theirs");
     ck_assert_uint_eq(qs.inflight, 0);
     ck_assert_uint_eq(qs.acked, 1);
@@ -642,12 +515,12 @@ START_TEST(test_a_queue_name_of_10000_bytes_is_refused_with_bad_name)
     struct ferry_bytes q = { (const uint8_t *)name, LONG };
 
     struct raw r;
-    raw_open(&r);
+    raw_open(&r, &daemon_);
     raw_hello(&r);
     struct ferry_frame publish = { .type = FERRY_F_PUBLISH, .queue = q, .payload = bytes_of("x"),
                                    .id = 5, .has_id = true };
     raw_send(&r, &publish);
-    struct ferry_frame e = expect_error(&r, FERRY_CODE_BAD_NAME, false, "publish");
+    struct ferry_frame e = raw_expect_error(&r, FERRY_CODE_BAD_NAME, false, "publish");
     ck_assert(e.has_id);
     ck_assert_uint_eq(e.id, 5);
 
@@ -661,14 +534,14 @@ START_TEST(test_a_queue_name_of_10000_bytes_is_refused_with_bad_name)
     for (size_t i = 0; i < sizeof requests / sizeof requests[0]; i++) {
         raw_send(&r, &requests[i]);
         const char *what = ferry_frame_type_name(requests[i].type);
-        e = expect_error(&r, FERRY_CODE_BAD_NAME, false, what);
+        e = raw_expect_error(&r, FERRY_CODE_BAD_NAME, false, what);
         ck_assert_uint_eq(e.rid, requests[i].rid);
     }
     /* A short name with a forbidden character is refused the same way. */
     struct ferry_frame declare = { .type = FERRY_F_DECLARE, .rid = 11, .queue = bytes_of("a b") };
     raw_send(&r, &declare);
-    expect_error(&r, FERRY_CODE_BAD_NAME, false, "a name with a space");
-    expect_alive(&r, 12, "after bad names");
+    raw_expect_error(&r, FERRY_CODE_BAD_NAME, false, "a name with a space");
+    raw_expect_alive(&r, 12, "after bad names");
     raw_close(&r);
     free(name);
     assert_good_client_served("bad names");
@@ -716,7 +589,7 @@ static uint64_t queue_count(void)
 START_TEST(test_the_queue_past_the_default_limit_of_10000_is_refused_with_limit)
 {
     struct raw r;
-    raw_open(&r);
+    raw_open(&r, &daemon_);
     raw_hello(&r);
     int existing = (int)queue_count(); /* "calm" counts */
     int room = MAX_QUEUES_DEFAULT - existing;
@@ -725,7 +598,7 @@ START_TEST(test_the_queue_past_the_default_limit_of_10000_is_refused_with_limit)
     ck_assert_uint_eq(ok, (size_t)room);
     ck_assert_msg(last == FERRY_CODE_LIMIT, "the queue past the limit got %s", ferry_code_name(last));
     ck_assert_uint_eq(queue_count(), MAX_QUEUES_DEFAULT);
-    expect_alive(&r, 1u << 30, "at the queue limit");
+    raw_expect_alive(&r, 1u << 30, "at the queue limit");
     /* An existing queue still works; a new one is refused. */
     assert_good_client_served("10,000 queues");
     ck_assert_int_eq(ferry_declare(good_, "one-more"), FERRY_ESERVER);
@@ -745,7 +618,7 @@ END_TEST
 START_TEST(test_the_subscription_past_10000_on_one_connection_is_refused_with_limit)
 {
     struct raw r;
-    raw_open(&r);
+    raw_open(&r, &daemon_);
     raw_hello(&r);
     struct ferry_buf out = { 0 };
     for (uint64_t sub = 1; sub <= SUBSCRIPTIONS_PER_CONNECTION + 1; sub++) {
@@ -763,7 +636,7 @@ START_TEST(test_the_subscription_past_10000_on_one_connection_is_refused_with_li
         ck_assert_msg(f.type == FERRY_F_OK && f.rid == sub, "subscription %llu: %s %s",
                       (unsigned long long)sub, ferry_frame_type_name(f.type), ferry_code_name(f.code));
     }
-    struct ferry_frame e = expect_error(&r, FERRY_CODE_LIMIT, false, "subscription 10,001");
+    struct ferry_frame e = raw_expect_error(&r, FERRY_CODE_LIMIT, false, "subscription 10,001");
     ck_assert_uint_eq(e.rid, SUBSCRIPTIONS_PER_CONNECTION + 1);
 
     /* One cancelled, one more fits. */
@@ -792,17 +665,17 @@ static void hostile_round(int round)
         one_random_client(i);
     for (size_t i = 0; i < sizeof wrong_shapes / sizeof wrong_shapes[0]; i++) {
         struct raw r;
-        raw_open(&r);
+        raw_open(&r, &daemon_);
         raw_hello(&r);
         raw_send_body(&r, wrong_shapes[i].body, wrong_shapes[i].len);
-        expect_error(&r, FERRY_CODE_BAD_FRAME, true, wrong_shapes[i].name);
+        raw_expect_error(&r, FERRY_CODE_BAD_FRAME, true, wrong_shapes[i].name);
         raw_close(&r);
     }
     /* Half frames, deliveries left in flight, waiting GETs and JOINs, a
      * subscription: all dropped by closing. */
     struct raw r[16];
     for (int i = 0; i < 16; i++) {
-        raw_open(&r[i]);
+        raw_open(&r[i], &daemon_);
         raw_hello(&r[i]);
         char queue[32];
         snprintf(queue, sizeof queue, "held-%d", i);
@@ -821,7 +694,7 @@ static void hostile_round(int round)
         raw_close(&r[i]);
     /* A thousand queues made and deleted. */
     struct raw q;
-    raw_open(&q);
+    raw_open(&q, &daemon_);
     raw_hello(&q);
     uint32_t last;
     queue_storm(&q, FERRY_F_DECLARE, 0, 1000, &last);

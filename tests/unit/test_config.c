@@ -99,6 +99,7 @@ START_TEST(test_defaults_are_the_documented_ones)
     ck_assert_uint_eq(cfg.max_frame, 16u * 1024 * 1024);
     ck_assert_uint_eq(cfg.max_output, 64u * 1024 * 1024);
     ck_assert_uint_eq(cfg.handshake_timeout_ms, 10000);
+    ck_assert_uint_eq(cfg.heartbeat_ms, 30000);
     ck_assert_uint_eq(cfg.max_queues, 10000);
     ck_assert_uint_eq(cfg.max_consumers_per_queue, 10000);
     ck_assert_int_eq(cfg.log_level, LOG_LEVEL_INFO);
@@ -384,6 +385,18 @@ START_TEST(test_a_duplicate_section_is_an_error)
 }
 END_TEST
 
+START_TEST(test_heartbeat_timeout_takes_a_duration_or_0_for_off)
+{
+    struct config cfg;
+    load_ok(&cfg, "[limits]\nheartbeat_timeout = 5s\n");
+    ck_assert_uint_eq(cfg.heartbeat_ms, 5000);
+    config_free(&cfg);
+    load_ok(&cfg, "[limits]\nheartbeat_timeout = 0s\n");
+    ck_assert_uint_eq(cfg.heartbeat_ms, 0);
+    config_free(&cfg);
+}
+END_TEST
+
 START_TEST(test_a_value_out_of_range_is_an_error_with_the_range)
 {
     assert_one_error("[limits]\nmax_frame = 1KiB\n",
@@ -392,6 +405,8 @@ START_TEST(test_a_value_out_of_range_is_an_error_with_the_range)
                      "t.conf:2: key 'max_connections': '0' is out of range (1..1000000)");
     assert_one_error("[limits]\nhandshake_timeout = 50ms\n",
                      "t.conf:2: key 'handshake_timeout': '50ms' is out of range (100ms..1h)");
+    assert_one_error("[limits]\nheartbeat_timeout = 50ms\n",
+                     "t.conf:2: key 'heartbeat_timeout': '50ms' is out of range (0 or 100ms..1h)");
     assert_one_error("[server]\nshutdown_timeout = 2h\n",
                      "t.conf:2: key 'shutdown_timeout': '2h' is out of range (0ms..1h)");
 }
@@ -745,6 +760,7 @@ int main(void)
     tcase_add_test(errors, test_a_key_outside_any_section_is_an_error);
     tcase_add_test(errors, test_a_duplicate_key_is_an_error);
     tcase_add_test(errors, test_a_duplicate_section_is_an_error);
+    tcase_add_test(errors, test_heartbeat_timeout_takes_a_duration_or_0_for_off);
     tcase_add_test(errors, test_a_value_out_of_range_is_an_error_with_the_range);
     tcase_add_test(errors, test_a_bad_number_or_level_or_path_is_an_error);
     tcase_add_test(errors, test_a_line_that_is_not_a_key_value_pair_is_an_error);

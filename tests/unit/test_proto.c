@@ -1693,16 +1693,17 @@ START_TEST(test_code_names_and_fatality_follow_the_error_table)
         { 13, "QUEUE_FULL", false },   { 14, "NO_MEMORY", false },     { 15, "SHUTTING_DOWN", true },
         { 16, "INTERNAL", true },      { 17, "BAD_REQUEST", false },   { 18, "STORAGE", false },
         { 27, "BAD_TOPIC", false },    { 28, "EXCLUSIVE", false },
+        { 21, "HEARTBEAT", true },
     };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
         ck_assert_str_eq(ferry_code_name(table[i].code), table[i].name);
         ck_assert_int_eq(ferry_code_is_fatal(table[i].code), table[i].fatal);
     }
     ck_assert_str_eq(ferry_code_name(0), "OK");
-    ck_assert_str_eq(ferry_code_name(19), "UNKNOWN");
+    ck_assert_str_eq(ferry_code_name(1000), "UNKNOWN");
     ck_assert_str_eq(ferry_code_name(UINT32_MAX), "UNKNOWN");
     ck_assert(!ferry_code_is_fatal(0));
-    ck_assert(!ferry_code_is_fatal(19));
+    ck_assert(!ferry_code_is_fatal(1000));
 }
 END_TEST
 
