@@ -17,7 +17,9 @@
  * binary in the build tree) on a temporary socket and stops it by PID.
  * With -D always|interval|never that ferryd makes every queue durable with
  * that fsync policy, its log in the temporary directory (bench/README.md,
- * "Durable queues"). A benchmark, not a test: it never fails on a timing.
+ * "Durable queues"). With -p N every message carries a priority, spread
+ * over N levels (message i of a producer at level i mod N, 1..10), so that
+ * the queue's ready lists are mixed. A benchmark, not a test: it never fails on a timing.
  */
 #include <ferry.h>
 
@@ -55,7 +57,15 @@ struct config {
     int credit;
     unsigned busy_poll_us; /* the consumer's ferry_dispatch() busy polling; 0: off */
     const char *fsync;  /* durable queues with this policy; NULL: in memory */
+    int priorities;     /* 1..10: messages at i mod N; 0: no priority sent */
 };
+
+/* The publish options of message i of a producer under -p. */
+static void set_priority(const struct config *c, long i, bool *has, uint8_t *priority)
+{
+    *has = c->priorities > 0;
+    *priority = c->priorities > 0 ? (uint8_t)(i % c->priorities) : 0;
+}
 
 /* Shared between the parent and its children (MAP_SHARED). */
 struct shared {
@@ -123,8 +133,9 @@ static void run_producer(const struct config *c, uint32_t index)
     for (long i = 0; i < c->per_producer;) {
         if (strcmp(c->workload, "w1a") == 0 || is_w2(c)) {
             fill_payload(payloads, c->size, index, (uint32_t)i);
-            int flags = is_w2(c) ? 0 : FERRY_PUBLISH_CONFIRM;
-            rc = ferry_publish(conn, queue, payloads, (size_t)c->size, NULL, 0, flags);
+            struct ferry_publish_options o = { .flags = is_w2(c) ? 0 : FERRY_PUBLISH_CONFIRM };
+            set_priority(c, i, &o.has_priority, &o.priority);
+            rc = ferry_publish_opts(conn, queue, payloads, (size_t)c->size, &o);
             if (rc != FERRY_OK)
                 die("publish", rc);
             i++;
@@ -142,6 +153,7 @@ static void run_producer(const struct config *c, uint32_t index)
             uint8_t *p = payloads + (size_t)n * (size_t)c->size;
             fill_payload(p, c->size, index, (uint32_t)i);
             msgs[n] = (struct ferry_msg){ .data = p, .len = (size_t)c->size };
+            set_priority(c, i, &msgs[n].has_priority, &msgs[n].priority);
         }
         rc = ferry_publish_batch(conn, queue, msgs, (size_t)n, 0);
         if (rc != FERRY_OK)
@@ -286,7 +298,8 @@ static void usage(void)
             "                   [-P producers] [-n msgs_per_producer] [-s size] [-b batch]\n"
             "                   [-c credit] [-t timeout_s] [-g w2_gap_us]\n"
             "                   [-S busy_poll_us]  (the consumer's ferry_dispatch() busy polling)\n"
-            "                   [-D always|interval|never]  (durable queues, own ferryd only)\n");
+            "                   [-D always|interval|never]  (durable queues, own ferryd only)\n"
+            "                   [-p levels]  (priorities 0..levels-1, mixed; 1..10)\n");
     exit(2);
 }
 
@@ -296,7 +309,7 @@ int main(int argc, char **argv)
                         .size = -1, .batch = -1, .timeout_s = 60, .gap_us = 100, .credit = 1024 };
     static const struct option longopts[] = { { "ferryd", required_argument, NULL, 'F' }, { 0 } };
     int o;
-    while ((o = getopt_long(argc, argv, "w:a:B:P:n:s:b:c:t:g:D:S:h", longopts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "w:a:B:P:n:s:b:c:t:g:D:S:p:h", longopts, NULL)) != -1) {
         switch (o) {
         case 'w': c.workload = optarg; break;
         case 'a': c.url = optarg; break;
@@ -311,6 +324,7 @@ int main(int argc, char **argv)
         case 'F': c.ferryd = optarg; break;
         case 'D': c.fsync = optarg; break;
         case 'S': c.busy_poll_us = (unsigned)atoi(optarg); break;
+        case 'p': c.priorities = atoi(optarg); break;
         default: usage();
         }
     }
@@ -329,7 +343,8 @@ int main(int argc, char **argv)
         if (c.size < 0) c.size = defaults[i].s;
         if (c.batch < 0) c.batch = defaults[i].b;
     }
-    if (!known || c.size < 16 || c.producers < 1 || c.per_producer < 1)
+    if (!known || c.size < 16 || c.producers < 1 || c.per_producer < 1 || c.priorities < 0 ||
+        c.priorities > 10)
         usage();
     if (c.fsync && (c.url || (strcmp(c.fsync, "always") != 0 && strcmp(c.fsync, "interval") != 0 &&
                               strcmp(c.fsync, "never") != 0)))
@@ -389,9 +404,9 @@ int main(int argc, char **argv)
         double rate = elapsed > 0 ? (double)sh->received / elapsed : 0;
         printf("%s %s %.0f %.2f - -\n", c.label, c.workload, rate, rate * c.size / 1e6);
     }
-    printf("# %s %s n=%ld/%ld size=%d producers=%d batch=%d credit=%d busy_poll_us=%u queues=%s elapsed_s=%.3f complete=%s verify=%s\n",
+    printf("# %s %s n=%ld/%ld size=%d producers=%d batch=%d credit=%d busy_poll_us=%u priorities=%d queues=%s elapsed_s=%.3f complete=%s verify=%s\n",
            c.label, c.workload, sh->received, total, c.size, c.producers, c.batch, c.credit,
-           c.busy_poll_us, c.fsync ? c.fsync : "memory", elapsed, sh->complete ? "yes" : "no", verify ? "ok" : "FAIL");
+           c.busy_poll_us, c.priorities, c.fsync ? c.fsync : "memory", elapsed, sh->complete ? "yes" : "no", verify ? "ok" : "FAIL");
     if (daemon_pid > 0) {
         char status[64], line[256];
         snprintf(status, sizeof status, "/proc/%d/status", (int)daemon_pid);

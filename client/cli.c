@@ -27,7 +27,7 @@
 
 static const struct cli_command commands[] = {
     {"publish", cli_cmd_publish, "publish messages (arguments, or one per line of stdin)",
-     "Usage: ferry publish [-H KEY=VALUE]... QUEUE [MESSAGE...]\n"
+     "Usage: ferry publish [-H KEY=VALUE]... [-p N] QUEUE [MESSAGE...]\n"
      "\n"
      "Publishes each MESSAGE to QUEUE (created if missing). Without MESSAGE,\n"
      "publishes one message per line of standard input, the newline removed.\n"
@@ -36,6 +36,8 @@ static const struct cli_command commands[] = {
      "Options:\n"
      "  -H, --header KEY=VALUE\n"
      "                         add a header to every message (repeatable, at most 64)\n"
+     "  -p, --priority N       send every message at priority N, 0 (lowest) to 9\n"
+     "                         (highest; default: the queue's, 0 unless configured)\n"
      COMMON_OPTIONS_HELP},
     {"consume", cli_cmd_consume, "print and acknowledge messages as they arrive",
      "Usage: ferry consume [-n COUNT] [--timeout SECONDS] [--credit N] [--no-ack] QUEUE\n"
@@ -124,7 +126,7 @@ static const struct cli_command commands[] = {
      "  {\"server\": {\"connections\", \"queues\", \"messages\", \"bytes\", \"uptime_ms\"},\n"
      "   \"queues\": [{\"name\", \"depth\", \"inflight\", \"consumers\", \"published\",\n"
      "               \"delivered\", \"acked\", \"redelivered\", \"dropped\", \"bytes\",\n"
-     "               \"ended\"}, ...]}\n"
+     "               \"ended\", \"depth_by_priority\": [level 0, ..., level 9]}, ...]}\n"
      "\n"
      "Options:\n"
      "  -j, --json             print JSON\n"

@@ -40,6 +40,8 @@ struct publisher {
     ferry_conn *conn;
     const char *queue;
     const struct headers *headers;
+    bool has_priority;            /* --priority given */
+    uint8_t priority;
     const char *unit;             /* "line" or "message", for error messages */
     uint64_t failed_number;       /* the unit that could not be sent; 0: unknown */
     bool input_failed;            /* reading stdin failed, not the broker */
@@ -102,8 +104,11 @@ static int publish_messages(struct publisher *p, const struct ferry_msg *msgs, s
     /* The batch exceeds the broker's frame limit and nothing was sent:
      * send the messages one by one, which singles out one too big. */
     for (size_t i = 0; i < n; i++) {
-        status = ferry_publish(p->conn, p->queue, msgs[i].data, msgs[i].len, msgs[i].headers,
-                               msgs[i].header_count, 0);
+        struct ferry_publish_options o = {
+            .headers = msgs[i].headers, .header_count = msgs[i].header_count,
+            .has_priority = msgs[i].has_priority, .priority = msgs[i].priority,
+        };
+        status = ferry_publish_opts(p->conn, p->queue, msgs[i].data, msgs[i].len, &o);
         if (status != FERRY_OK) {
             p->failed_number = first_number + i;
             return status;
@@ -112,14 +117,23 @@ static int publish_messages(struct publisher *p, const struct ferry_msg *msgs, s
     return FERRY_OK;
 }
 
+/* One message as the command line asks it to be sent. */
+static struct ferry_msg message_of(const struct publisher *p, const char *data, size_t len)
+{
+    return (struct ferry_msg){
+        .data = data, .len = len,
+        .headers = p->headers->items, .header_count = p->headers->count,
+        .has_priority = p->has_priority, .priority = p->priority,
+    };
+}
+
 /* Sends the batch of lines and empties it. Returns a ferry_status. */
 static int send_batch(struct publisher *p, struct line_batch *b)
 {
     struct ferry_msg msgs[BATCH_MESSAGES];
 
     for (size_t i = 0; i < b->count; i++)
-        msgs[i] = (struct ferry_msg){b->lines[i], b->length[i], p->headers->items,
-                                     p->headers->count};
+        msgs[i] = message_of(p, b->lines[i], b->length[i]);
     int status = publish_messages(p, msgs, b->count, b->first_line_number);
     for (size_t i = 0; i < b->count; i++) {
         if (b->capacity[i] > LINE_BUFFER_KEEP) {
@@ -200,8 +214,7 @@ static int publish_arguments(struct publisher *p, char **args, size_t n)
         size_t bytes = 0;
         while (done + count < n && count < BATCH_MESSAGES && bytes < BATCH_BYTES) {
             const char *arg = args[done + count];
-            msgs[count] = (struct ferry_msg){arg, strlen(arg), p->headers->items,
-                                             p->headers->count};
+            msgs[count] = message_of(p, arg, strlen(arg));
             bytes += msgs[count++].len;
         }
         int status = publish_messages(p, msgs, count, done + 1);
@@ -238,17 +251,27 @@ int cli_cmd_publish(const struct cli_command *self, int argc, char **argv)
 {
     static const struct option options[] = {
         {"header", required_argument, NULL, 'H'},
+        {"priority", required_argument, NULL, 'p'},
         {"url", required_argument, NULL, 'U'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     struct headers headers = {.count = 0};
+    struct publisher p = {.headers = &headers};
     int exit_code = CLI_EXIT_OK;
     int opt;
 
-    while ((opt = cli_next_option(self, argc, argv, ":hH:", options, &exit_code)) > 0) {
+    while ((opt = cli_next_option(self, argc, argv, ":hH:p:", options, &exit_code)) > 0) {
         if (opt == 'H' && !add_header(self, &headers, optarg))
             return CLI_EXIT_USAGE;
+        if (opt == 'p') {
+            uint64_t level;
+            if (!cli_parse_uint(optarg, 0, FERRY_PRIORITY_MAX, &level))
+                return cli_usage_error(self, "bad priority '%s' (expected 0..%u)", optarg,
+                                       FERRY_PRIORITY_MAX);
+            p.has_priority = true;
+            p.priority = (uint8_t)level;
+        }
     }
     if (opt == CLI_OPT_STOP)
         return exit_code;
@@ -258,7 +281,7 @@ int cli_cmd_publish(const struct cli_command *self, int argc, char **argv)
     if (!cli_queue_valid(self, queue))
         return CLI_EXIT_USAGE;
 
-    struct publisher p = {.queue = queue, .headers = &headers};
+    p.queue = queue;
     exit_code = cli_connect(self, &p.conn);
     if (exit_code != CLI_EXIT_OK)
         return exit_code;

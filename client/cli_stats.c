@@ -61,6 +61,21 @@ static void print_uptime(uint64_t ms)
     printf("%02" PRIu64 ":%02" PRIu64 ":%02" PRIu64, s / 3600 % 24, s / 60 % 60, s % 60);
 }
 
+/* The ready messages by priority, highest first, non-empty levels only
+ * ("9:1 0:20"), or "-" when none is ready. */
+static void print_priorities(const struct ferry_queue_info *q)
+{
+    const char *sep = "";
+    for (unsigned i = 0; i <= FERRY_PRIORITY_MAX; i++) {
+        unsigned p = FERRY_PRIORITY_MAX - i;
+        if (q->depth_by_priority[p] == 0)
+            continue;
+        printf("%s%u:%" PRIu64, sep, p, q->depth_by_priority[p]);
+        sep = " ";
+    }
+    puts(*sep == '\0' ? "-" : "");
+}
+
 static void print_table(const struct ferry_stats *s)
 {
     int name_width = (int)strlen("QUEUE");
@@ -81,13 +96,14 @@ static void print_table(const struct ferry_stats *s)
     printf("%-*s", name_width, "QUEUE");
     for (int c = 0; c < COLUMN_COUNT; c++)
         printf("  %*s", widths[c], column_titles[c]);
-    printf("  ENDED\n");
+    printf("  ENDED  BY PRIORITY\n");
     for (size_t i = 0; i < s->count; i++) {
         print_name(s->queues[i].name, name_width);
         queue_values(&s->queues[i], values);
         for (int c = 0; c < COLUMN_COUNT; c++)
             printf("  %*" PRIu64, widths[c], values[c]);
-        printf("  %s\n", s->queues[i].ended ? "yes" : "no");
+        printf("  %-5s  ", s->queues[i].ended ? "yes" : "no");
+        print_priorities(&s->queues[i]);
     }
     printf("server: %" PRIu64 " connections, %" PRIu64 " queues, %" PRIu64 " messages, %" PRIu64
            " bytes, up ",
@@ -128,7 +144,10 @@ static void print_json(const struct ferry_stats *s)
         queue_values(&s->queues[i], values);
         for (int c = 0; c < COLUMN_COUNT; c++)
             printf(",\"%s\":%" PRIu64, column_keys[c], values[c]);
-        printf(",\"ended\":%s}", s->queues[i].ended ? "true" : "false");
+        printf(",\"ended\":%s,\"depth_by_priority\":[", s->queues[i].ended ? "true" : "false");
+        for (unsigned p = 0; p <= FERRY_PRIORITY_MAX; p++)
+            printf("%s%" PRIu64, p == 0 ? "" : ",", s->queues[i].depth_by_priority[p]);
+        printf("]}");
     }
     printf("]}\n");
 }

@@ -119,15 +119,30 @@ struct ferry_header {
     size_t value_len;
 };
 
+/* Message priorities: 0 (lowest) to FERRY_PRIORITY_MAX (highest). */
+#define FERRY_PRIORITY_MAX 9u
+
 /* One message of a batch. */
 struct ferry_msg {
     const void *data;
     size_t len;
     const struct ferry_header *headers;
     size_t header_count;
+    bool has_priority;   /* false: the queue's default priority */
+    uint8_t priority;    /* 0..FERRY_PRIORITY_MAX */
 };
 
 #define FERRY_PUBLISH_CONFIRM 1 /* wait until this publish is confirmed */
+
+/* What ferry_publish_opts() sends beside the payload. A zeroed struct is
+ * a plain publish, as ferry_publish() makes. */
+struct ferry_publish_options {
+    const struct ferry_header *headers;
+    size_t header_count;
+    int flags;           /* FERRY_PUBLISH_CONFIRM or 0 */
+    bool has_priority;   /* false: the queue's default priority */
+    uint8_t priority;    /* 0..FERRY_PRIORITY_MAX: higher is delivered first */
+};
 
 /* Publishes one message. Returns once the frame is written to the socket
  * (or, with FERRY_PUBLISH_CONFIRM, confirmed by the broker). Blocks while
@@ -141,7 +156,13 @@ struct ferry_msg {
 FERRY_API int ferry_publish(ferry_conn *c, const char *queue, const void *data, size_t len,
                   const struct ferry_header *headers, size_t header_count, int flags);
 
-/* Publishes n messages in one frame; confirmed as a whole. */
+/* ferry_publish with options (o NULL: none). FERRY_EINVAL for a priority
+ * above FERRY_PRIORITY_MAX; otherwise as ferry_publish. */
+FERRY_API int ferry_publish_opts(ferry_conn *c, const char *queue, const void *data, size_t len,
+                                 const struct ferry_publish_options *o);
+
+/* Publishes n messages in one frame; confirmed as a whole. Each message
+ * may carry its own priority. */
 FERRY_API int ferry_publish_batch(ferry_conn *c, const char *queue, const struct ferry_msg *msgs,
                         size_t n, int flags);
 
@@ -272,6 +293,7 @@ struct ferry_queue_info {
     char *name;
     uint64_t depth, inflight, consumers, published, delivered, acked, redelivered, dropped, bytes;
     bool ended;
+    uint64_t depth_by_priority[FERRY_PRIORITY_MAX + 1]; /* ready messages of each level */
 };
 
 struct ferry_stats {

@@ -32,9 +32,9 @@ static int check_headers(const struct ferry_header *h, size_t n, size_t *estimat
 }
 
 static int check_message(const void *data, size_t len, const struct ferry_header *h, size_t n,
-                         size_t *estimate)
+                         unsigned priority, size_t *estimate)
 {
-    if (!data && len)
+    if ((!data && len) || priority > FERRY_PRIORITY_MAX)
         return FERRY_EINVAL;
     *estimate += len + FRAME_OVERHEAD;
     return check_headers(h, n, estimate);
@@ -81,13 +81,27 @@ static int publish_frame(struct ferry_conn *c, struct ferry_frame *f, bool confi
 int ferry_publish(ferry_conn *c, const char *queue, const void *data, size_t len,
                   const struct ferry_header *headers, size_t header_count, int flags)
 {
+    struct ferry_publish_options o = {
+        .headers = headers, .header_count = header_count, .flags = flags,
+    };
+    return ferry_publish_opts(c, queue, data, len, &o);
+}
+
+int ferry_publish_opts(ferry_conn *c, const char *queue, const void *data, size_t len,
+                       const struct ferry_publish_options *o)
+{
+    static const struct ferry_publish_options plain = { 0 };
+    if (!o)
+        o = &plain;
+    const struct ferry_header *headers = o->headers;
+    size_t header_count = o->header_count;
     size_t estimate = 0;
     if (!c || !conn__queue_valid(queue))
         return FERRY_EINVAL;
-    int rc = check_message(data, len, headers, header_count, &estimate);
+    int rc = check_message(data, len, headers, header_count, o->priority, &estimate);
     if (rc != FERRY_OK)
         return rc;
-    bool confirm = (flags & FERRY_PUBLISH_CONFIRM) != 0;
+    bool confirm = (o->flags & FERRY_PUBLISH_CONFIRM) != 0;
     if (confirm && conn__in_dispatch(c))
         return FERRY_EDEADLK;
 
@@ -101,6 +115,8 @@ int ferry_publish(ferry_conn *c, const char *queue, const void *data, size_t len
             .type = FERRY_F_PUBLISH,
             .queue = conn__bytes(queue),
             .payload = { data, len },
+            .has_priority = o->has_priority,
+            .priority = o->priority,
         };
         if (header_count) {
             /* The map is built in the connection's scratch buffer, which
@@ -129,6 +145,8 @@ static int build_items(const struct ferry_msg *msgs, size_t n, struct ferry_item
             return FERRY_ENOMEM;
         items[i].headers.len = ferry_buf_pending(maps) - before;
         items[i].payload = (struct ferry_bytes){ msgs[i].data, msgs[i].len };
+        items[i].has_priority = msgs[i].has_priority;
+        items[i].priority = msgs[i].priority;
     }
     size_t offset = 0;
     for (size_t i = 0; i < n; i++) {
@@ -147,7 +165,7 @@ int ferry_publish_batch(ferry_conn *c, const char *queue, const struct ferry_msg
     size_t estimate = strlen(queue);
     for (size_t i = 0; i < n; i++) {
         int rc = check_message(msgs[i].data, msgs[i].len, msgs[i].headers,
-                               msgs[i].header_count, &estimate);
+                               msgs[i].header_count, msgs[i].priority, &estimate);
         if (rc != FERRY_OK)
             return rc;
     }

@@ -82,6 +82,7 @@ enum config_fsync {
 struct config_queue_settings {
     bool durable;            /* durable = yes|no: logged in data_dir; default no */
     enum config_fsync fsync; /* UNSET: [storage] fsync */
+    size_t priority;         /* of a message published without one: 0..9, default 0 */
 };
 
 /* A [queue "NAME"] section. */

@@ -411,7 +411,8 @@ static void collect_name(void *arg, struct ferry_bytes name, const struct queue_
 
 /* A recovered queue stays durable whatever the configuration now says (a
  * slip in the conf file must not drop messages at the next restart; a
- * DELETE does that); its fsync policy follows the configuration. */
+ * DELETE does that); its fsync policy and other settings follow the
+ * configuration. */
 static void reconfigure_one(struct durable *d, const struct durable_config *cfg,
                             struct ferry_bytes name)
 {
@@ -423,9 +424,12 @@ static void reconfigure_one(struct durable *d, const struct durable_config *cfg,
     if (!want.durable)
         log_warn("queue \"%.*s\" is in memory in the configuration but durable in the log: "
                  "it stays durable (delete it to drop it)", (int)name.len, (const char *)name.ptr);
-    if (was.fsync == want.fsync)
+    struct queue_settings now = want;
+    now.durable = true;
+    if (was.fsync == want.fsync) {
+        broker_configure_queue(d->broker, name, &now); /* the rest: no log, cannot fail */
         return;
-    struct queue_settings now = { .durable = true, .fsync = want.fsync };
+    }
     enum ferry_code code = broker_configure_queue(d->broker, name, &now);
     if (code != FERRY_CODE_OK)
         log_error("queue \"%.*s\": cannot apply its configured fsync: %s", (int)name.len,

@@ -261,9 +261,10 @@ static void accept_publish(struct conn *c, const struct ferry_frame *f, uint64_t
 
 static void on_publish(struct conn *c, const struct ferry_frame *f)
 {
+    struct message_meta meta = { .has_priority = f->has_priority, .priority = f->priority };
     uint64_t wait_lsn;
     enum ferry_code code =
-        broker_publish(c->set->broker, f->queue, f->payload, f->headers, NULL, &wait_lsn);
+        broker_publish(c->set->broker, f->queue, f->payload, f->headers, &meta, &wait_lsn);
     if (code != FERRY_CODE_OK) {
         refuse_publish(c, f, code);
         return;
@@ -275,12 +276,13 @@ static void on_publish(struct conn *c, const struct ferry_frame *f)
 static bool next_item(void *arg, struct ferry_bytes *payload, struct ferry_bytes *headers,
                       struct message_meta *meta)
 {
-    (void)meta;
     struct ferry_item item;
     if (!ferry_iter_item(arg, &item))
         return false;
     *payload = item.payload;
     *headers = item.headers;
+    meta->has_priority = item.has_priority;
+    meta->priority = item.priority;
     return true;
 }
 
@@ -467,13 +469,15 @@ struct stats_table {
 
 static struct ferry_queue_stats stats_row(struct ferry_bytes name, const struct queue_stats *st)
 {
-    return (struct ferry_queue_stats){
+    struct ferry_queue_stats row = {
         .name = name, .depth = st->depth, .inflight = st->inflight,
         .consumers = st->consumers, .published = st->published,
         .delivered = st->delivered, .acked = st->acked,
         .redelivered = st->redelivered, .dropped = st->dropped,
         .bytes = st->bytes, .ended = st->ended,
     };
+    memcpy(row.depth_by_priority, st->depth_by_priority, sizeof row.depth_by_priority);
+    return row;
 }
 
 static void stats_collect(void *arg, struct ferry_bytes name, const struct queue_stats *st)

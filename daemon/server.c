@@ -220,6 +220,7 @@ static void queue_settings_of(void *arg, struct ferry_bytes name, struct queue_s
     *out = (struct queue_settings){
         .durable = c->durable,
         .fsync = fsync_of(config_queue_fsync(&s->cfg, c)),
+        .priority = (uint8_t)c->priority,
     };
 }
 
@@ -267,7 +268,7 @@ static bool storage_same(const struct config *a, const struct config *b)
 static bool settings_same(const struct config_queue_settings *a,
                           const struct config_queue_settings *b)
 {
-    return a->durable == b->durable && a->fsync == b->fsync;
+    return a->durable == b->durable && a->fsync == b->fsync && a->priority == b->priority;
 }
 
 static bool queue_settings_same(const struct config *a, const struct config *b)
@@ -354,9 +355,16 @@ static void apply_queue_settings(struct server *s)
         struct ferry_bytes name = { (const uint8_t *)qn.names[i], strlen(qn.names[i]) };
         struct queue_settings want, had;
         queue_settings_of(s, name, &want);
-        if (broker_queue_settings(s->broker, name, &had) != FERRY_CODE_OK ||
-            (had.durable == want.durable && (!want.durable || had.fsync == want.fsync)))
+        if (broker_queue_settings(s->broker, name, &had) != FERRY_CODE_OK)
             continue;
+        if (had.durable == want.durable && (!want.durable || had.fsync == want.fsync)) {
+            /* The rest of the settings apply to what comes next: no log. */
+            if (broker_configure_queue(s->broker, name, &want) == FERRY_CODE_OK &&
+                had.priority != want.priority)
+                log_info("reload: queue '%s': default priority %u -> %u", qn.names[i],
+                         had.priority, want.priority);
+            continue;
+        }
         enum ferry_code code = broker_configure_queue(s->broker, name, &want);
         if (code == FERRY_CODE_BAD_REQUEST)
             log_warn("reload: queue '%s' stays in memory: it holds messages, and a queue "

@@ -62,8 +62,9 @@ static size_t items_bound(const struct ferry_frame *f)
 {
     size_t n = span_bound(0);
     for (size_t i = 0; i < f->item_count; i++) {
-        /* {"h": map, "p": bin}: map header, two 2-byte keys, bin header. */
-        n += 1 + 2 + 2 + HEADER_MAX + f->items[i].payload.len + f->items[i].headers.len;
+        /* {"h": map, "prio": uint, "p": bin}: map header, the keys, the
+         * priority, bin header. */
+        n += 1 + 2 + 5 + 1 + 2 + HEADER_MAX + f->items[i].payload.len + f->items[i].headers.len;
     }
     return n;
 }
@@ -72,7 +73,8 @@ static size_t stats_bound(const struct ferry_frame *f)
 {
     size_t n = 2 * span_bound(0) + 1 + 5 * SCALAR_PAIR_MAX;
     for (size_t i = 0; i < f->stats_count; i++)
-        n += 1 + 11 * SCALAR_PAIR_MAX + f->stats[i].name.len;
+        n += 1 + 11 * SCALAR_PAIR_MAX + f->stats[i].name.len
+             + 12 + FERRY_PRIORITY_LEVELS * 9; /* "depth_prio": key, array */
     return n;
 }
 
@@ -207,9 +209,11 @@ static void put_server_stats(struct encoder *e, const struct ferry_server_stats 
     put_uint(e, "bytes", s->bytes);
 }
 
+static void put_uints(struct encoder *e, const char *key, const uint64_t *v, size_t n);
+
 static void put_queue_stats(struct encoder *e, const struct ferry_queue_stats *qs)
 {
-    msgpack_pack_map(&e->pk, 11);
+    msgpack_pack_map(&e->pk, 12);
     put_str(e, "q", qs->name);
     put_uint(e, "depth", qs->depth);
     put_uint(e, "inflight", qs->inflight);
@@ -221,6 +225,7 @@ static void put_queue_stats(struct encoder *e, const struct ferry_queue_stats *q
     put_uint(e, "dropped", qs->dropped);
     put_uint(e, "bytes", qs->bytes);
     put_bool(e, "ended", qs->ended);
+    put_uints(e, "depth_prio", qs->depth_by_priority, FERRY_PRIORITY_LEVELS);
 }
 
 /* OK: "n" when nonzero, "empty" when true, "q" when non-empty (the
@@ -254,7 +259,7 @@ static void encode_ok(struct encoder *e, const struct ferry_frame *f)
 static void encode_publish(struct encoder *e, const struct ferry_frame *f)
 {
     bool has_headers = f->headers.len > 0;
-    put_start(e, f, 3 + has_headers + f->has_id);
+    put_start(e, f, 3 + has_headers + f->has_id + f->has_priority);
     if (f->type == FERRY_F_PUBLISH_TOPIC)
         put_str(e, "topic", f->topic);
     else
@@ -263,18 +268,24 @@ static void encode_publish(struct encoder *e, const struct ferry_frame *f)
         put_raw_map(e, "h", f->headers);
     if (f->has_id)
         put_uint(e, "id", f->id);
+    if (f->has_priority)
+        put_uint(e, "prio", f->priority);
     put_bin(e, "p", f->payload); /* last: the payload is one memcpy */
 }
 
-/* An item without headers is its bare payload bin. */
+/* An item with nothing but a payload is its bare payload bin. */
 static void put_item(struct encoder *e, const struct ferry_item *item)
 {
-    if (item->headers.len == 0) {
+    bool has_headers = item->headers.len > 0;
+    if (!has_headers && !item->has_priority) {
         msgpack_pack_bin_with_body(&e->pk, item->payload.ptr, item->payload.len);
         return;
     }
-    msgpack_pack_map(&e->pk, 2);
-    put_raw_map(e, "h", item->headers);
+    msgpack_pack_map(&e->pk, 1u + has_headers + item->has_priority);
+    if (has_headers)
+        put_raw_map(e, "h", item->headers);
+    if (item->has_priority)
+        put_uint(e, "prio", item->priority);
     put_bin(e, "p", item->payload);
 }
 

@@ -122,6 +122,8 @@ struct ferry_bytes {
 struct ferry_item {
     struct ferry_bytes payload;
     struct ferry_bytes headers; /* raw msgpack map, or len 0 for none */
+    bool has_priority;          /* "prio" present */
+    uint8_t priority;           /* 0..FERRY_PRIORITY_MAX */
 };
 
 /* Statistics of one queue, carried in the OK reply to STATS. */
@@ -137,6 +139,7 @@ struct ferry_queue_stats {
     uint64_t dropped;     /* nacked without requeue, or purged */
     uint64_t bytes;       /* payload + header bytes of ready and in-flight messages */
     bool ended;
+    uint64_t depth_by_priority[FERRY_PRIORITY_LEVELS]; /* ready messages of each level */
 };
 
 /* Server-wide statistics, carried in the OK reply to STATS. */
@@ -177,6 +180,8 @@ struct ferry_frame {
     bool fatal;            /* ERROR */
     bool requeue;          /* NACK (default true) */
     bool empty;            /* OK reply to GET: no message came in time */
+    bool has_priority;     /* PUBLISH: "prio" present */
+    uint8_t priority;      /* PUBLISH: 0..FERRY_PRIORITY_MAX */
 
     struct ferry_bytes queue;   /* q (also in the OK reply to DECLARE_TEMP) */
     struct ferry_bytes topic;   /* PUBLISH_TOPIC topic; BIND, UNBIND pattern */

@@ -189,7 +189,27 @@ static const struct field_whys item_headers_whys = {
     "field 'm': item 'h' must be a map", "field 'm': truncated", "",
 };
 
-/* The map form of an item: {"p": bin, "h"?: headers}, other keys skipped. */
+/* An item's "prio": a uint 0..FERRY_PRIORITY_MAX. */
+static bool read_item_priority(struct mpack_reader *r, const struct field_whys *w,
+                               struct ferry_item *item, const char **why)
+{
+    if (item->has_priority)
+        return fail(why, "field 'm': duplicate 'prio' in an item");
+    uint64_t v;
+    enum mpack_result res = mpack_read_uint(r, &v);
+    if (res == MPACK_WRONG_TYPE)
+        return fail(why, "field 'm': item 'prio' must be uint");
+    if (res != MPACK_OK)
+        return fail(why, proto_read_why(res, w));
+    if (v > FERRY_PRIORITY_MAX)
+        return fail(why, "field 'm': item 'prio' must be 0..9");
+    item->priority = (uint8_t)v;
+    item->has_priority = true;
+    return true;
+}
+
+/* The map form of an item: {"p": bin, "h"?: headers, "prio"?: uint},
+ * other keys skipped. */
 static bool read_item_map(struct mpack_reader *r, uint32_t pairs, const struct field_whys *w,
                           struct ferry_item *item, const char **why)
 {
@@ -215,6 +235,9 @@ static bool read_item_map(struct mpack_reader *r, uint32_t pairs, const struct f
             has_headers = true;
             if (!proto_check_headers(r, &item_headers_whys, &item->headers, why))
                 return false;
+        } else if (key_is(key, "prio")) {
+            if (!read_item_priority(r, w, item, why))
+                return false;
         } else {
             res = mpack_skip(r);
         }
@@ -230,7 +253,7 @@ static bool read_item_map(struct mpack_reader *r, uint32_t pairs, const struct f
 static bool read_item(struct mpack_reader *r, const struct field_whys *w,
                       struct ferry_item *item, const char **why)
 {
-    *item = (struct ferry_item){ { NULL, 0 }, { NULL, 0 } };
+    *item = (struct ferry_item){ .payload = { NULL, 0 } };
     enum mpack_result res = mpack_read_bin(r, &item->payload);
     if (res == MPACK_OK)
         return true;
@@ -280,13 +303,28 @@ bool ferry_iter_item(struct ferry_iter *it, struct ferry_item *item)
 
 enum queue_stat_key {
     QS_Q, QS_DEPTH, QS_INFLIGHT, QS_CONSUMERS, QS_PUBLISHED, QS_DELIVERED,
-    QS_ACKED, QS_REDELIVERED, QS_DROPPED, QS_BYTES, QS_ENDED, QS_KEY_COUNT,
+    QS_ACKED, QS_REDELIVERED, QS_DROPPED, QS_BYTES, QS_ENDED, QS_DEPTH_PRIO,
+    QS_KEY_COUNT,
 };
 
 static const char *const queue_stat_keys[QS_KEY_COUNT] = {
     "q", "depth", "inflight", "consumers", "published", "delivered",
-    "acked", "redelivered", "dropped", "bytes", "ended",
+    "acked", "redelivered", "dropped", "bytes", "ended", "depth_prio",
 };
+
+/* "depth_prio": an array of FERRY_PRIORITY_LEVELS uints, level 0 first. */
+static enum mpack_result read_depth_by_priority(struct mpack_reader *r, uint64_t *depths)
+{
+    uint32_t n;
+    enum mpack_result res = mpack_read_array(r, &n);
+    if (res != MPACK_OK)
+        return res;
+    if (n != FERRY_PRIORITY_LEVELS)
+        return MPACK_WRONG_TYPE;
+    for (uint32_t i = 0; i < n && res == MPACK_OK; i++)
+        res = mpack_read_uint(r, &depths[i]);
+    return res;
+}
 
 /* One value of a queue stats map, stored into *qs. */
 static enum mpack_result read_queue_stat(struct mpack_reader *r, int key,
@@ -303,6 +341,8 @@ static enum mpack_result read_queue_stat(struct mpack_reader *r, int key,
         return mpack_read_str(r, &qs->name);
     if (key == QS_ENDED)
         return mpack_read_bool(r, &qs->ended);
+    if (key == QS_DEPTH_PRIO)
+        return read_depth_by_priority(r, qs->depth_by_priority);
     return mpack_read_uint(r, counters[key]);
 }
 
@@ -333,7 +373,8 @@ static bool read_queue_stats(struct mpack_reader *r, const struct field_whys *w,
             seen |= 1u << key;
             res = read_queue_stat(r, key, qs);
             if (res == MPACK_WRONG_TYPE)
-                return fail(why, "field 'queues': 'q' must be str, 'ended' bool, the rest uint");
+                return fail(why, "field 'queues': 'q' must be str, 'ended' bool, "
+                                "'depth_prio' an array of 10 uints, the rest uint");
         }
         if (res != MPACK_OK)
             return fail(why, proto_read_why(res, w));

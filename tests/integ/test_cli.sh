@@ -40,6 +40,19 @@ expect_eq "purge count" 3 "$(t purge trash)"
 t delete trash || fail "delete"
 t delete trash 2>/dev/null; expect_eq "delete twice exit code" 1 "$?"
 
+# priorities: higher first, the per-level depth in stats; a bad level is a usage error
+t publish prio low1 low2 || fail "publish prio default"
+t publish --priority 9 prio top || fail "publish --priority 9"
+t publish -p 4 prio mid || fail "publish -p 4"
+expect_eq "stats depth by priority" '[2,0,0,0,1,0,0,0,0,1]' \
+  "$(t stats prio --json | grep -o '"depth_by_priority":\[[0-9,]*\]' | grep -o '\[.*\]')"
+t stats prio | grep -q '9:1 4:1 0:2' || fail "stats table by priority"
+expect_eq "consume by priority" "top
+mid
+low1
+low2" "$(t consume prio -n 4)"
+t publish -p 10 prio x 2>/dev/null; expect_eq "priority 10 exit code" 2 "$?"
+
 # bad usage is exit 2; --help is exit 0 for every command
 t publish 2>/dev/null; expect_eq "usage exit code" 2 "$?"
 for cmd in publish consume get end reopen join declare delete purge stats; do

@@ -599,6 +599,29 @@ START_TEST(test_durable_and_fsync_are_read_per_queue_over_the_defaults)
 }
 END_TEST
 
+START_TEST(test_priority_is_read_per_queue_over_the_defaults_and_checked)
+{
+    struct config cfg;
+    load_ok(&cfg, "[queues]\n"
+                  "priority = 2\n"
+                  "[queue \"alerts\"]\n"
+                  "priority = 9\n"
+                  "[queue \"plain\"]\n"
+                  "durable = no\n");
+    ck_assert_uint_eq(config_queue_settings(&cfg, "alerts")->priority, 9);
+    ck_assert_uint_eq(config_queue_settings(&cfg, "plain")->priority, 2); /* from [queues] */
+    ck_assert_uint_eq(config_queue_settings(&cfg, "other")->priority, 2);
+    config_free(&cfg);
+    load_ok(&cfg, "[queue \"q\"]\ndurable = no\n");
+    ck_assert_uint_eq(config_queue_settings(&cfg, "q")->priority, 0);
+    config_free(&cfg);
+    assert_one_error("[queue \"q\"]\npriority = 10\n",
+                     "t.conf:2: key 'priority': '10' is out of range (0..9)");
+    assert_one_error("[queues]\npriority = high\n",
+                     "t.conf:2: key 'priority': bad number 'high'");
+}
+END_TEST
+
 START_TEST(test_bad_durable_or_fsync_values_are_errors)
 {
     assert_one_error("[queues]\ndurable = maybe\n",
@@ -782,6 +805,7 @@ int main(void)
     TCase *queues = tcase_create("queues");
     tcase_add_test(queues, test_queue_sections_take_only_their_keys);
     tcase_add_test(queues, test_durable_and_fsync_are_read_per_queue_over_the_defaults);
+    tcase_add_test(queues, test_priority_is_read_per_queue_over_the_defaults_and_checked);
     tcase_add_test(queues, test_bad_durable_or_fsync_values_are_errors);
     tcase_add_test(queues, test_storage_keys_are_read_and_checked);
     tcase_add_test(queues, test_durable_queues_without_a_data_dir_are_refused);
