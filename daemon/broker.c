@@ -303,7 +303,7 @@ static uint64_t wait_until(const struct broker *b, const struct message_meta *me
     return meta->deliver_at;
 }
 
-enum ferry_code broker_publish(struct broker *b, struct ferry_bytes queue,
+enum ferry_code broker_publish(struct broker *b, struct session *from, struct ferry_bytes queue,
                                struct ferry_bytes payload, struct ferry_bytes headers,
                                const struct message_meta *meta, uint64_t *wait_lsn)
 {
@@ -312,6 +312,10 @@ enum ferry_code broker_publish(struct broker *b, struct ferry_bytes queue,
         return FERRY_CODE_LIMIT;
     struct queue *q;
     enum ferry_code code = publish_target(b, queue, &q);
+    if (code != FERRY_CODE_OK)
+        return code;
+    uint64_t drop;
+    code = flow_admit(b, q, from, 1, (uint64_t)payload.len + headers.len, &drop);
     if (code != FERRY_CODE_OK)
         return code;
     uint64_t due = wait_until(b, meta);
@@ -331,6 +335,7 @@ enum ferry_code broker_publish(struct broker *b, struct ferry_bytes queue,
         free(m); /* refused: not logged, never queued */
         return code;
     }
+    flow_drop_oldest(b, q, drop); /* only once the new message is sure to go in */
     enqueue(b, q, m, due);
     if (due == 0)
         dispatch(q);
@@ -342,6 +347,8 @@ enum ferry_code broker_publish(struct broker *b, struct ferry_bytes queue,
 struct batch {
     struct message *first;
     struct message **link;
+    uint64_t count;
+    uint64_t bytes;
 };
 
 /* Frees a batch that will not be queued, settling what was logged of it. */
@@ -356,7 +363,7 @@ static void batch_undo(struct broker *b, struct queue *q, struct message *m)
     }
 }
 
-enum ferry_code broker_publish_batch(struct broker *b, struct ferry_bytes queue,
+enum ferry_code broker_publish_batch(struct broker *b, struct session *from, struct ferry_bytes queue,
                                      const struct broker_items *items, uint64_t *wait_lsn)
 {
     set_lsn(wait_lsn, 0);
@@ -365,8 +372,8 @@ enum ferry_code broker_publish_batch(struct broker *b, struct ferry_bytes queue,
     if (code != FERRY_CODE_OK)
         return code;
 
-    /* Every item is copied and logged before any is queued: whatever
-     * fails, nothing of the batch has been delivered yet. */
+    /* Every item is copied, logged and admitted before any is queued:
+     * whatever fails, nothing of the batch has been delivered yet. */
     struct batch batch = { .first = NULL, .link = &batch.first };
     struct ferry_bytes payload, headers;
     struct message_meta meta = { 0 };
@@ -384,6 +391,8 @@ enum ferry_code broker_publish_batch(struct broker *b, struct ferry_bytes queue,
         m->next = NULL;
         *batch.link = m; /* the batch owns m until it is queued or undone */
         batch.link = &m->next;
+        batch.count++;
+        batch.bytes += (uint64_t)payload.len + headers.len;
         meta.deliver_at = 0; /* items of a batch are not delayed */
         code = apply_meta(q, m, &meta);
         if (code == FERRY_CODE_OK)
@@ -392,10 +401,16 @@ enum ferry_code broker_publish_batch(struct broker *b, struct ferry_bytes queue,
             break;
         meta = (struct message_meta){ 0 };
     }
+    /* Admitted as a whole once its size is known. A refused batch of a
+     * durable queue is settled again, as one the journal refused is. */
+    uint64_t drop = 0;
+    if (code == FERRY_CODE_OK)
+        code = flow_admit(b, q, from, batch.count, batch.bytes, &drop);
     if (code != FERRY_CODE_OK) {
         batch_undo(b, q, batch.first);
         return code;
     }
+    flow_drop_oldest(b, q, drop);
     struct message *m = batch.first;
     while (m != NULL) {
         struct message *next = m->next; /* enqueue relinks m */
@@ -484,6 +499,8 @@ enum ferry_code broker_delete(struct broker *b, struct ferry_bytes queue)
      * Being deleted, it logs nothing more: the journal forgot it. */
     queue_map_remove(&b->queues, q);
     q->deleted = true;
+    /* Its parked publishers try again: on a new queue of that name. */
+    flow_wake_all(b, q);
     /* The JOINs first, so that dropping the messages cannot answer them OK. */
     while (q->joins != NULL)
         dispatch_join_done(q->joins, FERRY_CODE_NOT_FOUND);
@@ -564,19 +581,12 @@ static enum ferry_code make_in_memory(struct broker *b, struct queue *q)
     return FERRY_CODE_OK;
 }
 
-enum ferry_code broker_configure_queue(struct broker *b, struct ferry_bytes queue,
-                                       const struct queue_settings *s)
+/* The durability part of a settings change. */
+static enum ferry_code change_durability(struct broker *b, struct queue *q,
+                                         const struct queue_settings *s)
 {
-    struct queue *q;
-    enum ferry_code code = broker_find_queue(b, queue, false, &q);
-    if (code != FERRY_CODE_OK)
-        return code;
-    if (same_storage(&q->settings, s)) {
-        q->settings = *s;
-        return FERRY_CODE_OK;
-    }
     if (q->settings.durable && !s->durable) {
-        code = make_in_memory(b, q);
+        enum ferry_code code = make_in_memory(b, q);
         if (code == FERRY_CODE_OK)
             q->settings = *s;
         return code;
@@ -587,9 +597,25 @@ enum ferry_code broker_configure_queue(struct broker *b, struct ferry_bytes queu
         return FERRY_CODE_BAD_REQUEST;
     struct queue_settings old = q->settings;
     q->settings = *s;
-    code = log_queue_change(b, q, CHANGE_DECLARE);
+    enum ferry_code code = log_queue_change(b, q, CHANGE_DECLARE);
     if (code != FERRY_CODE_OK)
         q->settings = old;
+    return code;
+}
+
+enum ferry_code broker_configure_queue(struct broker *b, struct ferry_bytes queue,
+                                       const struct queue_settings *s)
+{
+    struct queue *q;
+    enum ferry_code code = broker_find_queue(b, queue, false, &q);
+    if (code != FERRY_CODE_OK || queue_settings_equal(&q->settings, s))
+        return code;
+    if (same_storage(&q->settings, s))
+        q->settings = *s; /* nothing to log */
+    else
+        code = change_durability(b, q, s);
+    if (code == FERRY_CODE_OK)
+        flow_wake_all(b, q); /* they try again under the new bounds */
     return code;
 }
 
@@ -605,12 +631,22 @@ enum ferry_code broker_queue_settings(struct broker *b, struct ferry_bytes queue
 
 /* ---- statistics ---- */
 
+/* q's counters with its bounds and policy, as STATS shows them. */
+static struct queue_stats stats_view(const struct queue *q)
+{
+    struct queue_stats st = q->stats;
+    st.max_length = q->settings.max_length;
+    st.max_bytes = q->settings.max_bytes;
+    st.overflow = q->settings.overflow;
+    return st;
+}
+
 enum ferry_code broker_queue_stats(struct broker *b, struct ferry_bytes queue, struct queue_stats *out)
 {
     struct queue *q;
     if (broker_find_queue(b, queue, false, &q) != FERRY_CODE_OK)
         return FERRY_CODE_NOT_FOUND;
-    *out = q->stats;
+    *out = stats_view(q);
     return FERRY_CODE_OK;
 }
 
@@ -621,8 +657,10 @@ void broker_each_queue(struct broker *b,
     size_t slots = queue_map_slot_count(&b->queues);
     for (size_t i = 0; i < slots; i++) {
         const struct queue *q = queue_map_slot(&b->queues, i);
-        if (q != NULL)
-            fn(arg, queue_name(q), &q->stats);
+        if (q == NULL)
+            continue;
+        struct queue_stats st = stats_view(q);
+        fn(arg, queue_name(q), &st);
     }
 }
 
@@ -634,6 +672,10 @@ void broker_set_limits(struct broker *b, const struct broker_limits *limits)
         b->max_queues = limits->max_queues;
     if (limits != NULL && limits->max_consumers_per_queue != 0)
         b->max_consumers_per_queue = limits->max_consumers_per_queue;
+    uint64_t old_memory = b->max_memory;
+    b->max_memory = limits != NULL ? limits->max_memory : 0;
+    if (b->max_memory != old_memory)
+        flow_wake_all(b, NULL); /* they try again under the new limit */
 }
 
 size_t broker_queue_count(const struct broker *b)
@@ -649,4 +691,26 @@ uint64_t broker_message_count(const struct broker *b)
 uint64_t broker_message_bytes(const struct broker *b)
 {
     return b->bytes;
+}
+
+uint64_t broker_memory(const struct broker *b)
+{
+    return b->bytes + b->messages * (uint64_t)BROKER_MESSAGE_OVERHEAD;
+}
+
+uint64_t broker_max_memory(const struct broker *b)
+{
+    return b->max_memory;
+}
+
+size_t broker_parked_count(const struct broker *b)
+{
+    size_t n = b->parked.count;
+    size_t slots = queue_map_slot_count(&b->queues);
+    for (size_t i = 0; i < slots; i++) {
+        const struct queue *q = queue_map_slot(&b->queues, i);
+        if (q != NULL)
+            n += q->parked.count;
+    }
+    return n;
 }

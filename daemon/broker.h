@@ -91,6 +91,11 @@ struct session_ops {
     void (*join_done)(void *owner, uint64_t rid, enum ferry_code code);
     /* Send the answer to a GET that found the queue ended and drained. */
     void (*get_ended)(void *owner, uint64_t rid);
+    /* The session was parked by a publish to a full queue (policy block,
+     * see broker_publish) and room has been made: it is parked no more.
+     * The connection retries its publish later (not from this callback),
+     * after broker_session_resume. */
+    void (*unblocked)(void *owner);
 };
 
 /* ---- queue settings and the journal ---- */
@@ -103,13 +108,33 @@ enum queue_fsync {
     QUEUE_FSYNC_NEVER,      /* confirmed once written; syncing left to the OS */
 };
 
+/* What a publish that finds its queue full meets (docs/DESIGN.md, "Flow
+ * control"). Also what it meets at the broker's max_memory. */
+enum queue_overflow {
+    QUEUE_OVERFLOW_BLOCK,       /* the publishing session is parked until room is made */
+    QUEUE_OVERFLOW_REJECT,      /* the publish is refused: QUEUE_FULL */
+    QUEUE_OVERFLOW_DROP_OLDEST, /* the oldest ready messages are dropped to make room */
+};
+
 /* What a queue is, set when it is created (later issues add their bounds
  * here: one struct, one place). */
 struct queue_settings {
     bool durable;           /* its messages are logged in the journal */
     enum queue_fsync fsync; /* durable queues only */
     uint8_t priority;       /* of a message published without one */
+    uint64_t max_length;    /* messages ready, delayed and in flight; 0: no bound */
+    uint64_t max_bytes;     /* their payload + header bytes; 0: no bound */
+    enum queue_overflow overflow; /* at either bound or at max_memory */
 };
+
+/* Whether two settings are the same in every field. */
+static inline bool queue_settings_equal(const struct queue_settings *a,
+                                        const struct queue_settings *b)
+{
+    return a->durable == b->durable && (!a->durable || a->fsync == b->fsync) &&
+           a->priority == b->priority && a->max_length == b->max_length && a->max_bytes == b->max_bytes &&
+           a->overflow == b->overflow;
+}
 
 /* Where the broker logs what happens to durable queues. The core calls it
  * and never touches a file: ferryd's durable.c puts it on the store, the
@@ -173,7 +198,12 @@ void broker_advance(struct broker *b);
 struct broker_limits {
     size_t max_queues;              /* default 10000 when 0 */
     size_t max_consumers_per_queue; /* default 10000 when 0; subscriptions, not GETs */
+    uint64_t max_memory;            /* queued memory of all queues (broker_memory); 0: none */
 };
+
+/* What one queued message costs beyond its payload and header bytes: its
+ * struct and the allocator's header. broker_memory counts it. */
+#define BROKER_MESSAGE_OVERHEAD (sizeof(struct message) + 16u)
 
 /* Per-queue counters and gauges, as STATS reports them. */
 struct queue_stats {
@@ -183,10 +213,18 @@ struct queue_stats {
     uint64_t published, delivered, acked, redelivered, dropped;
     uint64_t bytes;
     bool ended;
+    /* Flow control: the queue's bounds and policy (its settings), and what
+     * happened at them: messages dropped by drop-oldest, publishes refused
+     * QUEUE_FULL, publishes that parked their session (policy block). */
+    uint64_t max_length, max_bytes;
+    enum queue_overflow overflow;
+    uint64_t dropped_oldest, rejected, blocked;
 };
 
 /* Changes the limits (a reload). Lowering one below what exists removes
- * nothing: it refuses new queues or subscriptions until under it again. */
+ * nothing: it refuses new queues or subscriptions until under it again,
+ * and new publishes meet the overflow policies until memory is under
+ * max_memory. Raising max_memory wakes the sessions parked on it. */
 void broker_set_limits(struct broker *b, const struct broker_limits *limits);
 
 /* Creates an empty broker. NULL on ENOMEM. */
@@ -206,6 +244,13 @@ void broker_session_set_writable(struct broker *b, struct session *s, bool writa
 /* Subscriptions the session has open (each holds server memory, so a
  * connection's are bounded, see requests.c). */
 size_t broker_session_subscriptions(const struct session *s);
+/* Whether a publish parked the session (policy block) and no room has
+ * been made since: its connection must read nothing more, and dispatch
+ * skips it (so it gets no delivery it could not ack). */
+bool broker_session_parked(const struct session *s);
+/* After ops->unblocked, outside any broker call: the session takes
+ * deliveries again (dispatch resumes at once). */
+void broker_session_resume(struct broker *b, struct session *s);
 
 /* Logs durable queues from now on (NULL: nothing is logged; every queue
  * behaves as in memory). j must outlive the broker's use of it; broker_free
@@ -216,8 +261,9 @@ void broker_set_settings_source(struct broker *b, broker_settings_fn *fn, void *
 /* Changes an existing queue's settings, logging what the change needs
  * (a durable queue becoming in-memory is deleted from the journal; its
  * messages stay, in memory only). A queue may become durable only while
- * it holds no message (else BAD_REQUEST). OK, NOT_FOUND, BAD_NAME,
- * BAD_REQUEST, or the journal's refusal. */
+ * it holds no message (else BAD_REQUEST). New bounds remove nothing
+ * already queued; the sessions parked on the queue are woken to try
+ * again. OK, NOT_FOUND, BAD_NAME, BAD_REQUEST, or the journal's refusal. */
 enum ferry_code broker_configure_queue(struct broker *b, struct ferry_bytes queue,
                                        const struct queue_settings *s);
 /* The settings of an existing queue. OK or NOT_FOUND. */
@@ -233,9 +279,23 @@ enum ferry_code broker_queue_settings(struct broker *b, struct ferry_bytes queue
  * the ready list: it goes to the back of that level.
  * *wait_lsn (may be NULL) is the LSN the publish's confirm must wait for
  * (a durable queue's: see struct broker_journal), or 0 to confirm at once.
- * OK, BAD_NAME, ENDED, LIMIT, NO_MEMORY, BAD_REQUEST (priority above
- * FERRY_PRIORITY_MAX), or the journal's refusal. */
-enum ferry_code broker_publish(struct broker *b, struct ferry_bytes queue,
+ * OK, BAD_NAME, ENDED, LIMIT, NO_MEMORY, QUEUE_FULL, BAD_REQUEST (priority
+ * above FERRY_PRIORITY_MAX), or the journal's refusal.
+ *
+ * Flow control: if the queue is at max_length or max_bytes, or the broker
+ * at max_memory, the queue's overflow policy applies. drop-oldest drops
+ * its oldest ready messages, lowest priority level first (settled in the
+ * journal), to make room, or
+ * refuses QUEUE_FULL if its ready messages are not enough. reject
+ * refuses QUEUE_FULL. block refuses QUEUE_FULL too but parks `from`
+ * (broker_session_parked) until room is made (ops->unblocked), so that
+ * its connection retries the same publish then; the session is parked
+ * only if it has no delivery in flight (it could not ack one while
+ * parked), and `from` may be NULL (no session to park). A publish that
+ * could never fit (larger than a bound) is refused under every policy.
+ * While sessions are parked on a queue, block-policy publishes of other
+ * sessions to it park behind them (first parked, first woken). */
+enum ferry_code broker_publish(struct broker *b, struct session *from, struct ferry_bytes queue,
                                struct ferry_bytes payload, struct ferry_bytes headers,
                                const struct message_meta *meta, uint64_t *wait_lsn);
 
@@ -251,8 +311,9 @@ struct broker_items {
 /* Appends every item to the named queue, all or nothing: if any item is
  * refused (by memory or the journal), none is queued, and what was logged
  * of the others is settled again. *wait_lsn as for broker_publish, for the
- * batch as a whole. Codes as broker_publish. */
-enum ferry_code broker_publish_batch(struct broker *b, struct ferry_bytes queue,
+ * batch as a whole. Codes and flow control as broker_publish, the batch
+ * counting as its number of messages and its bytes. */
+enum ferry_code broker_publish_batch(struct broker *b, struct session *from, struct ferry_bytes queue,
                                      const struct broker_items *items, uint64_t *wait_lsn);
 
 /* ---- restoring what the journal kept (at start-up, before any session) ----
@@ -324,5 +385,10 @@ size_t broker_queue_count(const struct broker *b);
 /* Messages (ready + in flight) and their payload+header bytes, all queues. */
 uint64_t broker_message_count(const struct broker *b);
 uint64_t broker_message_bytes(const struct broker *b);
+/* The memory max_memory bounds: bytes + BROKER_MESSAGE_OVERHEAD per message. */
+uint64_t broker_memory(const struct broker *b);
+/* The max_memory in force (0: none); sessions parked now, all queues. */
+uint64_t broker_max_memory(const struct broker *b);
+size_t broker_parked_count(const struct broker *b);
 
 #endif

@@ -208,7 +208,7 @@ void conn_confirm_add(struct conn *c, uint64_t id)
  * unless the connection closes or its output fills up first. */
 static void process_input(struct conn *c)
 {
-    while (c->state <= CONN_OPEN && !c->throttled) {
+    while (c->state <= CONN_OPEN && !c->throttled && !c->parked) {
         size_t pending = ferry_buf_pending(&c->in);
         if (pending == 0)
             break;
@@ -230,6 +230,8 @@ static void process_input(struct conn *c)
             break;
         }
         requests_handle_frame(c, &f);
+        if (c->parked)
+            break; /* the frame stays, to be handled again once woken */
         ferry_buf_consume(&c->in, used); /* f pointed into these bytes */
     }
     if (c->state >= CONN_CLOSING)
@@ -240,6 +242,36 @@ static void process_input(struct conn *c)
 static void end_batch(struct conn *c)
 {
     conn_emit_confirms(c);
+}
+
+/* ---- parked on a full queue ------------------------------------------------ */
+
+void conn_park(struct conn *c)
+{
+    c->parked = true;
+    event_del(c->read_ev);
+}
+
+void conn_unblocked(struct conn *c)
+{
+    /* Active events run in the order they were made active: the first
+     * parked retries first. */
+    event_active(c->resume_ev, EV_TIMEOUT, 0);
+}
+
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    if (!c->parked || c->state != CONN_OPEN)
+        return;
+    c->parked = false;
+    c->heard_ms = monotonic_ms(); /* its silence while parked was ours */
+    broker_session_resume(c->set->broker, c->session);
+    if (!c->throttled)
+        event_add(c->read_ev, NULL);
+    process_input(c); /* the parked frame first */
+    end_batch(c);
+    conn_set_flush(c->set);
 }
 
 /* ---- socket I/O ------------------------------------------------------------ */
@@ -304,7 +336,8 @@ static void start_lingering(struct conn *c)
 static void unthrottle(struct conn *c)
 {
     c->throttled = false;
-    event_add(c->read_ev, NULL);
+    if (!c->parked)
+        event_add(c->read_ev, NULL);
     broker_session_set_writable(c->set->broker, c->session, true);
     process_input(c);
     end_batch(c);
@@ -422,7 +455,7 @@ static bool read_input(struct conn *c)
             c->in.len += (size_t)n;
             c->heard_ms = monotonic_ms();
             process_input(c);
-            if (c->state > CONN_OPEN || c->throttled || (size_t)n < READ_CHUNK)
+            if (c->state > CONN_OPEN || c->throttled || c->parked || (size_t)n < READ_CHUNK)
                 break;
             continue;
         }
@@ -548,6 +581,7 @@ static void conn_close(struct conn *c)
     event_free(c->read_ev);
     event_free(c->write_ev);
     event_free(c->timer_ev);
+    event_free(c->resume_ev);
     close(c->fd);
     ferry_buf_free(&c->in);
     ferry_buf_free(&c->out);
@@ -569,7 +603,8 @@ int conn_open(struct conn_set *set, int fd, bool is_tcp)
     c->read_ev = event_new(set->base, fd, EV_READ | EV_PERSIST, on_readable, c);
     c->write_ev = event_new(set->base, fd, EV_WRITE, on_writable, c);
     c->timer_ev = evtimer_new(set->base, on_timer, c);
-    if (!c->read_ev || !c->write_ev || !c->timer_ev)
+    c->resume_ev = event_new(set->base, -1, 0, on_resume, c);
+    if (!c->read_ev || !c->write_ev || !c->timer_ev || !c->resume_ev)
         goto fail;
     c->session = broker_session_new(set->broker, &conn_session_ops, c);
     if (!c->session)
@@ -595,6 +630,8 @@ fail:
             event_free(c->write_ev);
         if (c->timer_ev)
             event_free(c->timer_ev);
+        if (c->resume_ev)
+            event_free(c->resume_ev);
         free(c);
     }
     close(fd);

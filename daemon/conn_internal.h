@@ -57,6 +57,12 @@ struct conn {
     /* Output above max_output: the broker skips this session and no input
      * is read or handled until the output drains to half the bound. */
     bool throttled;
+    /* A publish found its queue full under the block policy: the broker
+     * parked the session, the frame stays first in `in`, and nothing is
+     * read or handled until the broker's unblocked call makes resume_ev
+     * active, which handles the frame again (docs/DESIGN.md, "Flow control"). */
+    bool parked;
+    struct event *resume_ev;
 
     /* The peer closed its side: what it asked is still answered (its
      * confirms among them) before the connection closes. */
@@ -161,6 +167,12 @@ void conn_emit_confirms(struct conn *c);
  * redelivered elsewhere) and drops its waiting GETs. Not from inside a
  * session_ops callback. */
 void conn_release_session(struct conn *c);
+/* The publish being handled parked the session: stop reading and
+ * handling input, the frame included, until conn_unblocked. */
+void conn_park(struct conn *c);
+/* The broker woke the session (from inside a broker call): the parked
+ * frame is handled again from the loop, in the order of the wake-ups. */
+void conn_unblocked(struct conn *c);
 /* Asks for the end of this turn of the loop, which runs after every event
  * ready in this turn: the journal's flush and the confirms it allows
  * (commit_run), then one write() per connection that has output. */

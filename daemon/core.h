@@ -18,6 +18,8 @@
 struct broker {
     size_t max_queues;
     size_t max_consumers_per_queue;
+    uint64_t max_memory;        /* 0: none (flow.c) */
+    struct park_list parked;    /* parked on max_memory */
     struct queue_map queues;    /* live queues by name; the broker owns them */
     uint64_t messages;          /* ready + in flight, all queues */
     uint64_t bytes;             /* their headers + payload */
@@ -45,6 +47,10 @@ struct session {
     struct consumer *consumers;     /* all attached consumers, via session_next */
     struct join_waiter *joins;      /* via session_next */
     bool writable;
+    /* Parked by a publish (flow.c): the list it waits in, NULL if not. */
+    struct park_list *parked_in;
+    struct session *park_next;
+    struct session *park_prev;
 };
 
 /* ---- broker.c ---- */
@@ -60,6 +66,27 @@ enum ferry_code broker_find_queue(struct broker *b, struct ferry_bytes name, boo
  * since the journal forgot that queue's messages with it). */
 void broker_log_settle(struct broker *b, const struct message *m);
 void broker_log_attempts(struct broker *b, const struct message *m);
+
+/* ---- flow.c ---- */
+
+/* Whether n more messages of `bytes` may go into q now, under its bounds
+ * and max_memory; if not, what q's overflow policy does (broker_publish).
+ * OK: *drop is how many of q's oldest ready messages must be dropped
+ * first (flow_drop_oldest), after the publish itself is accepted.
+ * QUEUE_FULL: refused, and `from` may be parked. O(1) unless messages
+ * must be dropped. */
+enum ferry_code flow_admit(struct broker *b, struct queue *q, struct session *from,
+                           uint64_t n, uint64_t bytes, uint64_t *drop);
+/* Drops q's `count` oldest ready messages, as flow_admit asked. */
+void flow_drop_oldest(struct broker *b, struct queue *q, uint64_t count);
+/* Room was made in q or in memory (a message left): wakes the sessions
+ * parked on them once below the level to resume at. */
+void flow_room_made(struct broker *b, struct queue *q);
+/* Wakes every session parked on q, or on max_memory (q NULL): q's
+ * settings or the limits changed, or q is being deleted. */
+void flow_wake_all(struct broker *b, struct queue *q);
+/* Takes s out of the list it is parked in (it is being freed). */
+void flow_unpark(struct session *s);
 
 /* ---- dispatch.c ---- */
 
@@ -91,8 +118,8 @@ void dispatch_timer_fired(struct broker *b, struct message *m);
 void dispatch_unwait(struct broker *b, struct message *m);
 
 /* Frees a message that leaves the broker (acked, dropped, purged), settles
- * it in the journal, and counts it down for the JOINs of its queue. The
- * caller counts why. */
+ * it in the journal, counts it down for the JOINs of its queue, and wakes
+ * the sessions parked on the room it makes. The caller counts why. */
 void dispatch_forget(struct broker *b, struct message *m);
 /* After messages of q were forgotten: frees a deleted q with its last
  * in-flight message; else sends EOS if q just became ended and drained,

@@ -23,7 +23,8 @@ static uint64_t message_size(const struct message *m)
 
 static bool consumer_has_room(const struct consumer *c)
 {
-    return c->session->writable && c->inflight < c->window;
+    /* A parked session (flow.c) takes nothing it could not ack. */
+    return c->session->writable && c->session->parked_in == NULL && c->inflight < c->window;
 }
 
 void dispatch_attach(struct consumer *c, struct queue *q)
@@ -182,6 +183,8 @@ void dispatch_forget(struct broker *b, struct message *m)
     if (q->joins != NULL)
         count_down_joins(q, m->seq);
     free(m); /* the queue owned m; no list or tag table points at it any more */
+    if (q->parked.head != NULL || b->parked.head != NULL)
+        flow_room_made(b, q);
 }
 
 void dispatch_settled(struct queue *q)

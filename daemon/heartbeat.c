@@ -33,6 +33,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     for (struct conn *c = set->all; c; c = c->next) {
         if (c->state != CONN_OPEN)
             continue; /* the handshake and closing timers cover the others */
+        /* Parked on a full queue, it is not read, so its silence says
+         * nothing; it holds no delivery (flow.c), so waiting costs only
+         * its slot. Judged again from its wake-up on. */
+        if (c->parked)
+            continue;
         uint64_t silent = now - c->heard_ms;
         if (silent >= timeout) {
             expire(c, silent);

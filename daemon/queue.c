@@ -80,11 +80,9 @@ void queue_push_front(struct queue *q, struct message *m)
     count_in(q, m);
 }
 
-struct message *queue_pop_front(struct queue *q)
+/* Takes the head of non-empty level `level` out of the lists. */
+static struct message *pop_level(struct queue *q, unsigned level)
 {
-    if (q->ready_levels == 0)
-        return NULL;
-    unsigned level = top_level(q->ready_levels);
     struct ready_list *l = &q->ready[level];
     struct message *m = l->head;
     l->head = m->next;
@@ -99,6 +97,38 @@ struct message *queue_pop_front(struct queue *q)
     q->stats.depth--;
     q->stats.depth_by_priority[level]--;
     return m;
+}
+
+struct message *queue_pop_front(struct queue *q)
+{
+    if (q->ready_levels == 0)
+        return NULL;
+    return pop_level(q, top_level(q->ready_levels));
+}
+
+/* The head of the lowest non-empty level above `level` (all: levels). */
+static struct message *first_above(const struct queue *q, unsigned level)
+{
+    uint32_t above = level >= FERRY_PRIORITY_LEVELS ? q->ready_levels
+                                                    : q->ready_levels & ~((2u << level) - 1u);
+    return above != 0 ? q->ready[__builtin_ctz(above)].head : NULL;
+}
+
+struct message *queue_first_to_drop(const struct queue *q)
+{
+    return first_above(q, FERRY_PRIORITY_LEVELS);
+}
+
+struct message *queue_next_to_drop(const struct queue *q, const struct message *m)
+{
+    return m->next != NULL ? m->next : first_above(q, m->priority);
+}
+
+struct message *queue_pop_to_drop(struct queue *q)
+{
+    if (q->ready_levels == 0)
+        return NULL;
+    return pop_level(q, (unsigned)__builtin_ctz(q->ready_levels));
 }
 
 void queue_add_waiting(struct queue *q, struct message *m)

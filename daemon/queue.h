@@ -48,6 +48,14 @@ struct join_waiter {
     uint64_t remaining;             /* of those, how many are unsettled */
 };
 
+/* Sessions parked by a publish to a full queue (policy block), first
+ * parked first; linked through the sessions (core.h), owned by nobody. */
+struct park_list {
+    struct session *head;
+    struct session *tail;
+    size_t count;
+};
+
 /* The ready messages of one priority level, oldest first. */
 struct ready_list {
     struct message *head;
@@ -65,13 +73,15 @@ struct queue {
     struct consumer *members;       /* all consumers, in an order that moving
                                      * between ring and idle does not change */
     struct join_waiter *joins;
+    struct park_list parked;        /* parked on this queue's bounds */
     struct queue *work_next;        /* a caller's list of queues to dispatch */
     bool in_work;
     bool deleted;                   /* out of the name map; lives for its in-flight messages */
     struct broker *broker;          /* that owns it; for the journal's calls */
     struct queue_settings settings;
     uint64_t next_seq;
-    struct queue_stats stats;       /* kept up to date at every change */
+    struct queue_stats stats;       /* kept up to date at every change (its
+                                     * bounds and policy: see q->settings) */
     size_t name_len;
     uint8_t name[];
 };
@@ -102,6 +112,13 @@ static inline bool queue_has_ready(const struct queue *q)
  * after the last. */
 struct message *queue_first_ready(const struct queue *q);
 struct message *queue_next_ready(const struct queue *q, const struct message *m);
+
+/* The order drop-oldest takes ready messages in (flow.c): the oldest of
+ * the lowest non-empty level first, and so on up. first/next walk it
+ * (NULL after the last); pop takes the first out, as pop_front does. */
+struct message *queue_first_to_drop(const struct queue *q);
+struct message *queue_next_to_drop(const struct queue *q, const struct message *m);
+struct message *queue_pop_to_drop(struct queue *q);
 
 /* The waiting list (counted in stats.delayed). add takes ownership of m;
  * remove gives it back to the caller, with the queue still its owner. */

@@ -38,7 +38,7 @@ static const char *code_text(enum ferry_code code)
     case FERRY_CODE_UNKNOWN_SUB: return "no such subscription";
     case FERRY_CODE_SUB_EXISTS: return "subscription id already in use";
     case FERRY_CODE_LIMIT: return "server limit reached";
-    case FERRY_CODE_QUEUE_FULL: return "queue is full";
+    case FERRY_CODE_QUEUE_FULL: return "queue is full (its max_length or max_bytes, or the server's max_queued_memory)";
     case FERRY_CODE_NO_MEMORY: return "server out of memory";
     case FERRY_CODE_BAD_REQUEST: return "bad request";
     case FERRY_CODE_STORAGE: return "durable storage refused: disk limit reached or write error";
@@ -202,11 +202,17 @@ static void on_get_ended(void *owner, uint64_t rid)
     reply_error(c, rid, FERRY_CODE_ENDED, "queue is ended and drained");
 }
 
+static void on_unblocked(void *owner)
+{
+    conn_unblocked(owner);
+}
+
 const struct session_ops conn_session_ops = {
     .deliver = on_deliver,
     .end_of_stream = on_end_of_stream,
     .join_done = on_join_done,
     .get_ended = on_get_ended,
+    .unblocked = on_unblocked,
 };
 
 /* ---- frame handlers ------------------------------------------------------ */
@@ -259,12 +265,23 @@ static void accept_publish(struct conn *c, const struct ferry_frame *f, uint64_t
         conn_confirm_add(c, f->id);
 }
 
+/* A full queue of policy block parked the session: the frame waits. */
+static bool parked(struct conn *c, enum ferry_code code)
+{
+    if (code != FERRY_CODE_QUEUE_FULL || !broker_session_parked(c->session))
+        return false;
+    conn_park(c);
+    return true;
+}
+
 static void on_publish(struct conn *c, const struct ferry_frame *f)
 {
     struct message_meta meta = { .has_priority = f->has_priority, .priority = f->priority };
     uint64_t wait_lsn;
-    enum ferry_code code =
-        broker_publish(c->set->broker, f->queue, f->payload, f->headers, &meta, &wait_lsn);
+    enum ferry_code code = broker_publish(c->set->broker, c->session, f->queue, f->payload,
+                                          f->headers, &meta, &wait_lsn);
+    if (parked(c, code))
+        return;
     if (code != FERRY_CODE_OK) {
         refuse_publish(c, f, code);
         return;
@@ -293,7 +310,10 @@ static void on_publish_batch(struct conn *c, const struct ferry_frame *f)
     ferry_iter_init(&it, f);
     struct broker_items items = { .arg = &it, .next = next_item };
     uint64_t wait_lsn;
-    enum ferry_code code = broker_publish_batch(c->set->broker, f->queue, &items, &wait_lsn);
+    enum ferry_code code =
+        broker_publish_batch(c->set->broker, c->session, f->queue, &items, &wait_lsn);
+    if (parked(c, code))
+        return;
     if (code != FERRY_CODE_OK) {
         refuse_publish(c, f, code);
         return;

@@ -104,6 +104,7 @@ void broker_session_free(struct broker *b, struct session *s)
     if (s == NULL)
         return;
     /* Detach everything first, so that nothing below calls back into s. */
+    flow_unpark(s);
     while (s->consumers != NULL)
         dispatch_detach(s->consumers);
     while (s->joins != NULL)
@@ -120,20 +121,39 @@ size_t broker_session_subscriptions(const struct session *s)
     return s->subs.count;
 }
 
+/* Puts s's consumers into their rings or out as they now may take
+ * messages, and dispatches their queues if `resume`. */
+static void refresh_consumers(struct session *s, bool resume)
+{
+    struct queue *work = NULL;
+    for (struct consumer *c = s->consumers; c != NULL; c = c->session_next) {
+        dispatch_refresh(c);
+        if (resume)
+            work_add(&work, c->queue);
+    }
+    /* Dispatch may serve (and free) this session's GETs: the walk above is over. */
+    work_dispatch(work);
+}
+
 void broker_session_set_writable(struct broker *b, struct session *s, bool writable)
 {
     (void)b;
     if (s->writable == writable)
         return;
     s->writable = writable;
-    struct queue *work = NULL;
-    for (struct consumer *c = s->consumers; c != NULL; c = c->session_next) {
-        dispatch_refresh(c);
-        if (writable)
-            work_add(&work, c->queue);
-    }
-    /* Dispatch may serve (and free) this session's GETs: the walk above is over. */
-    work_dispatch(work);
+    refresh_consumers(s, writable);
+}
+
+bool broker_session_parked(const struct session *s)
+{
+    return s->parked_in != NULL;
+}
+
+void broker_session_resume(struct broker *b, struct session *s)
+{
+    (void)b;
+    if (s->parked_in == NULL)
+        refresh_consumers(s, true);
 }
 
 /* ---- subscriptions ---- */

@@ -10,169 +10,7 @@
 
 #include "broker.h"
 #include "core_alloc.h"
-
-/* ---- a fake session that records every callback ---- */
-
-enum event_kind { EV_DELIVER, EV_EOS, EV_JOIN_DONE, EV_GET_ENDED };
-
-struct event {
-    enum event_kind kind;
-    uint64_t sub, rid, tag;
-    uint32_t attempt;
-    enum ferry_code code;
-    char text[64];      /* DELIVER: payload; EOS: queue name */
-    char headers[64];   /* DELIVER: raw header bytes */
-};
-
-struct fake {
-    struct broker *b;
-    struct session *s;
-    struct event *events;
-    size_t count, cap;
-    bool closing;       /* set while broker_session_free runs: no callback may come */
-    size_t throttle_at; /* nonzero: at this many events, the callback makes its
-                         * session unwritable, as a connection whose output is
-                         * full does (broker.h allows it) */
-};
-
-static void copy_text(char *dst, size_t cap, struct ferry_bytes src)
-{
-    size_t n = src.len < cap - 1 ? src.len : cap - 1;
-    if (n > 0)
-        memcpy(dst, src.ptr, n);
-    dst[n] = '\0';
-}
-
-static struct event *record(void *owner, enum event_kind kind)
-{
-    struct fake *f = owner;
-    ck_assert_msg(!f->closing, "callback to a session being freed");
-    if (f->count == f->cap) {
-        f->cap = f->cap ? f->cap * 2 : 16;
-        f->events = realloc(f->events, f->cap * sizeof *f->events);
-        ck_assert_ptr_nonnull(f->events);
-    }
-    struct event *e = &f->events[f->count++];
-    memset(e, 0, sizeof *e);
-    e->kind = kind;
-    if (f->throttle_at != 0 && f->count == f->throttle_at)
-        broker_session_set_writable(f->b, f->s, false);
-    return e;
-}
-
-static void on_deliver(void *owner, uint64_t sub, uint64_t rid, uint64_t tag, const struct message *m)
-{
-    struct event *e = record(owner, EV_DELIVER);
-    e->sub = sub;
-    e->rid = rid;
-    e->tag = tag;
-    e->attempt = m->attempts;
-    copy_text(e->text, sizeof e->text, message_payload(m));
-    copy_text(e->headers, sizeof e->headers, message_headers(m));
-}
-
-static void on_end_of_stream(void *owner, uint64_t sub, struct ferry_bytes name)
-{
-    struct event *e = record(owner, EV_EOS);
-    e->sub = sub;
-    copy_text(e->text, sizeof e->text, name);
-}
-
-static void on_join_done(void *owner, uint64_t rid, enum ferry_code code)
-{
-    struct event *e = record(owner, EV_JOIN_DONE);
-    e->rid = rid;
-    e->code = code;
-}
-
-static void on_get_ended(void *owner, uint64_t rid)
-{
-    record(owner, EV_GET_ENDED)->rid = rid;
-}
-
-static const struct session_ops fake_ops = {
-    .deliver = on_deliver,
-    .end_of_stream = on_end_of_stream,
-    .join_done = on_join_done,
-    .get_ended = on_get_ended,
-};
-
-static void fake_open(struct fake *f, struct broker *b)
-{
-    memset(f, 0, sizeof *f);
-    f->b = b;
-    f->s = broker_session_new(b, &fake_ops, f);
-    ck_assert_ptr_nonnull(f->s);
-}
-
-/* Frees the session (checking it gets no callback meanwhile) and the log. */
-static void fake_close(struct fake *f)
-{
-    if (f->s != NULL) {
-        f->closing = true;
-        broker_session_free(f->b, f->s);
-        f->closing = false;
-        f->s = NULL;
-    }
-    free(f->events);
-    f->events = NULL;
-    f->count = f->cap = 0;
-}
-
-static size_t count_of(const struct fake *f, enum event_kind kind)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < f->count; i++)
-        n += f->events[i].kind == kind;
-    return n;
-}
-
-/* The i-th event of that kind (it must exist). */
-static const struct event *nth(const struct fake *f, enum event_kind kind, size_t i)
-{
-    for (size_t j = 0; j < f->count; j++) {
-        if (f->events[j].kind == kind && i-- == 0)
-            return &f->events[j];
-    }
-    ck_abort_msg("no such event");
-    return NULL;
-}
-
-static struct ferry_bytes bytes(const char *s)
-{
-    return (struct ferry_bytes){ (const uint8_t *)s, strlen(s) };
-}
-
-static const struct ferry_bytes no_headers = { NULL, 0 };
-
-static void publish(struct broker *b, const char *queue, const char *payload)
-{
-    ck_assert_int_eq(broker_publish(b, bytes(queue), bytes(payload), no_headers, NULL, NULL), FERRY_CODE_OK);
-}
-
-static void consume(struct fake *f, const char *queue, uint64_t sub, uint64_t credit)
-{
-    ck_assert_int_eq(broker_consume(f->b, f->s, bytes(queue), sub, credit), FERRY_CODE_OK);
-}
-
-static void ack(struct fake *f, uint64_t tag)
-{
-    ck_assert_int_eq(broker_ack(f->b, f->s, tag), FERRY_CODE_OK);
-}
-
-static struct queue_stats stats_of(struct broker *b, const char *queue)
-{
-    struct queue_stats st;
-    ck_assert_int_eq(broker_queue_stats(b, bytes(queue), &st), FERRY_CODE_OK);
-    return st;
-}
-
-static void assert_delivery(const struct fake *f, size_t i, const char *payload, uint32_t attempt)
-{
-    const struct event *e = nth(f, EV_DELIVER, i);
-    ck_assert_str_eq(e->text, payload);
-    ck_assert_uint_eq(e->attempt, attempt);
-}
+#include "fake_session.h"
 
 /* ---- publishing and consuming ---- */
 
@@ -225,7 +63,7 @@ START_TEST(test_headers_are_delivered_with_the_payload)
     /* fixmap {"k": "v"} */
     const uint8_t map[] = { 0x81, 0xa1, 'k', 0xa1, 'v' };
     struct ferry_bytes headers = { map, sizeof map };
-    ck_assert_int_eq(broker_publish(b, bytes("q"), bytes("body"), headers, NULL, NULL), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_publish(b, NULL, bytes("q"), bytes("body"), headers, NULL, NULL), FERRY_CODE_OK);
     const struct event *e = nth(&a, EV_DELIVER, 0);
     ck_assert_str_eq(e->text, "body");
     ck_assert_int_eq(memcmp(e->headers, map, sizeof map), 0);
@@ -342,7 +180,7 @@ END_TEST
 START_TEST(test_publish_with_a_bad_name_is_refused)
 {
     struct broker *b = broker_new(NULL);
-    ck_assert_int_eq(broker_publish(b, bytes("a/b"), bytes("x"), no_headers, NULL, NULL), FERRY_CODE_BAD_NAME);
+    ck_assert_int_eq(broker_publish(b, NULL, bytes("a/b"), bytes("x"), no_headers, NULL, NULL), FERRY_CODE_BAD_NAME);
     ck_assert_int_eq(broker_declare(b, bytes("")), FERRY_CODE_BAD_NAME);
     ck_assert_uint_eq(broker_queue_count(b), 0);
     ck_assert_uint_eq(broker_message_count(b), 0);
@@ -723,7 +561,7 @@ START_TEST(test_publish_to_an_ended_queue_is_refused)
     struct broker *b = broker_new(NULL);
     publish(b, "q", "m");
     ck_assert_int_eq(broker_end(b, bytes("q")), FERRY_CODE_OK);
-    ck_assert_int_eq(broker_publish(b, bytes("q"), bytes("x"), no_headers, NULL, NULL), FERRY_CODE_ENDED);
+    ck_assert_int_eq(broker_publish(b, NULL, bytes("q"), bytes("x"), no_headers, NULL, NULL), FERRY_CODE_ENDED);
     ck_assert_uint_eq(stats_of(b, "q").published, 1);
     ck_assert_int_eq(broker_end(b, bytes("nope")), FERRY_CODE_NOT_FOUND);
     ck_assert_int_eq(broker_reopen(b, bytes("nope")), FERRY_CODE_NOT_FOUND);
@@ -1131,7 +969,7 @@ START_TEST(test_max_queues_is_enforced)
     publish(b, "b", "m");
     ck_assert_int_eq(broker_declare(b, bytes("a")), FERRY_CODE_OK); /* exists: no new queue */
     ck_assert_int_eq(broker_declare(b, bytes("c")), FERRY_CODE_LIMIT);
-    ck_assert_int_eq(broker_publish(b, bytes("c"), bytes("m"), no_headers, NULL, NULL), FERRY_CODE_LIMIT);
+    ck_assert_int_eq(broker_publish(b, NULL, bytes("c"), bytes("m"), no_headers, NULL, NULL), FERRY_CODE_LIMIT);
     ck_assert_int_eq(broker_consume(b, a.s, bytes("c"), 1, 1), FERRY_CODE_LIMIT);
     ck_assert_int_eq(broker_get(b, a.s, bytes("c"), 1), FERRY_CODE_LIMIT);
     ck_assert_uint_eq(broker_queue_count(b), 2);
@@ -1396,7 +1234,7 @@ START_TEST(test_stress_every_message_is_acked_exactly_once)
         uint32_t op = rng(1000);
         if (op < 400 && published < STRESS_MESSAGES) {
             struct ferry_bytes payload = { (const uint8_t *)&published, sizeof published };
-            require(broker_publish(b, bytes(stress_queues[published % STRESS_QUEUES]), payload,
+            require(broker_publish(b, NULL, bytes(stress_queues[published % STRESS_QUEUES]), payload,
                                    no_headers, NULL, NULL) == FERRY_CODE_OK,
                     "publish");
             published++;
@@ -1631,40 +1469,14 @@ static struct broker *durable_broker(struct fake_journal *j)
     return b;
 }
 
-/* The items of a batch from an array of strings. */
-struct item_array {
-    const char *const *payloads;
-    size_t count, next;
-};
-
-static bool next_string(void *arg, struct ferry_bytes *payload, struct ferry_bytes *headers,
-                        struct message_meta *meta)
-{
-    (void)meta;
-    struct item_array *a = arg;
-    if (a->next == a->count)
-        return false;
-    *payload = bytes(a->payloads[a->next++]);
-    *headers = no_headers;
-    return true;
-}
-
-static enum ferry_code publish_batch(struct broker *b, const char *queue, const char *const *payloads,
-                                     size_t n, uint64_t *lsn)
-{
-    struct item_array a = { payloads, n, 0 };
-    struct broker_items items = { &a, next_string };
-    return broker_publish_batch(b, bytes(queue), &items, lsn);
-}
-
 START_TEST(test_durable_publish_is_logged_before_it_is_queued_and_waits_for_its_lsn)
 {
     struct fake_journal j;
     struct broker *b = durable_broker(&j);
     uint64_t lsn = 0;
-    ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("a"), no_headers, NULL, &lsn), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_publish(b, NULL, bytes("dq"), bytes("a"), no_headers, NULL, &lsn), FERRY_CODE_OK);
     ck_assert_uint_eq(lsn, 1);
-    ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("b"), no_headers, NULL, &lsn), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_publish(b, NULL, bytes("dq"), bytes("b"), no_headers, NULL, &lsn), FERRY_CODE_OK);
     ck_assert_uint_eq(lsn, 2);
     ck_assert_uint_eq(jcount(&j, J_DECLARE), 1); /* created durable on first use */
     ck_assert_str_eq(jnth(&j, J_DECLARE, 0)->queue, "dq");
@@ -1680,7 +1492,7 @@ START_TEST(test_in_memory_publish_is_not_logged_and_is_confirmed_at_once)
     struct fake_journal j;
     struct broker *b = durable_broker(&j);
     uint64_t lsn = 99;
-    ck_assert_int_eq(broker_publish(b, bytes("q"), bytes("a"), no_headers, NULL, &lsn), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_publish(b, NULL, bytes("q"), bytes("a"), no_headers, NULL, &lsn), FERRY_CODE_OK);
     ck_assert_uint_eq(lsn, 0);
     ck_assert_uint_eq(j.count, 0);
     broker_free(b);
@@ -1697,7 +1509,7 @@ START_TEST(test_a_refused_publish_is_not_queued)
     consume(&a, "dq", 1, 10);
     j.refuse_publish_at = 1;
     uint64_t lsn = 7;
-    ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("a"), no_headers, NULL, &lsn),
+    ck_assert_int_eq(broker_publish(b, NULL, bytes("dq"), bytes("a"), no_headers, NULL, &lsn),
                      FERRY_CODE_STORAGE);
     ck_assert_uint_eq(lsn, 0);
     ck_assert_uint_eq(count_of(&a, EV_DELIVER), 0);
@@ -1772,13 +1584,39 @@ START_TEST(test_a_batch_that_runs_out_of_memory_half_way_queues_nothing)
 }
 END_TEST
 
+START_TEST(test_drop_oldest_settles_the_dropped_message_in_the_journal_after_the_new_one_is_logged)
+{
+    struct fake_journal j;
+    struct broker *b = durable_broker(&j);
+    ck_assert_int_eq(broker_declare(b, bytes("dq")), FERRY_CODE_OK);
+    struct queue_settings s = {
+        .durable = true, .fsync = QUEUE_FSYNC_ALWAYS,
+        .max_length = 1, .overflow = QUEUE_OVERFLOW_DROP_OLDEST,
+    };
+    ck_assert_int_eq(broker_configure_queue(b, bytes("dq"), &s), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_publish(b, NULL, bytes("dq"), bytes("a"), no_headers, NULL, NULL), FERRY_CODE_OK);
+    j.refuse_publish_at = j.publishes + 1;
+    ck_assert_int_eq(broker_publish(b, NULL, bytes("dq"), bytes("b"), no_headers, NULL, NULL),
+                     FERRY_CODE_STORAGE);
+    ck_assert_uint_eq(jcount(&j, J_SETTLE), 0); /* refused: "a" stays */
+    j.refuse_publish_at = 0;
+    ck_assert_int_eq(broker_publish(b, NULL, bytes("dq"), bytes("b"), no_headers, NULL, NULL), FERRY_CODE_OK);
+    ck_assert_uint_eq(jcount(&j, J_SETTLE), 1);
+    ck_assert_uint_eq(jnth(&j, J_SETTLE, 0)->id, jnth(&j, J_PUBLISH, 0)->id);
+    ck_assert_uint_eq(jlive(&j), 1);
+    ck_assert_uint_eq(stats_of(b, "dq").dropped_oldest, 1);
+    broker_free(b);
+    journal_close(&j);
+}
+END_TEST
+
 START_TEST(test_each_delivery_logs_its_attempt_count_and_requeue_logs_nothing_more)
 {
     struct fake_journal j;
     struct broker *b = durable_broker(&j);
     struct fake a;
     fake_open(&a, b);
-    ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("m"), no_headers, NULL, NULL), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_publish(b, NULL, bytes("dq"), bytes("m"), no_headers, NULL, NULL), FERRY_CODE_OK);
     consume(&a, "dq", 1, 1);
     ck_assert_uint_eq(jcount(&j, J_ATTEMPTS), 1);
     ck_assert_uint_eq(jnth(&j, J_ATTEMPTS, 0)->id, 100);
@@ -1803,7 +1641,7 @@ START_TEST(test_ack_nack_drop_and_purge_settle_in_the_journal)
     struct fake a;
     fake_open(&a, b);
     for (int i = 0; i < 4; i++)
-        ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("m"), no_headers, NULL, NULL),
+        ck_assert_int_eq(broker_publish(b, NULL, bytes("dq"), bytes("m"), no_headers, NULL, NULL),
                          FERRY_CODE_OK);
     consume(&a, "dq", 1, 3);
     ck_assert_int_eq(broker_cancel(b, a.s, 1), FERRY_CODE_OK); /* 3 in flight, 1 ready */
@@ -1830,7 +1668,7 @@ START_TEST(test_delete_logs_the_queue_once_and_later_acks_of_its_messages_not_at
     struct fake a;
     fake_open(&a, b);
     for (int i = 0; i < 3; i++)
-        ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("m"), no_headers, NULL, NULL),
+        ck_assert_int_eq(broker_publish(b, NULL, bytes("dq"), bytes("m"), no_headers, NULL, NULL),
                          FERRY_CODE_OK);
     consume(&a, "dq", 1, 1);
     ck_assert_int_eq(broker_delete(b, bytes("dq")), FERRY_CODE_OK);
@@ -1854,7 +1692,7 @@ START_TEST(test_refused_queue_changes_leave_the_queue_as_it_was)
                      FERRY_CODE_NOT_FOUND);
     j.refuse_changes = FERRY_CODE_OK;
     ck_assert_int_eq(broker_declare(b, bytes("dq")), FERRY_CODE_OK);
-    ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("m"), no_headers, NULL, NULL), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_publish(b, NULL, bytes("dq"), bytes("m"), no_headers, NULL, NULL), FERRY_CODE_OK);
 
     j.refuse_changes = FERRY_CODE_STORAGE;
     ck_assert_int_eq(broker_end(b, bytes("dq")), FERRY_CODE_STORAGE);
@@ -1916,14 +1754,14 @@ START_TEST(test_a_queue_configured_in_memory_leaves_the_journal_and_keeps_its_me
     struct fake_journal j;
     struct broker *b = durable_broker(&j);
     for (int i = 0; i < 2; i++)
-        ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("m"), no_headers, NULL, NULL),
+        ck_assert_int_eq(broker_publish(b, NULL, bytes("dq"), bytes("m"), no_headers, NULL, NULL),
                          FERRY_CODE_OK);
     struct queue_settings memory = { .durable = false };
     ck_assert_int_eq(broker_configure_queue(b, bytes("dq"), &memory), FERRY_CODE_OK);
     ck_assert_uint_eq(jcount(&j, J_DELETE), 1);
     ck_assert_uint_eq(stats_of(b, "dq").depth, 2);
     uint64_t lsn = 5;
-    ck_assert_int_eq(broker_publish(b, bytes("dq"), bytes("m"), no_headers, NULL, &lsn), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_publish(b, NULL, bytes("dq"), bytes("m"), no_headers, NULL, &lsn), FERRY_CODE_OK);
     ck_assert_uint_eq(lsn, 0);
     /* Back to durable only while empty: its messages were never logged. */
     struct queue_settings durable = { .durable = true, .fsync = QUEUE_FSYNC_NEVER };
@@ -1958,7 +1796,7 @@ static void busy_scenario(struct broker *b, struct fake *a, struct fake *c)
     ck_assert(ok_or_no_memory(broker_consume(b, a->s, bytes("q"), 1, 3)));
     ck_assert(ok_or_no_memory(broker_consume(b, c->s, bytes("q"), 1, 2)));
     for (int i = 0; i < 12; i++)
-        ck_assert(ok_or_no_memory(broker_publish(b, bytes(i % 3 ? "q" : "r"), bytes("msg"), no_headers, NULL, NULL)));
+        ck_assert(ok_or_no_memory(broker_publish(b, NULL, bytes(i % 3 ? "q" : "r"), bytes("msg"), no_headers, NULL, NULL)));
     ck_assert(ok_or_no_memory(broker_get(b, c->s, bytes("r"), 5)));
     ck_assert(ok_or_no_memory(broker_get(b, c->s, bytes("q"), 6)));
     ck_assert(ok_or_no_memory(broker_join(b, c->s, bytes("q"), 7)));
@@ -2049,7 +1887,7 @@ START_TEST(test_every_allocation_failure_keeps_the_journal_in_step_with_the_brok
         for (int i = 0; i < 6; i++) {
             ck_assert(ok_or_no_memory(publish_batch(b, i % 2 ? "dq" : "dr", items, 3, NULL)));
             ck_assert(ok_or_no_memory(
-                broker_publish(b, bytes("dq"), bytes("x"), no_headers, NULL, NULL)));
+                broker_publish(b, NULL, bytes("dq"), bytes("x"), no_headers, NULL, NULL)));
         }
         ck_assert(ok_or_no_memory(broker_consume(b, a.s, bytes("dq"), 1, 4)));
         for (uint64_t tag = 1; tag <= 3; tag++)
@@ -2094,7 +1932,7 @@ static void advance(struct broker *b, uint64_t ms)
 static void publish_at(struct broker *b, const char *queue, const char *payload, uint64_t at)
 {
     struct message_meta meta = { .deliver_at = at };
-    ck_assert_int_eq(broker_publish(b, bytes(queue), bytes(payload), no_headers, &meta, NULL),
+    ck_assert_int_eq(broker_publish(b, NULL, bytes(queue), bytes(payload), no_headers, &meta, NULL),
                      FERRY_CODE_OK);
 }
 
@@ -2207,7 +2045,7 @@ static enum ferry_code publish_priority(struct broker *b, const char *queue, con
                                         unsigned priority)
 {
     struct message_meta meta = { .has_priority = true, .priority = (uint8_t)priority };
-    return broker_publish(b, bytes(queue), bytes(payload), no_headers, &meta, NULL);
+    return broker_publish(b, NULL, bytes(queue), bytes(payload), no_headers, &meta, NULL);
 }
 
 static void publish_level(struct broker *b, const char *queue, const char *payload, unsigned priority)
@@ -2396,12 +2234,12 @@ START_TEST(test_batch_items_take_their_own_priorities_all_or_nothing)
     const int good[] = { 1, -1, 6, 1 };
     struct priority_items items = { payloads, good, 4, 0 };
     struct broker_items it = { &items, next_priority_item };
-    ck_assert_int_eq(broker_publish_batch(b, bytes("q"), &it, NULL), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_publish_batch(b, NULL, bytes("q"), &it, NULL), FERRY_CODE_OK);
 
     const int bad[] = { 1, 2, 10, 3 };
     struct priority_items refused = { payloads, bad, 4, 0 };
     it.arg = &refused;
-    ck_assert_int_eq(broker_publish_batch(b, bytes("q"), &it, NULL), FERRY_CODE_BAD_REQUEST);
+    ck_assert_int_eq(broker_publish_batch(b, NULL, bytes("q"), &it, NULL), FERRY_CODE_BAD_REQUEST);
     ck_assert_uint_eq(stats_of(b, "q").depth, 4);
 
     consume(&a, "q", 1, 10);
@@ -2579,6 +2417,7 @@ static Suite *broker_suite(void)
     tcase_add_test(journal, test_a_refused_publish_is_not_queued);
     tcase_add_test(journal, test_a_batch_refused_half_way_queues_nothing_and_settles_what_it_logged);
     tcase_add_test(journal, test_a_batch_that_runs_out_of_memory_half_way_queues_nothing);
+    tcase_add_test(journal, test_drop_oldest_settles_the_dropped_message_in_the_journal_after_the_new_one_is_logged);
     tcase_add_test(journal, test_each_delivery_logs_its_attempt_count_and_requeue_logs_nothing_more);
     tcase_add_test(journal, test_ack_nack_drop_and_purge_settle_in_the_journal);
     tcase_add_test(journal, test_delete_logs_the_queue_once_and_later_acks_of_its_messages_not_at_all);
