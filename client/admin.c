@@ -111,6 +111,7 @@ static void copy_queue_stats(struct ferry_queue_info *q, const struct ferry_queu
         .redelivered = qs->redelivered,
         .dropped = qs->dropped,
         .bytes = qs->bytes,
+        .delayed = qs->delayed,
         .ended = qs->ended,
     };
     memcpy(q->depth_by_priority, qs->depth_by_priority, sizeof q->depth_by_priority);

@@ -27,7 +27,8 @@
 
 static const struct cli_command commands[] = {
     {"publish", cli_cmd_publish, "publish messages (arguments, or one per line of stdin)",
-     "Usage: ferry publish [-H KEY=VALUE]... [-p N] QUEUE [MESSAGE...]\n"
+     "Usage: ferry publish [-H KEY=VALUE]... [-p N] [--delay DURATION] [--at TIME] QUEUE\n"
+     "                     [MESSAGE...]\n"
      "\n"
      "Publishes each MESSAGE to QUEUE (created if missing). Without MESSAGE,\n"
      "publishes one message per line of standard input, the newline removed.\n"
@@ -38,6 +39,12 @@ static const struct cli_command commands[] = {
      "                         add a header to every message (repeatable, at most 64)\n"
      "  -p, --priority N       send every message at priority N, 0 (lowest) to 9\n"
      "                         (highest; default: the queue's, 0 unless configured)\n"
+     "      --delay DURATION   deliver no sooner than DURATION from now\n"
+     "                         (250ms, 5s, 2m, 1h, 1d; a bare number is seconds)\n"
+     "      --at TIME          deliver no sooner than TIME, in Unix seconds\n"
+     "                         (e.g. $(date -d 10:00 +%s)); with --delay, the later\n"
+     "                         wins. A delayed message is published on its own,\n"
+     "                         not in a batch, and counts in `ferry stats` DELAYED\n"
      COMMON_OPTIONS_HELP},
     {"consume", cli_cmd_consume, "print and acknowledge messages as they arrive",
      "Usage: ferry consume [-n COUNT] [--timeout SECONDS] [--credit N] [--no-ack] QUEUE\n"
@@ -113,8 +120,8 @@ static const struct cli_command commands[] = {
     {"purge", cli_cmd_purge, "drop the ready messages of a queue, print how many",
      "Usage: ferry purge QUEUE\n"
      "\n"
-     "Drops the ready messages of QUEUE (not those in flight) and prints how\n"
-     "many were dropped.\n"
+     "Drops the ready and delayed messages of QUEUE (not those in flight) and\n"
+     "prints how many were dropped.\n"
      "\n"
      "Options:\n"
      COMMON_OPTIONS_HELP},
@@ -126,7 +133,9 @@ static const struct cli_command commands[] = {
      "  {\"server\": {\"connections\", \"queues\", \"messages\", \"bytes\", \"uptime_ms\"},\n"
      "   \"queues\": [{\"name\", \"depth\", \"inflight\", \"consumers\", \"published\",\n"
      "               \"delivered\", \"acked\", \"redelivered\", \"dropped\", \"bytes\",\n"
-     "               \"ended\", \"depth_by_priority\": [level 0, ..., level 9]}, ...]}\n"
+     "               \"ended\", \"depth_by_priority\": [level 0, ..., level 9],\n"
+     "               \"delayed\"}, ...]}\n"
+     "DELAYED counts messages waiting for their time (not in DEPTH)."
      "\n"
      "Options:\n"
      "  -j, --json             print JSON\n"

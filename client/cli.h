@@ -94,6 +94,10 @@ bool cli_queue_valid(const struct cli_command *cmd, const char *queue);
  * Returns false on anything else. */
 bool cli_parse_seconds(const char *text, int *ms);
 
+/* Parses a DURATION: a number with a unit, "250ms", "5s", "2m", "1h",
+ * "1d" (a bare number is seconds), into milliseconds. false otherwise. */
+bool cli_parse_duration(const char *text, uint64_t *ms);
+
 /* Parses a decimal unsigned integer in [min, max]. false otherwise. */
 bool cli_parse_uint(const char *text, uint64_t min, uint64_t max, uint64_t *out);
 

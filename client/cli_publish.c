@@ -42,6 +42,8 @@ struct publisher {
     const struct headers *headers;
     bool has_priority;            /* --priority given */
     uint8_t priority;
+    uint64_t delay_ms;            /* --delay; 0: none */
+    uint64_t deliver_at_ms;       /* --at; 0: none */
     const char *unit;             /* "line" or "message", for error messages */
     uint64_t failed_number;       /* the unit that could not be sent; 0: unknown */
     bool input_failed;            /* reading stdin failed, not the broker */
@@ -98,7 +100,10 @@ static int publish_failed(const struct cli_command *self, const struct publisher
 static int publish_messages(struct publisher *p, const struct ferry_msg *msgs, size_t n,
                             uint64_t first_number)
 {
-    int status = ferry_publish_batch(p->conn, p->queue, msgs, n, 0);
+    bool delayed = p->delay_ms != 0 || p->deliver_at_ms != 0;
+    int status = FERRY_EINVAL;
+    if (!delayed) /* a batch carries no delay: delayed messages go one by one */
+        status = ferry_publish_batch(p->conn, p->queue, msgs, n, 0);
     if (status != FERRY_EINVAL)
         return status;
     /* The batch exceeds the broker's frame limit and nothing was sent:
@@ -107,6 +112,7 @@ static int publish_messages(struct publisher *p, const struct ferry_msg *msgs, s
         struct ferry_publish_options o = {
             .headers = msgs[i].headers, .header_count = msgs[i].header_count,
             .has_priority = msgs[i].has_priority, .priority = msgs[i].priority,
+            .delay_ms = p->delay_ms, .deliver_at_ms = p->deliver_at_ms,
         };
         status = ferry_publish_opts(p->conn, p->queue, msgs[i].data, msgs[i].len, &o);
         if (status != FERRY_OK) {
@@ -252,12 +258,15 @@ int cli_cmd_publish(const struct cli_command *self, int argc, char **argv)
     static const struct option options[] = {
         {"header", required_argument, NULL, 'H'},
         {"priority", required_argument, NULL, 'p'},
+        {"delay", required_argument, NULL, 'D'},
+        {"at", required_argument, NULL, 'A'},
         {"url", required_argument, NULL, 'U'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     struct headers headers = {.count = 0};
     struct publisher p = {.headers = &headers};
+    uint64_t delay_ms = 0, at_ms = 0;
     int exit_code = CLI_EXIT_OK;
     int opt;
 
@@ -272,6 +281,14 @@ int cli_cmd_publish(const struct cli_command *self, int argc, char **argv)
             p.has_priority = true;
             p.priority = (uint8_t)level;
         }
+        if (opt == 'D' && (!cli_parse_duration(optarg, &delay_ms) || delay_ms > FERRY_DELAY_MAX_MS))
+            return cli_usage_error(self, "bad --delay '%s' (expected a duration of at most 366d)",
+                                   optarg);
+        if (opt == 'A') {
+            if (strspn(optarg, "0123456789.") != strlen(optarg)
+                || !cli_parse_duration(optarg, &at_ms) || at_ms == 0)
+                return cli_usage_error(self, "bad --at '%s' (expected Unix seconds)", optarg);
+        }
     }
     if (opt == CLI_OPT_STOP)
         return exit_code;
@@ -282,6 +299,8 @@ int cli_cmd_publish(const struct cli_command *self, int argc, char **argv)
         return CLI_EXIT_USAGE;
 
     p.queue = queue;
+    p.delay_ms = delay_ms;
+    p.deliver_at_ms = at_ms;
     exit_code = cli_connect(self, &p.conn);
     if (exit_code != CLI_EXIT_OK)
         return exit_code;

@@ -231,6 +231,31 @@ bool cli_parse_seconds(const char *text, int *ms)
     return true;
 }
 
+bool cli_parse_duration(const char *text, uint64_t *ms)
+{
+    if (!isdigit((unsigned char)text[0]) && text[0] != '.')
+        return false;
+    char *end;
+    errno = 0;
+    double value = strtod(text, &end);
+    if (errno != 0 || !isfinite(value))
+        return false;
+    static const struct { const char *unit; double ms; } units[] = {
+        { "ms", 1 }, { "s", 1000 }, { "", 1000 }, { "m", 60000 }, { "h", 3600000 },
+        { "d", 86400000 },
+    };
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (strcmp(end, units[i].unit) != 0)
+            continue;
+        double total = value * units[i].ms + 0.5;
+        if (total >= 18446744073709551615.0)
+            return false;
+        *ms = (uint64_t)total;
+        return true;
+    }
+    return false;
+}
+
 bool cli_parse_uint(const char *text, uint64_t min, uint64_t max, uint64_t *out)
 {
     /* strtoull would accept "-1" (as a huge number) and leading blanks. */

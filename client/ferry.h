@@ -142,6 +142,10 @@ struct ferry_publish_options {
     int flags;           /* FERRY_PUBLISH_CONFIRM or 0 */
     bool has_priority;   /* false: the queue's default priority */
     uint8_t priority;    /* 0..FERRY_PRIORITY_MAX: higher is delivered first */
+    uint64_t delay_ms;   /* not delivered before this many ms from now (0: at once) */
+    uint64_t deliver_at_ms; /* nor before this Unix time in ms (0: none); with both, the
+                             * later wins. At most 366 days ahead: further is FERRY_EINVAL
+                             * here (delay) or a BAD_REQUEST refusal (deliver_at) */
 };
 
 /* Publishes one message. Returns once the frame is written to the socket
@@ -157,12 +161,15 @@ FERRY_API int ferry_publish(ferry_conn *c, const char *queue, const void *data, 
                   const struct ferry_header *headers, size_t header_count, int flags);
 
 /* ferry_publish with options (o NULL: none). FERRY_EINVAL for a priority
- * above FERRY_PRIORITY_MAX; otherwise as ferry_publish. */
+ * above FERRY_PRIORITY_MAX or a delay above FERRY_DELAY_MAX_MS; otherwise
+ * as ferry_publish. A delayed message waits in the broker, not counted in
+ * its queue's depth but in "delayed", until its time, then joins the back
+ * of the queue. */
 FERRY_API int ferry_publish_opts(ferry_conn *c, const char *queue, const void *data, size_t len,
                                  const struct ferry_publish_options *o);
 
 /* Publishes n messages in one frame; confirmed as a whole. Each message
- * may carry its own priority. */
+ * may carry its own priority (not a delay). */
 FERRY_API int ferry_publish_batch(ferry_conn *c, const char *queue, const struct ferry_msg *msgs,
                         size_t n, int flags);
 
@@ -294,6 +301,7 @@ struct ferry_queue_info {
     uint64_t depth, inflight, consumers, published, delivered, acked, redelivered, dropped, bytes;
     bool ended;
     uint64_t depth_by_priority[FERRY_PRIORITY_MAX + 1]; /* ready messages of each level */
+    uint64_t delayed;       /* waiting for their time, not in depth */
 };
 
 struct ferry_stats {

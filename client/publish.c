@@ -98,6 +98,8 @@ int ferry_publish_opts(ferry_conn *c, const char *queue, const void *data, size_
     size_t estimate = 0;
     if (!c || !conn__queue_valid(queue))
         return FERRY_EINVAL;
+    if (o->delay_ms > FERRY_DELAY_MAX_MS)
+        return FERRY_EINVAL;
     int rc = check_message(data, len, headers, header_count, o->priority, &estimate);
     if (rc != FERRY_OK)
         return rc;
@@ -117,12 +119,14 @@ int ferry_publish_opts(ferry_conn *c, const char *queue, const void *data, size_
             .payload = { data, len },
             .has_priority = o->has_priority,
             .priority = o->priority,
+            .delay_ms = o->delay_ms,
+            .deliver_at = o->deliver_at_ms,
         };
         if (header_count) {
             /* The map is built in the connection's scratch buffer, which
              * stays untouched until the frame is encoded (mutex held). */
             ferry_buf_consume(&c->scratch, ferry_buf_pending(&c->scratch));
-            rc = encode_headers(&c->scratch, headers, header_count);
+            rc = encode_headers(&c->scratch, o->headers, o->header_count);
             f.headers = (struct ferry_bytes){ c->scratch.data + c->scratch.off,
                                               ferry_buf_pending(&c->scratch) };
         }

@@ -106,6 +106,20 @@ uint64_t broker_now(const struct broker *b)
     return b->clock.now_ms(b->clock.arg);
 }
 
+enum ferry_code broker_deliver_at(const struct broker *b, uint64_t delay_ms, uint64_t at,
+                                  uint64_t *out)
+{
+    *out = 0;
+    if (delay_ms == 0 && at == 0)
+        return FERRY_CODE_OK;
+    uint64_t now = broker_now(b);
+    if (delay_ms > FERRY_DELAY_MAX_MS || (at > now && at - now > FERRY_DELAY_MAX_MS))
+        return FERRY_CODE_BAD_REQUEST;
+    uint64_t after_delay = delay_ms != 0 ? now + delay_ms : 0;
+    *out = at > after_delay ? at : after_delay;
+    return FERRY_CODE_OK;
+}
+
 uint64_t broker_next_due(const struct broker *b)
 {
     const struct timer *t = timer_heap_top(&b->timers);

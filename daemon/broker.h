@@ -187,6 +187,11 @@ struct broker_clock {
 void broker_set_clock(struct broker *b, const struct broker_clock *clock);
 /* The broker's clock now, in ms. */
 uint64_t broker_now(const struct broker *b);
+/* The deliver_at of a publish that asks for a delay (ms from now) and/or a
+ * time (`at`, Unix ms), both 0 for none: the later of the two, or 0 for
+ * none. BAD_REQUEST if that is more than FERRY_DELAY_MAX_MS from now. */
+enum ferry_code broker_deliver_at(const struct broker *b, uint64_t delay_ms, uint64_t at,
+                                  uint64_t *out);
 /* When the broker's next timer is due (broker clock ms; at or before
  * broker_now(): due now), or UINT64_MAX if none is armed. O(1). */
 uint64_t broker_next_due(const struct broker *b);

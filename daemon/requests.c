@@ -278,8 +278,12 @@ static void on_publish(struct conn *c, const struct ferry_frame *f)
 {
     struct message_meta meta = { .has_priority = f->has_priority, .priority = f->priority };
     uint64_t wait_lsn;
-    enum ferry_code code = broker_publish(c->set->broker, c->session, f->queue, f->payload,
-                                          f->headers, &meta, &wait_lsn);
+    enum ferry_code code = FERRY_CODE_OK;
+    if (f->delay_ms != 0 || f->deliver_at != 0) /* one branch for a plain publish */
+        code = broker_deliver_at(c->set->broker, f->delay_ms, f->deliver_at, &meta.deliver_at);
+    if (code == FERRY_CODE_OK)
+        code = broker_publish(c->set->broker, c->session, f->queue, f->payload, f->headers, &meta,
+                              &wait_lsn);
     if (parked(c, code))
         return;
     if (code != FERRY_CODE_OK) {
@@ -494,7 +498,7 @@ static struct ferry_queue_stats stats_row(struct ferry_bytes name, const struct 
         .consumers = st->consumers, .published = st->published,
         .delivered = st->delivered, .acked = st->acked,
         .redelivered = st->redelivered, .dropped = st->dropped,
-        .bytes = st->bytes, .ended = st->ended,
+        .bytes = st->bytes, .delayed = st->delayed, .ended = st->ended,
     };
     memcpy(row.depth_by_priority, st->depth_by_priority, sizeof row.depth_by_priority);
     return row;

@@ -1,7 +1,7 @@
 /*
  * timers.c - the binary min-heap behind timers.h. Each timer knows its
  * slot, so moving or removing one is a sift from there, never a search.
- * Equal due times come out in no particular order.
+ * Equal due times come out in the order they were armed.
  */
 #include "timers.h"
 
@@ -47,13 +47,22 @@ static void place(struct timer_heap *h, size_t i, struct timer *t)
     t->slot = (uint32_t)(i + 1);
 }
 
+/* Whether a comes out before b: due first, then armed first (the order
+ * counter may wrap: compared as a difference). */
+static bool before(const struct timer *a, const struct timer *b)
+{
+    if (a->due != b->due)
+        return a->due < b->due;
+    return (int32_t)(a->order - b->order) < 0;
+}
+
 /* Moves the timer at i towards the root while it is due before its parent. */
 static void sift_up(struct timer_heap *h, size_t i)
 {
     struct timer *t = h->items[i];
     while (i > 0) {
         size_t parent = (i - 1) / 2;
-        if (h->items[parent]->due <= t->due)
+        if (!before(t, h->items[parent]))
             break;
         place(h, i, h->items[parent]);
         i = parent;
@@ -69,9 +78,9 @@ static void sift_down(struct timer_heap *h, size_t i)
         size_t child = 2 * i + 1;
         if (child >= h->count)
             break;
-        if (child + 1 < h->count && h->items[child + 1]->due < h->items[child]->due)
+        if (child + 1 < h->count && before(h->items[child + 1], h->items[child]))
             child++;
-        if (t->due <= h->items[child]->due)
+        if (!before(h->items[child], t))
             break;
         place(h, i, h->items[child]);
         i = child;
@@ -82,15 +91,15 @@ static void sift_down(struct timer_heap *h, size_t i)
 void timer_arm(struct timer_heap *h, struct timer *t, uint64_t due)
 {
     if (timer_armed(t)) {
-        uint64_t old = t->due;
+        /* A move counts as a new arm: it goes after those of its new time. */
         t->due = due;
-        if (due < old)
-            sift_up(h, t->slot - 1);
-        else
-            sift_down(h, t->slot - 1);
+        t->order = h->next_order++;
+        sift_up(h, t->slot - 1);
+        sift_down(h, t->slot - 1);
         return;
     }
     t->due = due;
+    t->order = h->next_order++;
     size_t i = h->count++; /* room was reserved */
     place(h, i, t);
     sift_up(h, i);
@@ -107,7 +116,7 @@ void timer_disarm(struct timer_heap *h, struct timer *t)
         return; /* it was the last one */
     h->items[i] = last;
     last->slot = (uint32_t)(i + 1);
-    if (i > 0 && h->items[(i - 1) / 2]->due > last->due)
+    if (i > 0 && before(last, h->items[(i - 1) / 2]))
         sift_up(h, i);
     else
         sift_down(h, i);

@@ -16,12 +16,16 @@
 struct timer {
     uint64_t due;       /* ms; meaningful while armed */
     uint32_t slot;      /* index in the heap + 1; 0: not armed */
+    uint32_t order;     /* when it was armed, among timers of the same due time */
 };
 
+/* Timers of the same due time come out in the order they were armed (as
+ * long as fewer than 2^31 arms happen in between). */
 struct timer_heap {
     struct timer **items;   /* items[0] is due first; NULL until first use */
     size_t count;
     size_t cap;
+    uint32_t next_order;
 };
 
 /* An empty heap; allocates nothing. */

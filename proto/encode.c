@@ -73,7 +73,7 @@ static size_t stats_bound(const struct ferry_frame *f)
 {
     size_t n = 2 * span_bound(0) + 1 + 5 * SCALAR_PAIR_MAX;
     for (size_t i = 0; i < f->stats_count; i++)
-        n += 1 + 11 * SCALAR_PAIR_MAX + f->stats[i].name.len
+        n += 1 + 12 * SCALAR_PAIR_MAX + f->stats[i].name.len
              + 12 + FERRY_PRIORITY_LEVELS * 9; /* "depth_prio": key, array */
     return n;
 }
@@ -213,7 +213,7 @@ static void put_uints(struct encoder *e, const char *key, const uint64_t *v, siz
 
 static void put_queue_stats(struct encoder *e, const struct ferry_queue_stats *qs)
 {
-    msgpack_pack_map(&e->pk, 12);
+    msgpack_pack_map(&e->pk, 13);
     put_str(e, "q", qs->name);
     put_uint(e, "depth", qs->depth);
     put_uint(e, "inflight", qs->inflight);
@@ -224,6 +224,7 @@ static void put_queue_stats(struct encoder *e, const struct ferry_queue_stats *q
     put_uint(e, "redelivered", qs->redelivered);
     put_uint(e, "dropped", qs->dropped);
     put_uint(e, "bytes", qs->bytes);
+    put_uint(e, "delayed", qs->delayed);
     put_bool(e, "ended", qs->ended);
     put_uints(e, "depth_prio", qs->depth_by_priority, FERRY_PRIORITY_LEVELS);
 }
@@ -259,7 +260,8 @@ static void encode_ok(struct encoder *e, const struct ferry_frame *f)
 static void encode_publish(struct encoder *e, const struct ferry_frame *f)
 {
     bool has_headers = f->headers.len > 0;
-    put_start(e, f, 3 + has_headers + f->has_id + f->has_priority);
+    bool has_delay = f->delay_ms != 0, has_at = f->deliver_at != 0;
+    put_start(e, f, 3 + has_headers + f->has_id + f->has_priority + has_delay + has_at);
     if (f->type == FERRY_F_PUBLISH_TOPIC)
         put_str(e, "topic", f->topic);
     else
@@ -270,6 +272,10 @@ static void encode_publish(struct encoder *e, const struct ferry_frame *f)
         put_uint(e, "id", f->id);
     if (f->has_priority)
         put_uint(e, "prio", f->priority);
+    if (has_delay)
+        put_uint(e, "delay", f->delay_ms);
+    if (has_at)
+        put_uint(e, "at", f->deliver_at);
     put_bin(e, "p", f->payload); /* last: the payload is one memcpy */
 }
 

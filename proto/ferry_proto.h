@@ -43,6 +43,9 @@
 /* Message priorities: 0 (lowest, the default) to 9 (highest). */
 #define FERRY_PRIORITY_MAX 9u
 #define FERRY_PRIORITY_LEVELS (FERRY_PRIORITY_MAX + 1u)
+/* The longest a PUBLISH may be delayed ("delay", or "at" from now): 366
+ * days, so that every time the broker computes fits and stays meaningful. */
+#define FERRY_DELAY_MAX_MS (366ull * 24 * 3600 * 1000)
 /* Items in one PUBLISH_BATCH, tags in one ACK/NACK, ids in one CONFIRM. */
 #define FERRY_LIST_MAX 65536u
 
@@ -140,6 +143,7 @@ struct ferry_queue_stats {
     uint64_t bytes;       /* payload + header bytes of ready and in-flight messages */
     bool ended;
     uint64_t depth_by_priority[FERRY_PRIORITY_LEVELS]; /* ready messages of each level */
+    uint64_t delayed;     /* waiting for their time (a delayed publish), not in depth */
 };
 
 /* Server-wide statistics, carried in the OK reply to STATS. */
@@ -175,6 +179,8 @@ struct ferry_frame {
     uint64_t version;      /* HELLO, WELCOME */
     uint64_t max_frame;    /* WELCOME */
     uint64_t heartbeat_ms; /* WELCOME */
+    uint64_t delay_ms;     /* PUBLISH: not delivered before this many ms from now */
+    uint64_t deliver_at;   /* PUBLISH: nor before this Unix time in ms (0: none) */
     uint64_t count;        /* OK: purged count (PURGE) */
     uint32_t code;         /* ERROR: enum ferry_code */
     bool fatal;            /* ERROR */

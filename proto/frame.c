@@ -37,7 +37,8 @@ enum field_id {
     FIELD_TAG, FIELD_N, FIELD_RID, FIELD_IDS, FIELD_M, FIELD_REQUEUE,
     FIELD_CREDIT, FIELD_WAIT, FIELD_CODE, FIELD_MSG, FIELD_FATAL,
     FIELD_EMPTY, FIELD_SERVER, FIELD_QUEUES, FIELD_V, FIELD_NAME, FIELD_AUTH,
-    FIELD_MAX_FRAME, FIELD_HB, FIELD_TOPIC, FIELD_PATTERN, FIELD_PRIO, FIELD_COUNT,
+    FIELD_MAX_FRAME, FIELD_HB, FIELD_TOPIC, FIELD_PATTERN, FIELD_PRIO, FIELD_DELAY, FIELD_AT,
+    FIELD_COUNT,
 };
 
 enum field_kind {
@@ -100,6 +101,8 @@ static const struct field_desc fields[FIELD_COUNT] = {
     [FIELD_TOPIC] = FIELD("topic", KIND_STR, "str", ""),
     [FIELD_PATTERN] = FIELD("pattern", KIND_STR, "str", ""),
     [FIELD_PRIO] = FIELD("prio", KIND_UINT, "uint", "must be 0..9"),
+    [FIELD_DELAY] = FIELD("delay", KIND_UINT, "uint", ""),
+    [FIELD_AT] = FIELD("at", KIND_UINT, "uint", ""),
 };
 
 /* The field a key names, or FIELD_COUNT for a key no frame type knows. */
@@ -134,7 +137,8 @@ static const struct frame_spec specs[] = {
     [FERRY_F_PONG] = { BIT(FIELD_RID), 0 },
     [FERRY_F_OK] = { BIT(FIELD_RID) | BIT(FIELD_N) | BIT(FIELD_EMPTY) | BIT(FIELD_SERVER) | BIT(FIELD_QUEUES) | BIT(FIELD_Q),
                      BIT(FIELD_RID) },
-    [FERRY_F_PUBLISH] = { BIT(FIELD_Q) | BIT(FIELD_P) | BIT(FIELD_H) | BIT(FIELD_ID) | BIT(FIELD_PRIO),
+    [FERRY_F_PUBLISH] = { BIT(FIELD_Q) | BIT(FIELD_P) | BIT(FIELD_H) | BIT(FIELD_ID) | BIT(FIELD_PRIO)
+                          | BIT(FIELD_DELAY) | BIT(FIELD_AT),
                           BIT(FIELD_Q) | BIT(FIELD_P) },
     [FERRY_F_PUBLISH_BATCH] = { BIT(FIELD_Q) | BIT(FIELD_M) | BIT(FIELD_ID), BIT(FIELD_Q) | BIT(FIELD_M) },
     [FERRY_F_CONFIRM] = { BIT(FIELD_IDS), BIT(FIELD_IDS) },
@@ -209,6 +213,8 @@ static enum ferry_code store_uint(struct ferry_frame *f, enum field_id id, uint6
         f->priority = (uint8_t)v;
         f->has_priority = true;
         break;
+    case FIELD_DELAY: f->delay_ms = v; break;
+    case FIELD_AT: f->deliver_at = v; break;
     case FIELD_CODE:
         if (v > UINT32_MAX)
             return bad(why, fields[id].whys.bad_value);

@@ -303,13 +303,13 @@ bool ferry_iter_item(struct ferry_iter *it, struct ferry_item *item)
 
 enum queue_stat_key {
     QS_Q, QS_DEPTH, QS_INFLIGHT, QS_CONSUMERS, QS_PUBLISHED, QS_DELIVERED,
-    QS_ACKED, QS_REDELIVERED, QS_DROPPED, QS_BYTES, QS_ENDED, QS_DEPTH_PRIO,
+    QS_ACKED, QS_REDELIVERED, QS_DROPPED, QS_BYTES, QS_ENDED, QS_DEPTH_PRIO, QS_DELAYED,
     QS_KEY_COUNT,
 };
 
 static const char *const queue_stat_keys[QS_KEY_COUNT] = {
     "q", "depth", "inflight", "consumers", "published", "delivered",
-    "acked", "redelivered", "dropped", "bytes", "ended", "depth_prio",
+    "acked", "redelivered", "dropped", "bytes", "ended", "depth_prio", "delayed",
 };
 
 /* "depth_prio": an array of FERRY_PRIORITY_LEVELS uints, level 0 first. */
@@ -335,7 +335,7 @@ static enum mpack_result read_queue_stat(struct mpack_reader *r, int key,
         [QS_CONSUMERS] = &qs->consumers, [QS_PUBLISHED] = &qs->published,
         [QS_DELIVERED] = &qs->delivered, [QS_ACKED] = &qs->acked,
         [QS_REDELIVERED] = &qs->redelivered, [QS_DROPPED] = &qs->dropped,
-        [QS_BYTES] = &qs->bytes,
+        [QS_BYTES] = &qs->bytes, [QS_DELAYED] = &qs->delayed,
     };
     if (key == QS_Q)
         return mpack_read_str(r, &qs->name);
@@ -379,7 +379,10 @@ static bool read_queue_stats(struct mpack_reader *r, const struct field_whys *w,
         if (res != MPACK_OK)
             return fail(why, proto_read_why(res, w));
     }
-    if (seen != (1u << QS_KEY_COUNT) - 1)
+    /* The keys after "ended" came later: absent, they are 0, so that a
+     * newer reader takes an older server's stats. */
+    const unsigned required = (1u << QS_DEPTH_PRIO) - 1;
+    if ((seen & required) != required)
         return fail(why, "field 'queues': a queue lacks a key");
     return true;
 }

@@ -52,6 +52,14 @@ mid
 low1
 low2" "$(t consume prio -n 4)"
 t publish -p 10 prio x 2>/dev/null; expect_eq "priority 10 exit code" 2 "$?"
+# publish --delay: counted as delayed, not in depth, until its time; then delivered
+t publish --delay 1s later l1 l2 || fail "publish --delay"
+expect_eq "delayed after publish --delay" 2 "$(t stats later --json | grep -o '"delayed": *[0-9]*' | grep -o '[0-9]*$')"
+expect_eq "depth of delayed" 0 "$(t stats later --json | grep -o '"depth": *[0-9]*' | grep -o '[0-9]*$')"
+expect_eq "delayed messages after their time" "l1
+l2" "$(t consume later -n 2 --timeout 10)"
+t publish --delay 5x later x 2>/dev/null; expect_eq "bad --delay exit code" 2 "$?"
+t publish --at soon later x 2>/dev/null; expect_eq "bad --at exit code" 2 "$?"
 
 # bad usage is exit 2; --help is exit 0 for every command
 t publish 2>/dev/null; expect_eq "usage exit code" 2 "$?"

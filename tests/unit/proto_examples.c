@@ -125,7 +125,7 @@ int main(void)
     static const struct ferry_server_stats server = { 2, 1, 3600000, 10, 1200 };
     static const struct ferry_queue_stats queue = {
         S("jobs"), 8, 2, 1, 150, 145, 140, 3, 0, 1200, false,
-        { 5, 0, 0, 0, 0, 2, 0, 0, 0, 1 },
+        { 5, 0, 0, 0, 0, 2, 0, 0, 0, 1 }, 0,
     };
 
     const struct {
@@ -151,6 +151,8 @@ int main(void)
         { "PUBLISH with a priority", { .type = FERRY_F_PUBLISH, .queue = S("jobs"), .id = 7,
                                        .has_id = true, .has_priority = true, .priority = 9,
                                        .payload = S("hello") } },
+        { "PUBLISH, delayed", { .type = FERRY_F_PUBLISH, .queue = S("jobs"), .delay_ms = 5000,
+                                .payload = S("later") } },
         { "PUBLISH_BATCH", { .type = FERRY_F_PUBLISH_BATCH, .queue = S("jobs"), .id = 8,
                              .has_id = true, .items = items, .item_count = 2 } },
         { "PUBLISH_BATCH with priorities", { .type = FERRY_F_PUBLISH_BATCH, .queue = S("jobs"),

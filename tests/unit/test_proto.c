@@ -127,9 +127,9 @@ static const struct ferry_item sample_items[] = {
 };
 static const struct ferry_queue_stats sample_queue_stats[] = {
     { { (const uint8_t *)"jobs", 4 }, 10, 2, 1, 100, 90, 88, 3, 1, 4096, false,
-      { 7, 0, 0, 0, 0, 2, 0, 0, 0, 1 } },
+      { 7, 0, 0, 0, 0, 2, 0, 0, 0, 1 }, 5 },
     { { (const uint8_t *)"mail.out", 8 }, 0, 0, 0, UINT64_MAX, 0, 0, 0, 0, 0, true,
-      { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 } },
+      { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }, 7 },
 };
 static const struct ferry_server_stats sample_server_stats = { 3, 2, 123456, 12, 4096 };
 
@@ -151,6 +151,8 @@ static const struct ferry_frame full_samples[] = {
       .stats_count = 2 },
     { .type = FERRY_F_PUBLISH, .queue = Q("jobs"), .payload = Q("hello"), .headers = SAMPLE_HEADERS,
       .id = 1, .has_id = true, .has_priority = true, .priority = 9 },
+    { .type = FERRY_F_PUBLISH, .queue = Q("jobs"), .payload = Q("later"), .delay_ms = 5000,
+      .deliver_at = 1767225600000 },
     { .type = FERRY_F_PUBLISH_BATCH, .queue = Q("jobs"), .items = sample_items, .item_count = 5,
       .id = 2, .has_id = true },
     { .type = FERRY_F_CONFIRM, .uints = sample_uints, .uint_count = 3 },
@@ -303,6 +305,7 @@ static void assert_stats_equal(const struct ferry_frame *want, const struct ferr
         ck_assert_uint_eq(qs.redelivered, w->redelivered);
         ck_assert_uint_eq(qs.dropped, w->dropped);
         ck_assert_uint_eq(qs.bytes, w->bytes);
+        ck_assert_uint_eq(qs.delayed, w->delayed);
         ck_assert_int_eq(qs.ended, w->ended);
         for (unsigned p = 0; p < FERRY_PRIORITY_LEVELS; p++)
             ck_assert_uint_eq(qs.depth_by_priority[p], w->depth_by_priority[p]);
@@ -325,6 +328,8 @@ static void assert_decoded_equals(const struct ferry_frame *want, const struct f
     ck_assert_uint_eq(got->version, want->version);
     ck_assert_uint_eq(got->max_frame, want->max_frame);
     ck_assert_uint_eq(got->heartbeat_ms, want->heartbeat_ms);
+    ck_assert_uint_eq(got->delay_ms, want->delay_ms);
+    ck_assert_uint_eq(got->deliver_at, want->deliver_at);
     ck_assert_uint_eq(got->count, want->count);
     ck_assert_uint_eq(got->code, want->code);
     ck_assert_int_eq(got->fatal, want->fatal);
@@ -417,7 +422,7 @@ END_TEST
 
 START_TEST(test_payload_is_the_last_thing_in_publish_and_deliver)
 {
-    static const struct ferry_frame *frames[] = { &full_samples[8], &full_samples[13] };
+    static const struct ferry_frame *frames[] = { &full_samples[8], &full_samples[14] };
     struct ferry_buf out = { 0 };
     for (size_t i = 0; i < 2; i++) {
         ck_assert(frames[i]->type == FERRY_F_PUBLISH || frames[i]->type == FERRY_F_DELIVER);
@@ -1023,7 +1028,8 @@ static const struct type_spec type_specs[] = {
     { FERRY_F_OK, { { "rid", K_UINT, REQ }, { "n", K_UINT, OPT }, { "empty", K_BOOL, OPT },
                     { "server", K_SERVER, OPT }, { "queues", K_QUEUES, OPT }, { "q", K_STR, OPT } } },
     { FERRY_F_PUBLISH, { { "q", K_STR, REQ }, { "p", K_BIN, REQ }, { "h", K_HEADERS, OPT },
-                         { "id", K_UINT, OPT }, { "prio", K_UINT, OPT } } },
+                         { "id", K_UINT, OPT }, { "prio", K_UINT, OPT }, { "delay", K_UINT, OPT },
+                         { "at", K_UINT, OPT } } },
     { FERRY_F_PUBLISH_BATCH, { { "q", K_STR, REQ }, { "m", K_ITEMS, REQ }, { "id", K_UINT, OPT } } },
     { FERRY_F_CONFIRM, { { "ids", K_UINTS, REQ } } },
     { FERRY_F_CONSUME, { { "rid", K_UINT, REQ }, { "q", K_STR, REQ }, { "sub", K_UINT, REQ },

@@ -94,6 +94,26 @@ START_TEST(test_disarming_a_disarmed_timer_does_nothing)
 }
 END_TEST
 
+START_TEST(test_timers_of_the_same_due_time_come_out_in_arming_order)
+{
+    struct timer_heap h;
+    timer_heap_init(&h);
+    h.next_order = UINT32_MAX - 50; /* the counter wraps on the way */
+    struct timer t[200] = { 0 };
+    for (size_t i = 0; i < 200; i++) {
+        ck_assert_int_eq(timer_heap_reserve(&h), 0);
+        timer_arm(&h, &t[i], i % 2 == 0 ? 10 : 20);
+    }
+    for (size_t i = 0; i < 200; i++) {
+        struct timer *top = timer_heap_top(&h);
+        size_t want = i < 100 ? 2 * i : 2 * (i - 100) + 1;
+        ck_assert_ptr_eq(top, &t[want]);
+        timer_disarm(&h, top);
+    }
+    timer_heap_free(&h);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("timers");
@@ -101,6 +121,7 @@ int main(void)
     tcase_add_test(tc, test_timers_come_out_in_due_order);
     tcase_add_test(tc, test_moved_and_disarmed_timers_keep_the_heap_in_order);
     tcase_add_test(tc, test_disarming_a_disarmed_timer_does_nothing);
+    tcase_add_test(tc, test_timers_of_the_same_due_time_come_out_in_arming_order);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
