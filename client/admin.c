@@ -8,21 +8,61 @@
 
 #include "conn.h"
 
+/* Sends f (its rid set here) and waits for its answer in *w. */
+static int admin_request(struct ferry_conn *c, struct ferry_frame *f, int timeout_ms,
+                         struct ferry_waiter *w)
+{
+    if (conn__in_dispatch(c))
+        return FERRY_EDEADLK;
+    int rc = conn__lock(c);
+    if (rc != FERRY_OK)
+        return rc;
+    rc = request__roundtrip(c, f, w, timeout_ms);
+    conn__unlock(c);
+    return rc;
+}
+
 /* Sends a request about one queue and waits for its answer in *w. */
 static int queue_request(struct ferry_conn *c, enum ferry_frame_type type, const char *queue,
                          bool use_request_timeout, int timeout_ms, struct ferry_waiter *w)
 {
     if (!c || !conn__queue_valid(queue))
         return FERRY_EINVAL;
-    if (conn__in_dispatch(c))
-        return FERRY_EDEADLK;
-    int rc = conn__lock(c);
-    if (rc != FERRY_OK)
-        return rc;
     struct ferry_frame f = { .type = type, .queue = conn__bytes(queue) };
-    rc = request__roundtrip(c, &f, w, use_request_timeout ? c->request_timeout_ms : timeout_ms);
-    conn__unlock(c);
-    return rc;
+    return admin_request(c, &f, use_request_timeout ? c->request_timeout_ms : timeout_ms, w);
+}
+
+/* BIND or UNBIND. */
+static int binding_request(struct ferry_conn *c, enum ferry_frame_type type, const char *queue,
+                           const char *pattern)
+{
+    if (!c || !conn__queue_valid(queue) || !pattern || !ferry_pattern_valid(conn__bytes(pattern)))
+        return FERRY_EINVAL;
+    struct ferry_frame f = { .type = type, .queue = conn__bytes(queue), .topic = conn__bytes(pattern) };
+    struct ferry_waiter w = { 0 };
+    return admin_request(c, &f, c->request_timeout_ms, &w);
+}
+
+int ferry_bind(ferry_conn *c, const char *queue, const char *pattern)
+{
+    return binding_request(c, FERRY_F_BIND, queue, pattern);
+}
+
+int ferry_unbind(ferry_conn *c, const char *queue, const char *pattern)
+{
+    return binding_request(c, FERRY_F_UNBIND, queue, pattern);
+}
+
+int ferry_declare_temp(ferry_conn *c, const char *queue, char *name_out, size_t name_cap)
+{
+    if (!c || (queue && !conn__queue_valid(queue)) || !name_out || name_cap <= FERRY_NAME_MAX)
+        return FERRY_EINVAL;
+    struct ferry_frame f = { .type = FERRY_F_DECLARE_TEMP };
+    if (queue)
+        f.queue = conn__bytes(queue);
+    struct ferry_waiter w = { .name_out = name_out };
+    name_out[0] = '\0';
+    return admin_request(c, &f, c->request_timeout_ms, &w);
 }
 
 int ferry_declare(ferry_conn *c, const char *queue)

@@ -27,12 +27,14 @@
 
 static const struct cli_command commands[] = {
     {"publish", cli_cmd_publish, "publish messages (arguments, or one per line of stdin)",
-     "Usage: ferry publish [-H KEY=VALUE]... [-p N] [--delay DURATION] [--at TIME] QUEUE\n"
-     "                     [MESSAGE...]\n"
+     "Usage: ferry publish [-H KEY=VALUE]... [-p N] [--delay DURATION] [--at TIME]\n"
+     "                     [--topic] QUEUE|TOPIC [MESSAGE...]\n"
      "\n"
-     "Publishes each MESSAGE to QUEUE (created if missing). Without MESSAGE,\n"
-     "publishes one message per line of standard input, the newline removed.\n"
-     "Exits 0 only once the broker has confirmed every message.\n"
+     "Publishes each MESSAGE to QUEUE (created if missing), or with --topic to\n"
+     "TOPIC: a copy goes to every queue bound to it by a matching pattern\n"
+     "(`ferry bind`). Without MESSAGE, publishes one message per line of\n"
+     "standard input, the newline removed. Exits 0 only once the broker has\n"
+     "confirmed every message.\n"
      "\n"
      "Options:\n"
      "  -H, --header KEY=VALUE\n"
@@ -45,6 +47,7 @@ static const struct cli_command commands[] = {
      "                         (e.g. $(date -d 10:00 +%s)); with --delay, the later\n"
      "                         wins. A delayed message is published on its own,\n"
      "                         not in a batch, and counts in `ferry stats` DELAYED\n"
+     "  -T, --topic            the first operand is a topic (words separated by '.')\n"
      COMMON_OPTIONS_HELP},
     {"consume", cli_cmd_consume, "print and acknowledge messages as they arrive",
      "Usage: ferry consume [-n COUNT] [--timeout SECONDS] [--credit N] [--no-ack] QUEUE\n"
@@ -65,6 +68,38 @@ static const struct cli_command commands[] = {
      "\n"
      "SIGINT and SIGTERM stop it cleanly (exit 130 and 143): what was printed\n"
      "is acknowledged, the rest goes back to the queue.\n"},
+    {"subscribe", cli_cmd_subscribe, "print messages published to topics matching PATTERNs",
+     "Usage: ferry subscribe [-n COUNT] [--timeout SECONDS] [--credit N] PATTERN...\n"
+     "\n"
+     "Declares a temporary queue (named by the broker, deleted when ferry\n"
+     "exits), binds it to each PATTERN and prints each message's payload on\n"
+     "its own line, as `ferry consume` does. A pattern is words separated by\n"
+     "'.', where * stands for exactly one word and # for zero or more:\n"
+     "'orders.*', 'orders.#', '#.created'.\n"
+     "\n"
+     "Options:\n"
+     "  -n, --count COUNT      stop after COUNT messages\n"
+     "  -t, --timeout SECONDS  stop when no message came for SECONDS (e.g. 0.5)\n"
+     "  -c, --credit N         unacknowledged messages in flight, 1..65536 (default 256)\n"
+     COMMON_OPTIONS_HELP},
+    {"bind", cli_cmd_bind, "bind a queue to topic patterns",
+     "Usage: ferry bind QUEUE PATTERN...\n"
+     "\n"
+     "Binds QUEUE (created if missing) to each PATTERN: a publish to a\n"
+     "matching topic puts a copy into QUEUE. Words separated by '.'; * is\n"
+     "exactly one word, # zero or more. Bindings last as long as the queue;\n"
+     "list them in ferryd.conf (bind = PATTERN) to have them at start.\n"
+     "\n"
+     "Options:\n"
+     COMMON_OPTIONS_HELP},
+    {"unbind", cli_cmd_unbind, "remove topic patterns of a queue",
+     "Usage: ferry unbind QUEUE PATTERN...\n"
+     "\n"
+     "Removes each binding of QUEUE to PATTERN; exits 1 (NOT_FOUND) at the\n"
+     "first that does not exist.\n"
+     "\n"
+     "Options:\n"
+     COMMON_OPTIONS_HELP},
     {"get", cli_cmd_get, "print and acknowledge one message",
      "Usage: ferry get [--timeout SECONDS] QUEUE\n"
      "\n"

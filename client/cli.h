@@ -116,5 +116,12 @@ int cli_cmd_declare(const struct cli_command *self, int argc, char **argv);
 int cli_cmd_delete(const struct cli_command *self, int argc, char **argv);
 int cli_cmd_purge(const struct cli_command *self, int argc, char **argv);
 int cli_cmd_stats(const struct cli_command *self, int argc, char **argv);
+int cli_cmd_subscribe(const struct cli_command *self, int argc, char **argv);
+int cli_cmd_bind(const struct cli_command *self, int argc, char **argv);
+int cli_cmd_unbind(const struct cli_command *self, int argc, char **argv);
+
+/* true if `text` is a valid topic (pattern false) or binding pattern;
+ * otherwise reports a usage error (cli_topic.c). */
+bool cli_topic_valid(const struct cli_command *cmd, const char *text, bool pattern);
 
 #endif

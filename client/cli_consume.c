@@ -1,5 +1,6 @@
 /*
- * cli_consume.c - `ferry consume`: a subscription driven by a libevent loop
+ * cli_consume.c - `ferry consume` and `ferry subscribe` (the same over a
+ * temporary queue bound to topic patterns): a subscription driven by a libevent loop
  * (ferry_attach), printing each payload and acknowledging it only once it
  * has reached standard output. Owns the loop, its timer and signal events,
  * and the list of printed-but-unacknowledged tags; nothing else.
@@ -267,9 +268,22 @@ static int run_consumer(struct consumer *k, const char *queue, uint32_t credit)
     return k->exit_code;
 }
 
-static int consume(const struct cli_command *self, const char *queue, struct consumer *k,
-                   uint32_t credit)
+/* subscribe: a temporary queue of this connection, bound to each pattern;
+ * its name goes to *queue (buffer of FERRY_NAME_MAX + 1). */
+static int temp_queue_for(const struct cli_command *self, ferry_conn *conn, char **patterns,
+                          size_t n, char *queue)
 {
+    int status = ferry_declare_temp(conn, NULL, queue, FERRY_NAME_MAX + 1);
+    for (size_t i = 0; i < n && status == FERRY_OK; i++)
+        status = ferry_bind(conn, queue, patterns[i]);
+    return status == FERRY_OK ? CLI_EXIT_OK : cli_fail(status, self->name);
+}
+
+/* Consumes `queue`, or with patterns (n > 0) a temporary queue bound to them. */
+static int consume(const struct cli_command *self, const char *queue, char **patterns, size_t n,
+                   struct consumer *k, uint32_t credit)
+{
+    char temp[FERRY_NAME_MAX + 1];
     int exit_code = CLI_EXIT_OK;
 
     k->self = self;
@@ -283,10 +297,15 @@ static int consume(const struct cli_command *self, const char *queue, struct con
         goto done;
     }
     exit_code = cli_connect(self, &k->conn);
-    if (exit_code == CLI_EXIT_OK) {
-        exit_code = run_consumer(k, queue, credit);
-        ferry_close(k->conn); /* removes its events from the base */
+    if (exit_code == CLI_EXIT_OK && n > 0) {
+        exit_code = temp_queue_for(self, k->conn, patterns, n, temp);
+        queue = temp;
     }
+    if (exit_code == CLI_EXIT_OK)
+        exit_code = run_consumer(k, queue, credit);
+    if (k->conn != NULL)
+        ferry_close(k->conn); /* removes its events from the base; the
+                               * broker deletes a temporary queue */
 done:
     free_events(k);
     if (k->base != NULL)
@@ -296,7 +315,10 @@ done:
     return exit_code;
 }
 
-int cli_cmd_consume(const struct cli_command *self, int argc, char **argv)
+/* The options consume and subscribe share; false when the command must
+ * return *exit_code. The operands start at optind. */
+static bool consume_options(const struct cli_command *self, int argc, char **argv,
+                            struct consumer *k, uint64_t *credit, int *exit_code)
 {
     static const struct option options[] = {
         {"count", required_argument, NULL, 'n'},
@@ -307,30 +329,60 @@ int cli_cmd_consume(const struct cli_command *self, int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    struct consumer k = {.idle_ms = -1, .ack = true};
-    uint64_t credit = DEFAULT_CREDIT;
-    int exit_code = CLI_EXIT_OK;
     int opt;
 
-    while ((opt = cli_next_option(self, argc, argv, ":hn:t:c:", options, &exit_code)) > 0) {
-        if (opt == 'n' && !cli_parse_uint(optarg, 1, UINT64_MAX, &k.limit))
-            return cli_usage_error(self, "bad --count '%s' (expected a positive number)", optarg);
-        if (opt == 't' && !cli_parse_seconds(optarg, &k.idle_ms))
-            return cli_usage_error(self, "bad --timeout '%s' (expected seconds)", optarg);
-        if (opt == 'c' && !cli_parse_uint(optarg, 1, MAX_CREDIT, &credit))
-            return cli_usage_error(self, "bad --credit '%s' (expected 1 to %u)", optarg,
-                                   MAX_CREDIT);
+    *exit_code = CLI_EXIT_OK;
+    while ((opt = cli_next_option(self, argc, argv, ":hn:t:c:", options, exit_code)) > 0) {
+        if (opt == 'n' && !cli_parse_uint(optarg, 1, UINT64_MAX, &k->limit)) {
+            *exit_code = cli_usage_error(self, "bad --count '%s' (expected a positive number)", optarg);
+            return false;
+        }
+        if (opt == 't' && !cli_parse_seconds(optarg, &k->idle_ms)) {
+            *exit_code = cli_usage_error(self, "bad --timeout '%s' (expected seconds)", optarg);
+            return false;
+        }
+        if (opt == 'c' && !cli_parse_uint(optarg, 1, MAX_CREDIT, credit)) {
+            *exit_code = cli_usage_error(self, "bad --credit '%s' (expected 1 to %u)", optarg,
+                                         MAX_CREDIT);
+            return false;
+        }
         if (opt == 'A')
-            k.ack = false;
+            k->ack = false;
     }
     if (opt == CLI_OPT_STOP)
+        return false;
+    /* Never ask for more than the count: no message waits unacked for us. */
+    if (k->limit > 0 && k->limit < *credit)
+        *credit = k->limit;
+    return true;
+}
+
+int cli_cmd_consume(const struct cli_command *self, int argc, char **argv)
+{
+    struct consumer k = {.idle_ms = -1, .ack = true};
+    uint64_t credit = DEFAULT_CREDIT;
+    int exit_code;
+    if (!consume_options(self, argc, argv, &k, &credit, &exit_code))
         return exit_code;
     const char *queue;
     exit_code = cli_one_queue(self, argc, argv, &queue);
     if (exit_code != CLI_EXIT_OK)
         return exit_code;
-    /* Never ask for more than the count: no message waits unacked for us. */
-    if (k.limit > 0 && k.limit < credit)
-        credit = k.limit;
-    return consume(self, queue, &k, (uint32_t)credit);
+    return consume(self, queue, NULL, 0, &k, (uint32_t)credit);
+}
+
+int cli_cmd_subscribe(const struct cli_command *self, int argc, char **argv)
+{
+    struct consumer k = {.idle_ms = -1, .ack = true};
+    uint64_t credit = DEFAULT_CREDIT;
+    int exit_code;
+    if (!consume_options(self, argc, argv, &k, &credit, &exit_code))
+        return exit_code;
+    if (optind >= argc)
+        return cli_usage_error(self, "missing PATTERN");
+    for (int i = optind; i < argc; i++) {
+        if (!cli_topic_valid(self, argv[i], true))
+            return CLI_EXIT_USAGE;
+    }
+    return consume(self, NULL, argv + optind, (size_t)(argc - optind), &k, (uint32_t)credit);
 }

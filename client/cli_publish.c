@@ -38,7 +38,8 @@ struct line_batch {
 
 struct publisher {
     ferry_conn *conn;
-    const char *queue;
+    const char *queue;            /* or, with --topic, the topic */
+    bool to_topic;
     const struct headers *headers;
     bool has_priority;            /* --priority given */
     uint8_t priority;
@@ -102,7 +103,9 @@ static int publish_messages(struct publisher *p, const struct ferry_msg *msgs, s
 {
     bool delayed = p->delay_ms != 0 || p->deliver_at_ms != 0;
     int status = FERRY_EINVAL;
-    if (!delayed) /* a batch carries no delay: delayed messages go one by one */
+    /* A batch carries no delay, and a topic has no batch frame: those
+     * messages go one by one. */
+    if (!delayed && !p->to_topic)
         status = ferry_publish_batch(p->conn, p->queue, msgs, n, 0);
     if (status != FERRY_EINVAL)
         return status;
@@ -114,7 +117,9 @@ static int publish_messages(struct publisher *p, const struct ferry_msg *msgs, s
             .has_priority = msgs[i].has_priority, .priority = msgs[i].priority,
             .delay_ms = p->delay_ms, .deliver_at_ms = p->deliver_at_ms,
         };
-        status = ferry_publish_opts(p->conn, p->queue, msgs[i].data, msgs[i].len, &o);
+        status = p->to_topic
+                     ? ferry_publish_topic(p->conn, p->queue, msgs[i].data, msgs[i].len, &o)
+                     : ferry_publish_opts(p->conn, p->queue, msgs[i].data, msgs[i].len, &o);
         if (status != FERRY_OK) {
             p->failed_number = first_number + i;
             return status;
@@ -260,6 +265,7 @@ int cli_cmd_publish(const struct cli_command *self, int argc, char **argv)
         {"priority", required_argument, NULL, 'p'},
         {"delay", required_argument, NULL, 'D'},
         {"at", required_argument, NULL, 'A'},
+        {"topic", no_argument, NULL, 'T'},
         {"url", required_argument, NULL, 'U'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -270,9 +276,11 @@ int cli_cmd_publish(const struct cli_command *self, int argc, char **argv)
     int exit_code = CLI_EXIT_OK;
     int opt;
 
-    while ((opt = cli_next_option(self, argc, argv, ":hH:p:", options, &exit_code)) > 0) {
+    while ((opt = cli_next_option(self, argc, argv, ":hH:p:T", options, &exit_code)) > 0) {
         if (opt == 'H' && !add_header(self, &headers, optarg))
             return CLI_EXIT_USAGE;
+        if (opt == 'T')
+            p.to_topic = true;
         if (opt == 'p') {
             uint64_t level;
             if (!cli_parse_uint(optarg, 0, FERRY_PRIORITY_MAX, &level))
@@ -293,9 +301,11 @@ int cli_cmd_publish(const struct cli_command *self, int argc, char **argv)
     if (opt == CLI_OPT_STOP)
         return exit_code;
     if (optind >= argc)
-        return cli_usage_error(self, "missing QUEUE");
+        return cli_usage_error(self, p.to_topic ? "missing TOPIC" : "missing QUEUE");
     const char *queue = argv[optind];
-    if (!cli_queue_valid(self, queue))
+    if (p.to_topic && !cli_topic_valid(self, queue, false))
+        return CLI_EXIT_USAGE;
+    if (!p.to_topic && !cli_queue_valid(self, queue))
         return CLI_EXIT_USAGE;
 
     p.queue = queue;

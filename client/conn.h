@@ -64,6 +64,7 @@ struct ferry_waiter {
 
     /* What the reply carried, for the requests that want it. */
     uint64_t count;           /* OK `n` (PURGE) */
+    char *name_out;           /* DECLARE_TEMP: gets OK `q`, NUL-terminated (FERRY_NAME_MAX + 1) */
     bool empty;               /* OK `empty` (GET) */
     const char *get_queue;    /* GET: the queue name, borrowed from the caller */
     ferry_message *message;   /* GET: the delivery, copied; ownership passes to the caller */

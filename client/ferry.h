@@ -173,6 +173,15 @@ FERRY_API int ferry_publish_opts(ferry_conn *c, const char *queue, const void *d
 FERRY_API int ferry_publish_batch(ferry_conn *c, const char *queue, const struct ferry_msg *msgs,
                         size_t n, int flags);
 
+/* Publishes one message to a topic: the broker puts a copy into every
+ * queue bound to it by a matching pattern (see ferry_bind), or drops it if
+ * none matches. Topic syntax: docs/PROTOCOL.md, "Topics" (words of
+ * [A-Za-z0-9_:-] separated by '.', 255 bytes and 32 words at most);
+ * FERRY_EINVAL if it is not one. Otherwise as ferry_publish_opts() (o
+ * NULL: no header, no confirm, each queue's default priority). */
+FERRY_API int ferry_publish_topic(ferry_conn *c, const char *topic, const void *data, size_t len,
+                                  const struct ferry_publish_options *o);
+
 /* Waits until every publish made so far on this connection is confirmed.
  * Returns FERRY_OK, FERRY_ESERVER if any of them was refused since the last
  * flush (ferry_server_error() tells the first refusal), or an I/O status.
@@ -295,6 +304,21 @@ FERRY_API int ferry_reopen(ferry_conn *c, const char *queue);
 /* Waits until every message published to the queue before this call has
  * been acked (or dropped). timeout_ms < 0 waits without limit. */
 FERRY_API int ferry_join(ferry_conn *c, const char *queue, int timeout_ms);
+
+/* Binds the queue (created if missing) to a topic pattern: words, `*` for
+ * exactly one word, `#` for zero or more ("orders.*", "orders.#",
+ * "#.created"). Binding twice is one binding. Bindings live as long as the
+ * queue, in memory; list them in the conf file to have them at start. */
+FERRY_API int ferry_bind(ferry_conn *c, const char *queue, const char *pattern);
+/* Removes a binding (FERRY_ESERVER, code NOT_FOUND, if there is none). */
+FERRY_API int ferry_unbind(ferry_conn *c, const char *queue, const char *pattern);
+
+/* Declares a temporary queue of this connection: only this connection may
+ * consume, get, bind, purge or delete it (others may publish to it), it is
+ * never durable, and the broker deletes it with its messages when the
+ * connection closes. queue NULL lets the broker choose a fresh name.
+ * name_out (name_cap > 255 bytes) receives the queue's name. */
+FERRY_API int ferry_declare_temp(ferry_conn *c, const char *queue, char *name_out, size_t name_cap);
 
 struct ferry_queue_info {
     char *name;

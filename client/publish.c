@@ -87,8 +87,10 @@ int ferry_publish(ferry_conn *c, const char *queue, const void *data, size_t len
     return ferry_publish_opts(c, queue, data, len, &o);
 }
 
-int ferry_publish_opts(ferry_conn *c, const char *queue, const void *data, size_t len,
-                       const struct ferry_publish_options *o)
+/* One message to a queue (PUBLISH) or a topic (PUBLISH_TOPIC); `to` is
+ * the name, checked by the caller. */
+static int publish_one(ferry_conn *c, enum ferry_frame_type type, const char *to,
+                       const void *data, size_t len, const struct ferry_publish_options *o)
 {
     static const struct ferry_publish_options plain = { 0 };
     if (!o)
@@ -96,8 +98,6 @@ int ferry_publish_opts(ferry_conn *c, const char *queue, const void *data, size_
     const struct ferry_header *headers = o->headers;
     size_t header_count = o->header_count;
     size_t estimate = 0;
-    if (!c || !conn__queue_valid(queue))
-        return FERRY_EINVAL;
     if (o->delay_ms > FERRY_DELAY_MAX_MS)
         return FERRY_EINVAL;
     int rc = check_message(data, len, headers, header_count, o->priority, &estimate);
@@ -111,17 +111,20 @@ int ferry_publish_opts(ferry_conn *c, const char *queue, const void *data, size_
     if (rc != FERRY_OK)
         return rc;
     int64_t deadline = conn__deadline(c->request_timeout_ms);
-    rc = io__wait_for_room(c, estimate + strlen(queue), deadline);
+    rc = io__wait_for_room(c, estimate + strlen(to), deadline);
     if (rc == FERRY_OK) {
         struct ferry_frame f = {
-            .type = FERRY_F_PUBLISH,
-            .queue = conn__bytes(queue),
+            .type = type,
             .payload = { data, len },
             .has_priority = o->has_priority,
             .priority = o->priority,
             .delay_ms = o->delay_ms,
             .deliver_at = o->deliver_at_ms,
         };
+        if (type == FERRY_F_PUBLISH_TOPIC)
+            f.topic = conn__bytes(to);
+        else
+            f.queue = conn__bytes(to);
         if (header_count) {
             /* The map is built in the connection's scratch buffer, which
              * stays untouched until the frame is encoded (mutex held). */
@@ -135,6 +138,22 @@ int ferry_publish_opts(ferry_conn *c, const char *queue, const void *data, size_
     }
     conn__unlock(c);
     return rc;
+}
+
+int ferry_publish_opts(ferry_conn *c, const char *queue, const void *data, size_t len,
+                       const struct ferry_publish_options *o)
+{
+    if (!c || !conn__queue_valid(queue))
+        return FERRY_EINVAL;
+    return publish_one(c, FERRY_F_PUBLISH, queue, data, len, o);
+}
+
+int ferry_publish_topic(ferry_conn *c, const char *topic, const void *data, size_t len,
+                        const struct ferry_publish_options *o)
+{
+    if (!c || !topic || !ferry_topic_valid(conn__bytes(topic)))
+        return FERRY_EINVAL;
+    return publish_one(c, FERRY_F_PUBLISH_TOPIC, topic, data, len, o);
 }
 
 /* Fills items[] from msgs[], encoding every header map into *maps. */

@@ -111,6 +111,14 @@ void request__on_ok(struct ferry_conn *c, const struct ferry_frame *f)
         return; /* its caller timed out and left, or a CANCEL nobody waits for */
     w->count = f->count;
     w->empty = f->empty;
+    if (w->name_out != NULL) {
+        if (f->queue.len == 0 || f->queue.len > FERRY_NAME_MAX) {
+            request__finish(c, w, FERRY_EPROTO, NULL);
+            return;
+        }
+        memcpy(w->name_out, f->queue.ptr, f->queue.len);
+        w->name_out[f->queue.len] = '\0';
+    }
     int status = FERRY_OK;
     if (w->wants_stats)
         status = admin__decode_stats(f, &w->stats);

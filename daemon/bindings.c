@@ -249,15 +249,23 @@ static void prune(struct bindings *t, struct topic_node *n)
 
 /* ---- bindings ---- */
 
+bool bindings_contains(const struct bindings *t, struct ferry_bytes pattern,
+                       const struct binding *list)
+{
+    const struct topic_node *end = node_find(t, pattern);
+    for (const struct binding *b = list; b != NULL && end != NULL; b = b->target_next) {
+        if (b->node == end)
+            return true;
+    }
+    return false;
+}
+
 enum ferry_code bindings_add(struct bindings *t, struct ferry_bytes pattern, void *target,
                              struct binding **list, bool *added)
 {
     *added = false;
-    struct topic_node *end = node_find(t, pattern);
-    for (struct binding *b = *list; b != NULL && end != NULL; b = b->target_next) {
-        if (b->node == end)
-            return FERRY_CODE_OK;
-    }
+    if (bindings_contains(t, pattern, *list))
+        return FERRY_CODE_OK;
     struct binding *b = core_calloc(1, sizeof *b);
     if (b == NULL)
         return FERRY_CODE_NO_MEMORY;

@@ -51,6 +51,9 @@ void bindings_free(struct bindings *t);
  * (*added false). OK or NO_MEMORY (nothing changed). */
 enum ferry_code bindings_add(struct bindings *t, struct ferry_bytes pattern, void *target,
                              struct binding **list, bool *added);
+/* true if the target whose list this is is bound with this pattern. */
+bool bindings_contains(const struct bindings *t, struct ferry_bytes pattern,
+                       const struct binding *list);
 /* Removes target's binding with this pattern. OK or NOT_FOUND. */
 enum ferry_code bindings_remove(struct bindings *t, struct ferry_bytes pattern,
                                 struct binding **list);

@@ -26,6 +26,10 @@ struct broker *broker_new(const struct broker_limits *limits)
     queue_map_init(&b->queues, b->seed);
     broker_set_clock(b, NULL);
     timer_heap_init(&b->timers);
+    if (topics_init(b) != 0) {
+        free(b);
+        return NULL;
+    }
     return b;
 }
 
@@ -69,6 +73,7 @@ void broker_free(struct broker *b)
     }
     queue_map_free(&b->queues);
     timer_heap_free(&b->timers);
+    topics_free(b);
     free(b);
 }
 
@@ -196,7 +201,7 @@ static enum ferry_code create_queue(struct broker *b, struct ferry_bytes name,
     return FERRY_CODE_OK;
 }
 
-static struct queue_settings settings_for(const struct broker *b, struct ferry_bytes name)
+struct queue_settings broker_settings_for(const struct broker *b, struct ferry_bytes name)
 {
     struct queue_settings s = { .durable = false, .fsync = QUEUE_FSYNC_ALWAYS };
     if (b->settings_of != NULL)
@@ -216,12 +221,18 @@ enum ferry_code broker_find_queue(struct broker *b, struct ferry_bytes name, boo
     }
     if (!create)
         return FERRY_CODE_NOT_FOUND;
+    struct queue_settings s = broker_settings_for(b, name);
+    return broker_new_queue(b, name, &s, out);
+}
+
+enum ferry_code broker_new_queue(struct broker *b, struct ferry_bytes name,
+                                 const struct queue_settings *s, struct queue **out)
+{
     if (queue_map_count(&b->queues) >= b->max_queues)
         return FERRY_CODE_LIMIT;
     if (queue_map_reserve(&b->queues) != 0)
         return FERRY_CODE_NO_MEMORY;
-    struct queue_settings s = settings_for(b, name);
-    return create_queue(b, name, &s, true, out);
+    return create_queue(b, name, s, true, out);
 }
 
 /* ---- publishing ---- */
@@ -317,6 +328,38 @@ static uint64_t wait_until(const struct broker *b, const struct message_meta *me
     return meta->deliver_at;
 }
 
+enum ferry_code broker_publish_to(struct broker *b, struct queue *q, struct session *from,
+                                  struct ferry_bytes payload, struct ferry_bytes headers,
+                                  const struct message_meta *meta, uint64_t *lsn)
+{
+    *lsn = 0;
+    uint64_t drop;
+    enum ferry_code code = flow_admit(b, q, from, 1, (uint64_t)payload.len + headers.len, &drop);
+    if (code != FERRY_CODE_OK)
+        return code;
+    uint64_t due = wait_until(b, meta);
+    if (due != 0 && timer_heap_reserve(&b->timers) != 0)
+        return FERRY_CODE_NO_MEMORY;
+    struct message *m = message_new(payload, headers);
+    if (m == NULL)
+        return FERRY_CODE_NO_MEMORY;
+    /* The journal keeps the deliver-at only of a message that waits. */
+    struct message_meta logged = meta != NULL ? *meta : (struct message_meta){ 0 };
+    logged.deliver_at = due;
+    code = apply_meta(q, m, meta);
+    if (code == FERRY_CODE_OK)
+        code = log_publish(b, q, m, &logged, lsn);
+    if (code != FERRY_CODE_OK) {
+        free(m); /* refused: not logged, never queued */
+        return code;
+    }
+    flow_drop_oldest(b, q, drop); /* only once the new message is sure to go in */
+    enqueue(b, q, m, due);
+    if (due == 0)
+        dispatch(q);
+    return FERRY_CODE_OK;
+}
+
 enum ferry_code broker_publish(struct broker *b, struct session *from, struct ferry_bytes queue,
                                struct ferry_bytes payload, struct ferry_bytes headers,
                                const struct message_meta *meta, uint64_t *wait_lsn)
@@ -328,33 +371,10 @@ enum ferry_code broker_publish(struct broker *b, struct session *from, struct fe
     enum ferry_code code = publish_target(b, queue, &q);
     if (code != FERRY_CODE_OK)
         return code;
-    uint64_t drop;
-    code = flow_admit(b, q, from, 1, (uint64_t)payload.len + headers.len, &drop);
-    if (code != FERRY_CODE_OK)
-        return code;
-    uint64_t due = wait_until(b, meta);
-    if (due != 0 && timer_heap_reserve(&b->timers) != 0)
-        return FERRY_CODE_NO_MEMORY;
-    struct message *m = message_new(payload, headers);
-    if (m == NULL)
-        return FERRY_CODE_NO_MEMORY;
     uint64_t lsn = 0;
-    /* The journal keeps the deliver-at only of a message that waits. */
-    struct message_meta logged = meta != NULL ? *meta : (struct message_meta){ 0 };
-    logged.deliver_at = due;
-    code = apply_meta(q, m, meta);
-    if (code == FERRY_CODE_OK)
-        code = log_publish(b, q, m, &logged, &lsn);
-    if (code != FERRY_CODE_OK) {
-        free(m); /* refused: not logged, never queued */
-        return code;
-    }
-    flow_drop_oldest(b, q, drop); /* only once the new message is sure to go in */
-    enqueue(b, q, m, due);
-    if (due == 0)
-        dispatch(q);
+    code = broker_publish_to(b, q, from, payload, headers, meta, &lsn);
     set_lsn(wait_lsn, lsn);
-    return FERRY_CODE_OK;
+    return code;
 }
 
 /* A batch being built: its messages, linked through m->next, not queued yet. */
@@ -507,10 +527,17 @@ enum ferry_code broker_delete(struct broker *b, struct ferry_bytes queue)
         code = log_queue_change(b, q, CHANGE_DELETE);
     if (code != FERRY_CODE_OK)
         return code;
+    broker_delete_queue(b, q);
+    return FERRY_CODE_OK;
+}
 
+void broker_delete_queue(struct broker *b, struct queue *q)
+{
     /* Out of the map at once: a new queue of that name may be created,
      * while this one lives on for the acks of its messages in flight.
      * Being deleted, it logs nothing more: the journal forgot it. */
+    topics_forget_queue(b, q);
+    temp_queue_forget(q);
     queue_map_remove(&b->queues, q);
     q->deleted = true;
     /* Its parked publishers try again: on a new queue of that name. */
@@ -522,7 +549,6 @@ enum ferry_code broker_delete(struct broker *b, struct ferry_bytes queue)
     drop_ready(b, q);
     if (q->stats.inflight == 0)
         queue_free(q);
-    return FERRY_CODE_OK;
 }
 
 enum ferry_code broker_purge(struct broker *b, struct ferry_bytes queue, uint64_t *purged)
@@ -622,7 +648,15 @@ enum ferry_code broker_configure_queue(struct broker *b, struct ferry_bytes queu
 {
     struct queue *q;
     enum ferry_code code = broker_find_queue(b, queue, false, &q);
-    if (code != FERRY_CODE_OK || queue_settings_equal(&q->settings, s))
+    if (code != FERRY_CODE_OK)
+        return code;
+    struct queue_settings temp;
+    if (q->owner != NULL) { /* a temporary queue is never durable */
+        temp = *s;
+        temp.durable = false;
+        s = &temp;
+    }
+    if (queue_settings_equal(&q->settings, s))
         return code;
     if (same_storage(&q->settings, s))
         q->settings = *s; /* nothing to log */

@@ -217,6 +217,7 @@ struct queue_stats {
     uint64_t depth_by_priority[FERRY_PRIORITY_LEVELS]; /* depth of each level */
     uint64_t published, delivered, acked, redelivered, dropped;
     uint64_t bytes;
+    uint64_t bindings;      /* its binding patterns */
     bool ended;
     /* Flow control: the queue's bounds and policy (its settings), and what
      * happened at them: messages dropped by drop-oldest, publishes refused
@@ -395,5 +396,64 @@ uint64_t broker_memory(const struct broker *b);
 /* The max_memory in force (0: none); sessions parked now, all queues. */
 uint64_t broker_max_memory(const struct broker *b);
 size_t broker_parked_count(const struct broker *b);
+
+/* ---- topics and temporary queues (topics.c, temp_queues.c) ----
+ * A publish to a topic puts a copy into every queue bound to it by a
+ * matching pattern (docs/PROTOCOL.md, "Topics"); a temporary queue belongs
+ * to the session that declared it and is deleted with it. */
+
+/* Most bindings per queue, and in all. */
+#define BROKER_BINDINGS_PER_QUEUE_MAX 1024u
+#define BROKER_BINDINGS_MAX 100000u
+/* Most temporary queues per session. */
+#define BROKER_TEMP_QUEUES_PER_SESSION_MAX 1024u
+
+/* Server-wide counters of topic publishing. */
+struct topic_stats {
+    uint64_t published;     /* topic publishes accepted */
+    uint64_t unroutable;    /* of those, matched by no binding */
+    uint64_t copies;        /* copies queued */
+    uint64_t skipped;       /* copies a bound queue did not take: ended, or
+                             * full with policy reject or block */
+    uint64_t bindings;      /* bindings now */
+};
+
+/* Binds the queue (created if missing) to a pattern; binding twice is one
+ * binding. OK, BAD_NAME, BAD_TOPIC, LIMIT, NO_MEMORY, or the creating
+ * journal's refusal. */
+enum ferry_code broker_bind(struct broker *b, struct ferry_bytes queue, struct ferry_bytes pattern);
+/* Removes one binding. OK, BAD_NAME, BAD_TOPIC, NOT_FOUND (no such queue
+ * or binding). */
+enum ferry_code broker_unbind(struct broker *b, struct ferry_bytes queue, struct ferry_bytes pattern);
+/* Publishes a copy to each queue bound by a pattern matching `topic`, once
+ * per queue however many of its patterns match. Queues that are ended, or
+ * full and refusing (or blocking), are skipped and counted; a copy the
+ * journal or memory refuses makes the result that code (the other copies
+ * stay queued). A topic nothing matches is accepted and counted
+ * unroutable. *wait_lsn as for broker_publish, for all the copies.
+ * OK, BAD_TOPIC, LIMIT, NO_MEMORY, or the journal's refusal. */
+enum ferry_code broker_publish_topic(struct broker *b, struct ferry_bytes topic,
+                                     struct ferry_bytes payload, struct ferry_bytes headers,
+                                     const struct message_meta *meta, uint64_t *wait_lsn);
+void broker_topic_stats(const struct broker *b, struct topic_stats *out);
+/* Calls fn with each pattern the queue is bound by. OK or NOT_FOUND. */
+enum ferry_code broker_each_binding(struct broker *b, struct ferry_bytes queue,
+                                    void (*fn)(void *arg, struct ferry_bytes pattern), void *arg);
+
+/* Declares a temporary queue of session s: in memory whatever the conf
+ * file says, usable for receiving (CONSUME, GET), binding, purging and
+ * deleting by s alone, deleted with its messages when s is freed. An
+ * empty name asks the broker for a fresh one ("tmp." and a number).
+ * *out is the name (valid while the queue lives). Declaring one of s's
+ * own temporary queues again is OK. OK, BAD_NAME, EXCLUSIVE (the name is
+ * a queue that is not s's temporary queue), LIMIT (max_queues, or
+ * BROKER_TEMP_QUEUES_PER_SESSION_MAX), NO_MEMORY. */
+enum ferry_code broker_declare_temp(struct broker *b, struct session *s, struct ferry_bytes name,
+                                    struct ferry_bytes *out);
+/* EXCLUSIVE if the queue is another session's temporary queue, else OK
+ * (also when it does not exist). Asked before a session consumes, gets,
+ * binds, unbinds, purges, ends, reopens or deletes. */
+enum ferry_code broker_check_access(struct broker *b, const struct session *s,
+                                    struct ferry_bytes queue);
 
 #endif

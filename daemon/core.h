@@ -10,6 +10,7 @@
 #include "idmap.h"
 #include "queue.h"
 #include "queue_map.h"
+#include "bindings.h"
 #include "tags.h"
 #include "timers.h"
 
@@ -29,6 +30,15 @@ struct broker {
     void *settings_arg;
     struct broker_clock clock;
     struct timer_heap timers;   /* the messages' timers; points, owns none */
+    /* Topics (topics.c). */
+    struct bindings bindings;   /* every queue's binding patterns */
+    struct queue **fanout;      /* a topic publish's queues; owned */
+    size_t fanout_cap;          /* kept >= bound_queues, so matching never allocates */
+    size_t fanout_count;        /* entries in use, during a topic publish */
+    size_t bound_queues;        /* queues with at least one binding */
+    uint64_t fanout_epoch;      /* of the current topic publish */
+    struct topic_stats topic_stats;
+    uint64_t next_temp;         /* numbers of server-named temporary queues */
 };
 
 /* The message a timer of the broker's heap is embedded in. */
@@ -51,9 +61,45 @@ struct session {
     struct park_list *parked_in;
     struct session *park_next;
     struct session *park_prev;
+    struct queue *temps;            /* its temporary queues, via temp_next */
+    size_t temp_count;
 };
 
 /* ---- broker.c ---- */
+
+/* The settings a new queue of that name gets (the conf file's). */
+struct queue_settings broker_settings_for(const struct broker *b, struct ferry_bytes name);
+/* Creates a queue that does not exist yet (checked by the caller), with
+ * settings s. OK, LIMIT (max_queues), NO_MEMORY, or the journal's refusal. */
+enum ferry_code broker_new_queue(struct broker *b, struct ferry_bytes name,
+                                 const struct queue_settings *s, struct queue **out);
+/* Appends one message to q (found and not ended) under q's flow control
+ * (broker_publish; `from` NULL: nobody to park, so block refuses as
+ * reject does), logs it if q is durable (*lsn: the LSN its confirm waits
+ * for, 0 if none) and dispatches. OK, QUEUE_FULL, BAD_REQUEST, NO_MEMORY
+ * or the journal's refusal (then nothing is queued). */
+enum ferry_code broker_publish_to(struct broker *b, struct queue *q, struct session *from,
+                                  struct ferry_bytes payload, struct ferry_bytes headers,
+                                  const struct message_meta *meta, uint64_t *lsn);
+/* Deletes q (its DELETE was logged, if it had to be): out of the name map
+ * and its bindings, EOS to its subscriptions, JOINs fail, ready messages
+ * dropped; freed now or with its last message in flight. */
+void broker_delete_queue(struct broker *b, struct queue *q);
+
+/* ---- topics.c ---- */
+
+/* The trie and the fan-out array: 0, or -1 on ENOMEM. */
+int topics_init(struct broker *b);
+void topics_free(struct broker *b);
+/* q is being deleted: its bindings go. */
+void topics_forget_queue(struct broker *b, struct queue *q);
+
+/* ---- temp_queues.c ---- */
+
+/* q is being deleted: if it is a temporary queue, its owner forgets it. */
+void temp_queue_forget(struct queue *q);
+/* s is going: its temporary queues are deleted with their messages. */
+void temp_queues_delete_all(struct broker *b, struct session *s);
 
 /* Finds the named queue, creating it if `create` (a call that fails later
  * may leave the queue it created, as a DECLARE would).

@@ -82,6 +82,11 @@ struct queue {
     uint64_t next_seq;
     struct queue_stats stats;       /* kept up to date at every change (its
                                      * bounds and policy: see q->settings) */
+    struct binding *bindings;       /* its bindings (the broker's trie owns them) */
+    uint64_t fanout_epoch;          /* the last topic publish that chose it */
+    struct session *owner;          /* a temporary queue's connection; NULL: none */
+    struct queue *temp_next;        /* the owner's list of temporary queues */
+    struct queue *temp_prev;
     size_t name_len;
     uint8_t name[];
 };

@@ -42,6 +42,8 @@ static const char *code_text(enum ferry_code code)
     case FERRY_CODE_NO_MEMORY: return "server out of memory";
     case FERRY_CODE_BAD_REQUEST: return "bad request";
     case FERRY_CODE_STORAGE: return "durable storage refused: disk limit reached or write error";
+    case FERRY_CODE_BAD_TOPIC: return "bad topic or binding pattern";
+    case FERRY_CODE_EXCLUSIVE: return "the queue is another connection's temporary queue";
     default: return ferry_code_name(code);
     }
 }
@@ -90,6 +92,18 @@ static bool has_rid(struct conn *c, const struct ferry_frame *f)
         return true;
     reply_error(c, 0, FERRY_CODE_BAD_REQUEST, "rid must be nonzero");
     return false;
+}
+
+/* Another connection's temporary queue may be published to, not received
+ * from or managed: answers ERROR EXCLUSIVE and returns true if f's queue
+ * is one. */
+static bool refused_access(struct conn *c, const struct ferry_frame *f)
+{
+    enum ferry_code code = broker_check_access(c->set->broker, c->session, f->queue);
+    if (code == FERRY_CODE_OK)
+        return false;
+    reply_error(c, f->rid, code, code_text(code));
+    return true;
 }
 
 /* ---- waiting GETs --------------------------------------------------------- */
@@ -274,13 +288,21 @@ static bool parked(struct conn *c, enum ferry_code code)
     return true;
 }
 
+/* What a PUBLISH or PUBLISH_TOPIC says beyond its bytes. OK or BAD_REQUEST. */
+static enum ferry_code publish_meta(struct conn *c, const struct ferry_frame *f,
+                                    struct message_meta *meta)
+{
+    *meta = (struct message_meta){ .has_priority = f->has_priority, .priority = f->priority };
+    if (f->delay_ms == 0 && f->deliver_at == 0) /* one branch for a plain publish */
+        return FERRY_CODE_OK;
+    return broker_deliver_at(c->set->broker, f->delay_ms, f->deliver_at, &meta->deliver_at);
+}
+
 static void on_publish(struct conn *c, const struct ferry_frame *f)
 {
-    struct message_meta meta = { .has_priority = f->has_priority, .priority = f->priority };
+    struct message_meta meta;
     uint64_t wait_lsn;
-    enum ferry_code code = FERRY_CODE_OK;
-    if (f->delay_ms != 0 || f->deliver_at != 0) /* one branch for a plain publish */
-        code = broker_deliver_at(c->set->broker, f->delay_ms, f->deliver_at, &meta.deliver_at);
+    enum ferry_code code = publish_meta(c, f, &meta);
     if (code == FERRY_CODE_OK)
         code = broker_publish(c->set->broker, c->session, f->queue, f->payload, f->headers, &meta,
                               &wait_lsn);
@@ -336,7 +358,7 @@ static void out_cut(struct conn *c, size_t from, size_t to)
 
 static void on_consume(struct conn *c, const struct ferry_frame *f)
 {
-    if (!has_rid(c, f))
+    if (!has_rid(c, f) || refused_access(c, f))
         return;
     if (f->sub == 0 || f->credit == 0 || f->credit > UINT32_MAX) {
         reply_error(c, f->rid, FERRY_CODE_BAD_REQUEST, "sub must be nonzero and credit 1..2^32-1");
@@ -406,7 +428,7 @@ static void on_cancel(struct conn *c, const struct ferry_frame *f)
 
 static void on_get(struct conn *c, const struct ferry_frame *f)
 {
-    if (!has_rid(c, f))
+    if (!has_rid(c, f) || refused_access(c, f))
         return;
     if (f->wait_ms > 0 && c->get_count >= GET_WAITS_MAX) {
         reply_error(c, f->rid, FERRY_CODE_LIMIT, "too many waiting GETs on this connection");
@@ -439,7 +461,7 @@ static void on_get(struct conn *c, const struct ferry_frame *f)
 /* DECLARE, DELETE, END, REOPEN: a queue operation answered OK or ERROR. */
 static void on_queue_admin(struct conn *c, const struct ferry_frame *f)
 {
-    if (!has_rid(c, f))
+    if (!has_rid(c, f) || (f->type != FERRY_F_DECLARE && refused_access(c, f)))
         return;
     struct broker *b = c->set->broker;
     enum ferry_code code;
@@ -455,7 +477,7 @@ static void on_queue_admin(struct conn *c, const struct ferry_frame *f)
 
 static void on_purge(struct conn *c, const struct ferry_frame *f)
 {
-    if (!has_rid(c, f))
+    if (!has_rid(c, f) || refused_access(c, f))
         return;
     uint64_t purged = 0;
     enum ferry_code code = broker_purge(c->set->broker, f->queue, &purged);
@@ -481,6 +503,48 @@ static void on_join(struct conn *c, const struct ferry_frame *f)
         c->join_count--;
         reply_error(c, f->rid, code, code_text(code));
     }
+}
+
+/* ---- topics and temporary queues ------------------------------------------ */
+
+static void on_publish_topic(struct conn *c, const struct ferry_frame *f)
+{
+    uint64_t wait_lsn;
+    struct message_meta meta;
+    enum ferry_code code = publish_meta(c, f, &meta);
+    if (code == FERRY_CODE_OK)
+        code = broker_publish_topic(c->set->broker, f->topic, f->payload, f->headers, &meta,
+                                    &wait_lsn);
+    if (code != FERRY_CODE_OK) {
+        refuse_publish(c, f, code);
+        return;
+    }
+    accept_publish(c, f, wait_lsn);
+}
+
+/* BIND and UNBIND. */
+static void on_binding(struct conn *c, const struct ferry_frame *f)
+{
+    if (!has_rid(c, f) || refused_access(c, f))
+        return;
+    struct broker *b = c->set->broker;
+    enum ferry_code code = f->type == FERRY_F_BIND ? broker_bind(b, f->queue, f->topic)
+                                                   : broker_unbind(b, f->queue, f->topic);
+    reply_code(c, f->rid, code);
+}
+
+static void on_declare_temp(struct conn *c, const struct ferry_frame *f)
+{
+    if (!has_rid(c, f))
+        return;
+    struct ferry_bytes name;
+    enum ferry_code code = broker_declare_temp(c->set->broker, c->session, f->queue, &name);
+    if (code != FERRY_CODE_OK) {
+        reply_error(c, f->rid, code, code_text(code));
+        return;
+    }
+    struct ferry_frame ok = { .type = FERRY_F_OK, .rid = f->rid, .queue = name };
+    conn_reply(c, &ok);
 }
 
 /* ---- STATS ----------------------------------------------------------------- */
@@ -597,6 +661,10 @@ void requests_handle_frame(struct conn *c, const struct ferry_frame *f)
     case FERRY_F_PURGE: on_purge(c, f); break;
     case FERRY_F_JOIN: on_join(c, f); break;
     case FERRY_F_STATS: on_stats(c, f); break;
+    case FERRY_F_PUBLISH_TOPIC: on_publish_topic(c, f); break;
+    case FERRY_F_BIND: on_binding(c, f); break;
+    case FERRY_F_UNBIND: on_binding(c, f); break;
+    case FERRY_F_DECLARE_TEMP: on_declare_temp(c, f); break;
     case FERRY_F_WELCOME:
     case FERRY_F_ERROR:
     case FERRY_F_OK:

@@ -110,6 +110,8 @@ void broker_session_free(struct broker *b, struct session *s)
     while (s->joins != NULL)
         dispatch_join_cancel(s->joins);
     take_back_all(b, s);
+    /* With its deliveries back, its temporary queues go with everything in them. */
+    temp_queues_delete_all(b, s);
     tags_free(&s->tags);
     id_map_free(&s->subs);
     id_map_free(&s->gets);

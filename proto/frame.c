@@ -163,7 +163,8 @@ static const struct frame_spec specs[] = {
                        BIT(FIELD_RID) | BIT(FIELD_Q) | BIT(FIELD_PATTERN) },
     [FERRY_F_UNBIND] = { BIT(FIELD_RID) | BIT(FIELD_Q) | BIT(FIELD_PATTERN),
                          BIT(FIELD_RID) | BIT(FIELD_Q) | BIT(FIELD_PATTERN) },
-    [FERRY_F_PUBLISH_TOPIC] = { BIT(FIELD_TOPIC) | BIT(FIELD_P) | BIT(FIELD_H) | BIT(FIELD_ID),
+    [FERRY_F_PUBLISH_TOPIC] = { BIT(FIELD_TOPIC) | BIT(FIELD_P) | BIT(FIELD_H) | BIT(FIELD_ID) | BIT(FIELD_PRIO)
+                                | BIT(FIELD_DELAY) | BIT(FIELD_AT),
                                 BIT(FIELD_TOPIC) | BIT(FIELD_P) },
     [FERRY_F_DECLARE_TEMP] = { BIT(FIELD_RID) | BIT(FIELD_Q), BIT(FIELD_RID) },
 };

@@ -62,6 +62,11 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
+void harness_sleep_ms(long ms)
+{
+    sleep_ms(ms);
+}
+
 bool harness_valgrind(void)
 {
     const char *v = getenv("FERRYD_VALGRIND");

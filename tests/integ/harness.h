@@ -74,6 +74,9 @@ bool harness_rss_reliable(void);
 /* Connects a raw Unix stream socket to the daemon (for hostile-input tests). */
 int harness_raw_connect(const struct ferryd *d);
 
+/* Sleeps ms milliseconds. */
+void harness_sleep_ms(long ms);
+
 /* Monotonic milliseconds. */
 long long harness_now_ms(void);
 

@@ -61,9 +61,20 @@ l2" "$(t consume later -n 2 --timeout 10)"
 t publish --delay 5x later x 2>/dev/null; expect_eq "bad --delay exit code" 2 "$?"
 t publish --at soon later x 2>/dev/null; expect_eq "bad --at exit code" 2 "$?"
 
+# topics: bind, publish --topic, unbind; bad patterns are usage errors
+t bind audit 'orders.#' '#.created' || fail "bind"
+t publish --topic orders.eu.created o1 o2 || fail "publish --topic"
+t publish --topic invoices.paid i1 || fail "publish --topic unroutable"
+expect_eq "fan-out copies" "o1
+o2" "$(t consume audit -n 2 --timeout 5)"
+t unbind audit 'orders.#' || fail "unbind"
+t unbind audit 'orders.#' 2>/dev/null; expect_eq "unbind twice exit code" 1 "$?"
+t bind audit 'a..b' 2>/dev/null; expect_eq "bad pattern exit code" 2 "$?"
+t publish --topic 'a.*' x 2>/dev/null; expect_eq "bad topic exit code" 2 "$?"
+
 # bad usage is exit 2; --help is exit 0 for every command
 t publish 2>/dev/null; expect_eq "usage exit code" 2 "$?"
-for cmd in publish consume get end reopen join declare delete purge stats; do
+for cmd in publish consume subscribe bind unbind get end reopen join declare delete purge stats; do
   t "$cmd" --help >/dev/null || fail "$cmd --help"
 done
 

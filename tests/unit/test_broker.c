@@ -2342,6 +2342,281 @@ START_TEST(test_a_delayed_durable_publish_logs_its_deliver_at_and_comes_back_wai
 }
 END_TEST
 
+/* ---- topics (fan-out) and temporary queues ---- */
+
+static void bind_queue(struct broker *b, const char *queue, const char *pattern)
+{
+    ck_assert_int_eq(broker_bind(b, bytes(queue), bytes(pattern)), FERRY_CODE_OK);
+}
+
+static enum ferry_code publish_topic(struct broker *b, const char *topic, const char *payload)
+{
+    return broker_publish_topic(b, bytes(topic), bytes(payload), no_headers, NULL, NULL);
+}
+
+START_TEST(test_a_topic_publish_puts_one_copy_in_every_matching_queue)
+{
+    struct broker *b = broker_new(NULL);
+    bind_queue(b, "all-orders", "orders.#");
+    bind_queue(b, "eu-anything", "*.eu");
+    bind_queue(b, "eu-anything", "orders.eu"); /* two matching patterns: still one copy */
+    bind_queue(b, "invoices", "invoices.#");
+    ck_assert_int_eq(publish_topic(b, "orders.eu", "o1"), FERRY_CODE_OK);
+    ck_assert_uint_eq(stats_of(b, "all-orders").depth, 1);
+    ck_assert_uint_eq(stats_of(b, "eu-anything").depth, 1);
+    ck_assert_uint_eq(stats_of(b, "invoices").depth, 0);
+    ck_assert_uint_eq(stats_of(b, "eu-anything").bindings, 2);
+
+    struct fake a;
+    fake_open(&a, b);
+    consume(&a, "eu-anything", 1, 10);
+    ck_assert_uint_eq(count_of(&a, EV_DELIVER), 1);
+    assert_delivery(&a, 0, "o1", 1);
+
+    struct topic_stats ts;
+    broker_topic_stats(b, &ts);
+    ck_assert_uint_eq(ts.published, 1);
+    ck_assert_uint_eq(ts.copies, 2);
+    ck_assert_uint_eq(ts.unroutable, 0);
+    ck_assert_uint_eq(ts.bindings, 4);
+    fake_close(&a);
+    broker_free(b);
+}
+END_TEST
+
+START_TEST(test_a_topic_nothing_matches_is_accepted_and_counted_unroutable)
+{
+    struct broker *b = broker_new(NULL);
+    bind_queue(b, "q", "a.b");
+    ck_assert_int_eq(publish_topic(b, "a.c", "x"), FERRY_CODE_OK);
+    ck_assert_int_eq(publish_topic(b, "nothing", "x"), FERRY_CODE_OK);
+    struct topic_stats ts;
+    broker_topic_stats(b, &ts);
+    ck_assert_uint_eq(ts.published, 2);
+    ck_assert_uint_eq(ts.unroutable, 2);
+    ck_assert_uint_eq(stats_of(b, "q").depth, 0);
+    /* A topic is not a queue: none was created. */
+    ck_assert_uint_eq(broker_queue_count(b), 1);
+    broker_free(b);
+}
+END_TEST
+
+START_TEST(test_bad_topics_and_patterns_are_refused)
+{
+    struct broker *b = broker_new(NULL);
+    ck_assert_int_eq(broker_bind(b, bytes("q"), bytes("a..b")), FERRY_CODE_BAD_TOPIC);
+    ck_assert_int_eq(broker_bind(b, bytes("q"), bytes("a*")), FERRY_CODE_BAD_TOPIC);
+    ck_assert_int_eq(broker_bind(b, bytes("bad name"), bytes("a")), FERRY_CODE_BAD_NAME);
+    ck_assert_int_eq(publish_topic(b, "a.*", "x"), FERRY_CODE_BAD_TOPIC);
+    ck_assert_int_eq(publish_topic(b, "", "x"), FERRY_CODE_BAD_TOPIC);
+    ck_assert_int_eq(broker_unbind(b, bytes("q"), bytes("a")), FERRY_CODE_NOT_FOUND);
+    bind_queue(b, "q", "a");
+    ck_assert_int_eq(broker_unbind(b, bytes("q"), bytes("b")), FERRY_CODE_NOT_FOUND);
+    ck_assert_int_eq(broker_unbind(b, bytes("q"), bytes("a")), FERRY_CODE_OK);
+    ck_assert_uint_eq(stats_of(b, "q").bindings, 0);
+    ck_assert_int_eq(publish_topic(b, "a", "x"), FERRY_CODE_OK);
+    ck_assert_uint_eq(stats_of(b, "q").depth, 0);
+    broker_free(b);
+}
+END_TEST
+
+START_TEST(test_bindings_per_queue_are_bounded)
+{
+    struct broker *b = broker_new(NULL);
+    char p[32];
+    for (unsigned i = 0; i < BROKER_BINDINGS_PER_QUEUE_MAX; i++) {
+        snprintf(p, sizeof p, "k%u.#", i);
+        bind_queue(b, "q", p);
+    }
+    ck_assert_int_eq(broker_bind(b, bytes("q"), bytes("one.more")), FERRY_CODE_LIMIT);
+    bind_queue(b, "q", "k7.#"); /* an existing one is no new binding... */
+    ck_assert_int_eq(broker_bind(b, bytes("r"), bytes("one.more")), FERRY_CODE_OK);
+    ck_assert_uint_eq(stats_of(b, "q").bindings, BROKER_BINDINGS_PER_QUEUE_MAX);
+    broker_free(b);
+}
+END_TEST
+
+START_TEST(test_an_ended_bound_queue_is_skipped_and_the_others_get_the_copy)
+{
+    struct broker *b = broker_new(NULL);
+    bind_queue(b, "a", "t");
+    bind_queue(b, "b", "t");
+    bind_queue(b, "c", "t");
+    ck_assert_int_eq(broker_end(b, bytes("b")), FERRY_CODE_OK);
+    ck_assert_int_eq(publish_topic(b, "t", "x"), FERRY_CODE_OK);
+    ck_assert_uint_eq(stats_of(b, "a").depth, 1);
+    ck_assert_uint_eq(stats_of(b, "b").depth, 0);
+    ck_assert_uint_eq(stats_of(b, "c").depth, 1);
+    struct topic_stats ts;
+    broker_topic_stats(b, &ts);
+    ck_assert_uint_eq(ts.copies, 2);
+    ck_assert_uint_eq(ts.skipped, 1);
+    broker_free(b);
+}
+END_TEST
+
+START_TEST(test_a_deleted_queue_loses_its_bindings)
+{
+    struct broker *b = broker_new(NULL);
+    bind_queue(b, "gone", "t.#");
+    bind_queue(b, "stays", "t.*");
+    ck_assert_int_eq(broker_delete(b, bytes("gone")), FERRY_CODE_OK);
+    ck_assert_int_eq(publish_topic(b, "t.x", "m"), FERRY_CODE_OK);
+    ck_assert_uint_eq(broker_queue_count(b), 1); /* not created again */
+    ck_assert_uint_eq(stats_of(b, "stays").depth, 1);
+    struct topic_stats ts;
+    broker_topic_stats(b, &ts);
+    ck_assert_uint_eq(ts.bindings, 1);
+    broker_free(b);
+}
+END_TEST
+
+START_TEST(test_a_topic_publish_logs_one_record_per_durable_bound_queue)
+{
+    struct fake_journal j;
+    struct broker *b = durable_broker(&j);
+    bind_queue(b, "d1", "e.#");
+    bind_queue(b, "d2", "e.*");
+    bind_queue(b, "mem", "#");
+    uint64_t lsn = 0;
+    ck_assert_int_eq(broker_publish_topic(b, bytes("e.x"), bytes("m"), no_headers, NULL, &lsn),
+                     FERRY_CODE_OK);
+    ck_assert_uint_eq(jcount(&j, J_PUBLISH), 2);
+    ck_assert_uint_ne(lsn, 0);
+    ck_assert_uint_eq(stats_of(b, "mem").depth, 1);
+    /* A durable copy the journal refuses makes the publish fail with its
+     * code; the other copies are queued all the same. */
+    j.refuse_publish_at = j.publishes + 1;
+    ck_assert_int_eq(broker_publish_topic(b, bytes("e.y"), bytes("n"), no_headers, NULL, &lsn),
+                     FERRY_CODE_STORAGE);
+    ck_assert_uint_eq(stats_of(b, "d1").depth + stats_of(b, "d2").depth, 3);
+    ck_assert_uint_eq(stats_of(b, "mem").depth, 2);
+    broker_free(b);
+    journal_close(&j);
+}
+END_TEST
+
+START_TEST(test_a_temporary_queue_is_named_by_the_broker_when_asked)
+{
+    struct broker *b = broker_new(NULL);
+    struct fake a;
+    fake_open(&a, b);
+    struct ferry_bytes n1, n2;
+    ck_assert_int_eq(broker_declare_temp(b, a.s, no_headers, &n1), FERRY_CODE_OK);
+    ck_assert(n1.len > 4 && memcmp(n1.ptr, "tmp.", 4) == 0);
+    char first[64];
+    copy_text(first, sizeof first, n1);
+    /* A queue already called like the next name is passed over. */
+    publish(b, "tmp.2", "squatter");
+    ck_assert_int_eq(broker_declare_temp(b, a.s, no_headers, &n2), FERRY_CODE_OK);
+    char second[64];
+    copy_text(second, sizeof second, n2);
+    ck_assert_str_ne(first, second);
+    ck_assert_str_ne(second, "tmp.2");
+    ck_assert_uint_eq(broker_queue_count(b), 3);
+    fake_close(&a);
+    ck_assert_uint_eq(broker_queue_count(b), 1);
+    broker_free(b);
+}
+END_TEST
+
+START_TEST(test_a_temporary_queue_is_its_sessions_alone_but_anyone_may_publish_to_it)
+{
+    struct broker *b = broker_new(NULL);
+    struct fake owner, other;
+    fake_open(&owner, b);
+    fake_open(&other, b);
+    struct ferry_bytes name;
+    ck_assert_int_eq(broker_declare_temp(b, owner.s, bytes("replies"), &name), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_check_access(b, owner.s, bytes("replies")), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_check_access(b, other.s, bytes("replies")), FERRY_CODE_EXCLUSIVE);
+    ck_assert_int_eq(broker_check_access(b, other.s, bytes("no-such")), FERRY_CODE_OK);
+    /* Declared again by its owner: the same queue; by another: refused. */
+    ck_assert_int_eq(broker_declare_temp(b, owner.s, bytes("replies"), &name), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_declare_temp(b, other.s, bytes("replies"), &name), FERRY_CODE_EXCLUSIVE);
+    /* An ordinary queue cannot be made temporary. */
+    publish(b, "plain", "x");
+    ck_assert_int_eq(broker_declare_temp(b, owner.s, bytes("plain"), &name), FERRY_CODE_EXCLUSIVE);
+    publish(b, "replies", "r1");
+    consume(&owner, "replies", 1, 10);
+    ck_assert_uint_eq(count_of(&owner, EV_DELIVER), 1);
+    fake_close(&other);
+    fake_close(&owner);
+    broker_free(b);
+}
+END_TEST
+
+START_TEST(test_a_temporary_queue_goes_with_its_session_messages_and_bindings_included)
+{
+    struct broker *b = broker_new(NULL);
+    struct fake a, watcher;
+    fake_open(&a, b);
+    fake_open(&watcher, b);
+    struct ferry_bytes name;
+    ck_assert_int_eq(broker_declare_temp(b, a.s, bytes("mine"), &name), FERRY_CODE_OK);
+    bind_queue(b, "mine", "news.#");
+    ck_assert_int_eq(publish_topic(b, "news.today", "n1"), FERRY_CODE_OK);
+    ck_assert_int_eq(publish_topic(b, "news.today", "n2"), FERRY_CODE_OK);
+    consume(&a, "mine", 1, 1); /* one in flight, one ready */
+    ck_assert_int_eq(broker_join(b, watcher.s, bytes("mine"), 9), FERRY_CODE_OK);
+    fake_close(&a);
+    ck_assert_int_eq(broker_queue_stats(b, bytes("mine"), &(struct queue_stats){ 0 }),
+                     FERRY_CODE_NOT_FOUND);
+    ck_assert_uint_eq(broker_message_count(b), 0);
+    struct topic_stats ts;
+    broker_topic_stats(b, &ts);
+    ck_assert_uint_eq(ts.bindings, 0);
+    /* A JOIN on it from elsewhere is answered: the queue is gone. */
+    ck_assert_uint_eq(count_of(&watcher, EV_JOIN_DONE), 1);
+    ck_assert_int_eq(nth(&watcher, EV_JOIN_DONE, 0)->code, FERRY_CODE_NOT_FOUND);
+    ck_assert_int_eq(publish_topic(b, "news.today", "n3"), FERRY_CODE_OK);
+    ck_assert_uint_eq(broker_queue_count(b), 0);
+    fake_close(&watcher);
+    broker_free(b);
+}
+END_TEST
+
+START_TEST(test_a_temporary_queue_stays_in_memory_whatever_the_conf_says)
+{
+    struct fake_journal j;
+    struct broker *b = durable_broker(&j); /* names starting with 'd' are durable */
+    struct fake a;
+    fake_open(&a, b);
+    struct ferry_bytes name;
+    ck_assert_int_eq(broker_declare_temp(b, a.s, bytes("dtemp"), &name), FERRY_CODE_OK);
+    publish(b, "dtemp", "x");
+    ck_assert_uint_eq(jcount(&j, J_PUBLISH), 0);
+    ck_assert_uint_eq(jcount(&j, J_DECLARE), 0);
+    struct queue_settings s = { .durable = true, .fsync = QUEUE_FSYNC_ALWAYS };
+    ck_assert_int_eq(broker_configure_queue(b, bytes("dtemp"), &s), FERRY_CODE_OK);
+    publish(b, "dtemp", "y");
+    ck_assert_uint_eq(jcount(&j, J_PUBLISH), 0);
+    fake_close(&a);
+    ck_assert_uint_eq(jcount(&j, J_DELETE), 0);
+    broker_free(b);
+    journal_close(&j);
+}
+END_TEST
+
+START_TEST(test_temporary_queues_per_session_are_bounded)
+{
+    struct broker *b = broker_new(NULL);
+    struct fake a;
+    fake_open(&a, b);
+    struct ferry_bytes name;
+    for (unsigned i = 0; i < BROKER_TEMP_QUEUES_PER_SESSION_MAX; i++)
+        ck_assert_int_eq(broker_declare_temp(b, a.s, no_headers, &name), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_declare_temp(b, a.s, no_headers, &name), FERRY_CODE_LIMIT);
+    /* Deleting one makes room. */
+    ck_assert_int_eq(broker_delete(b, bytes("tmp.1")), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_declare_temp(b, a.s, no_headers, &name), FERRY_CODE_OK);
+    fake_close(&a);
+    ck_assert_uint_eq(broker_queue_count(b), 0);
+    broker_free(b);
+}
+END_TEST
+
+
 static Suite *broker_suite(void)
 {
     Suite *s = suite_create("broker");
@@ -2454,6 +2729,21 @@ static Suite *broker_suite(void)
     tcase_add_test(priorities, test_stats_count_the_depth_of_each_priority);
     tcase_add_test(priorities, test_one_priority_only_keeps_plain_fifo_across_many_messages);
     suite_add_tcase(s, priorities);
+
+    TCase *topics = tcase_create("topics and temporary queues");
+    tcase_add_test(topics, test_a_topic_publish_puts_one_copy_in_every_matching_queue);
+    tcase_add_test(topics, test_a_topic_nothing_matches_is_accepted_and_counted_unroutable);
+    tcase_add_test(topics, test_bad_topics_and_patterns_are_refused);
+    tcase_add_test(topics, test_bindings_per_queue_are_bounded);
+    tcase_add_test(topics, test_an_ended_bound_queue_is_skipped_and_the_others_get_the_copy);
+    tcase_add_test(topics, test_a_deleted_queue_loses_its_bindings);
+    tcase_add_test(topics, test_a_topic_publish_logs_one_record_per_durable_bound_queue);
+    tcase_add_test(topics, test_a_temporary_queue_is_named_by_the_broker_when_asked);
+    tcase_add_test(topics, test_a_temporary_queue_is_its_sessions_alone_but_anyone_may_publish_to_it);
+    tcase_add_test(topics, test_a_temporary_queue_goes_with_its_session_messages_and_bindings_included);
+    tcase_add_test(topics, test_a_temporary_queue_stays_in_memory_whatever_the_conf_says);
+    tcase_add_test(topics, test_temporary_queues_per_session_are_bounded);
+    suite_add_tcase(s, topics);
     return s;
 }
 

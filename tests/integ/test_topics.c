@@ -1,0 +1,292 @@
+/*
+ * test_topics.c - fan-out, temporary queues and request/reply through a
+ * real ferryd: every bound queue gets every message, a temporary queue is
+ * its connection's alone and goes with it, `ferry subscribe` prints what
+ * is published to its patterns.
+ */
+#include "harness.h"
+
+#include <check.h>
+#include <ferry.h>
+#include <ferry_proto.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define WAIT_MS 10000
+
+static struct ferryd daemon_;
+
+static void teardown(void)
+{
+    ferryd_stop(&daemon_);
+}
+
+static void start_daemon(void)
+{
+    ck_assert_int_eq(ferryd_start(&daemon_, NULL), 0);
+}
+
+/* ferryd exits cleanly (status 0: no leak under LeakSanitizer). */
+static void stop_daemon(void)
+{
+    ck_assert_int_eq(ferryd_stop(&daemon_), 0);
+}
+
+static const struct ferry_publish_options confirmed = { .flags = FERRY_PUBLISH_CONFIRM };
+
+static void ok(int rc, const char *what)
+{
+    const char *text = NULL;
+    if (rc == FERRY_ESERVER)
+        ferry_server_error(&text);
+    ck_assert_msg(rc == FERRY_OK, "%s: %s %s", what, ferry_strerror(rc), text ? text : "");
+}
+
+static ferry_conn *connect_or_fail(void)
+{
+    ferry_conn *c = NULL;
+    ok(ferry_connect(daemon_.url, &c), "connect");
+    return c;
+}
+
+/* The broker refused with `code`. */
+static void refused(int rc, int code, const char *what)
+{
+    ck_assert_msg(rc == FERRY_ESERVER, "%s: %s", what, ferry_strerror(rc));
+    ck_assert_int_eq(ferry_server_error(NULL), code);
+}
+
+static struct ferry_queue_info queue_info(ferry_conn *c, const char *queue)
+{
+    struct ferry_stats *st = NULL;
+    ok(ferry_stats(c, queue, &st), queue);
+    ck_assert_uint_eq(st->count, 1);
+    struct ferry_queue_info info = st->queues[0];
+    info.name = NULL; /* freed below */
+    ferry_stats_free(st);
+    return info;
+}
+
+/* ---- fan-out ---- */
+
+START_TEST(test_every_bound_queue_gets_every_message_in_order)
+{
+    start_daemon();
+    ferry_conn *c = connect_or_fail();
+    ok(ferry_bind(c, "fan-all", "orders.#"), "bind");
+    ok(ferry_bind(c, "fan-one-word", "orders.*"), "bind");
+    ok(ferry_bind(c, "fan-eu", "*.eu"), "bind");
+    ok(ferry_bind(c, "fan-eu", "orders.eu"), "bind"); /* two patterns, one copy */
+    ok(ferry_bind(c, "fan-invoices", "invoices.#"), "bind");
+    enum { N = 2000 };
+    char text[32];
+    for (int i = 0; i < N; i++) {
+        int n = snprintf(text, sizeof text, "m%d", i);
+        ok(ferry_publish_topic(c, "orders.eu", text, (size_t)n, NULL), "publish");
+    }
+    ok(ferry_publish_topic(c, "nobody.listens", "x", 1, NULL), "publish");
+    ok(ferry_flush(c, WAIT_MS), "flush");
+    ck_assert_uint_eq(queue_info(c, "fan-all").depth, N);
+    ck_assert_uint_eq(queue_info(c, "fan-one-word").depth, N);
+    ck_assert_uint_eq(queue_info(c, "fan-eu").depth, N);
+    ck_assert_uint_eq(queue_info(c, "fan-invoices").depth, 0);
+    /* In publish order in each. */
+    for (int i = 0; i < 5; i++) {
+        ferry_message *m = NULL;
+        ok(ferry_get(c, "fan-eu", 0, &m), "get");
+        int n = snprintf(text, sizeof text, "m%d", i);
+        ck_assert_uint_eq(m->len, (size_t)n);
+        ck_assert(memcmp(m->data, text, m->len) == 0);
+        ok(ferry_ack(c, m->tag), "ack");
+        ferry_message_free(m);
+    }
+    ck_assert_uint_eq(queue_info(c, "fan-all").depth, N);
+    ok(ferry_unbind(c, "fan-all", "orders.#"), "unbind");
+    refused(ferry_unbind(c, "fan-all", "orders.#"), FERRY_CODE_NOT_FOUND, "unbind twice");
+    ok(ferry_publish_topic(c, "orders.eu", "late", 4, &confirmed), "publish");
+    ck_assert_uint_eq(queue_info(c, "fan-all").depth, N);
+    ck_assert_uint_eq(queue_info(c, "fan-one-word").depth, N + 1);
+    ferry_close(c);
+    stop_daemon();
+}
+END_TEST
+
+START_TEST(test_bad_topics_and_patterns_are_refused_and_the_connection_lives)
+{
+    start_daemon();
+    ferry_conn *c = connect_or_fail();
+    /* libferry checks first... */
+    ck_assert_int_eq(ferry_bind(c, "q", "a..b"), FERRY_EINVAL);
+    ck_assert_int_eq(ferry_publish_topic(c, "a.*", "x", 1, NULL), FERRY_EINVAL);
+    ck_assert_int_eq(ferry_publish_topic(c, NULL, "x", 1, NULL), FERRY_EINVAL);
+    ok(ferry_bind(c, "q", "#"), "bind");
+    ok(ferry_publish_topic(c, "a.b", "x", 1, &confirmed), "publish");
+    ck_assert_uint_eq(queue_info(c, "q").depth, 1);
+    ferry_close(c);
+    stop_daemon();
+}
+END_TEST
+
+/* ---- temporary queues ---- */
+
+START_TEST(test_a_temporary_queue_is_private_and_goes_with_its_connection)
+{
+    start_daemon();
+    ferry_conn *owner = connect_or_fail();
+    ferry_conn *other = connect_or_fail();
+    char name[FERRY_NAME_MAX + 1];
+    ok(ferry_declare_temp(owner, NULL, name, sizeof name), "declare temp");
+    ck_assert(strncmp(name, "tmp.", 4) == 0);
+    ok(ferry_bind(owner, name, "news.#"), "bind");
+    ok(ferry_publish_topic(other, "news.today", "n1", 2, &confirmed), "publish");
+    ok(ferry_publish(other, name, "direct", 6, NULL, 0, FERRY_PUBLISH_CONFIRM), "publish to it");
+    ck_assert_uint_eq(queue_info(other, name).depth, 2);
+
+    /* Others may publish, not take or manage. */
+    ferry_message *m = NULL;
+    refused(ferry_get(other, name, 0, &m), FERRY_CODE_EXCLUSIVE, "get by another");
+    refused(ferry_delete(other, name), FERRY_CODE_EXCLUSIVE, "delete by another");
+    refused(ferry_purge(other, name, NULL), FERRY_CODE_EXCLUSIVE, "purge by another");
+    refused(ferry_bind(other, name, "x"), FERRY_CODE_EXCLUSIVE, "bind by another");
+    char again[FERRY_NAME_MAX + 1];
+    refused(ferry_declare_temp(other, name, again, sizeof again), FERRY_CODE_EXCLUSIVE,
+            "declare another's");
+
+    ok(ferry_get(owner, name, WAIT_MS, &m), "get by its owner");
+    ck_assert(m->len == 2 && memcmp(m->data, "n1", 2) == 0);
+    ferry_message_free(m); /* left unacked: it goes with the queue */
+
+    ferry_close(owner);
+    long long deadline = harness_now_ms() + WAIT_MS;
+    struct ferry_stats *st = NULL;
+    int rc;
+    while ((rc = ferry_stats(other, name, &st)) == FERRY_OK && harness_now_ms() < deadline) {
+        ferry_stats_free(st);
+        st = NULL;
+        harness_sleep_ms(10);
+    }
+    refused(rc, FERRY_CODE_NOT_FOUND, "stats of a closed connection's queue");
+    ok(ferry_stats(other, NULL, &st), "stats");
+    ck_assert_uint_eq(st->messages, 0);
+    ck_assert_uint_eq(st->queue_total, 0);
+    ferry_stats_free(st);
+    ferry_close(other);
+    stop_daemon();
+}
+END_TEST
+
+/* ---- the CLI ---- */
+
+/* Runs `ferry ARGS...` with stdout into a pipe; returns its pid. */
+static pid_t spawn_cli(const char *const *args, int *out_fd)
+{
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        char *argv[16];
+        size_t n = 0;
+        argv[n++] = (char *)harness_cli_path();
+        for (; args[n - 1] != NULL && n < 15; n++)
+            argv[n] = (char *)args[n - 1];
+        argv[n] = NULL;
+        setenv("FERRY_URL", daemon_.url, 1);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    *out_fd = fds[0];
+    return pid;
+}
+
+/* Reads everything until EOF (bounded by the child's own --timeout). */
+static size_t read_all(int fd, char *buf, size_t cap)
+{
+    size_t len = 0;
+    ssize_t got;
+    while (len + 1 < cap && (got = read(fd, buf + len, cap - 1 - len)) > 0)
+        len += (size_t)got;
+    buf[len] = '\0';
+    close(fd);
+    return len;
+}
+
+START_TEST(test_ferry_subscribe_prints_what_is_published_to_its_patterns)
+{
+    start_daemon();
+    ferry_conn *c = connect_or_fail();
+    const char *args[] = { "subscribe", "-n", "3", "--timeout", "10", "alerts.*", "#.urgent",
+                           NULL };
+    int out;
+    pid_t pid = spawn_cli(args, &out);
+    /* Wait until its queue is bound: two bindings, the server says. */
+    long long deadline = harness_now_ms() + WAIT_MS;
+    for (;;) {
+        struct ferry_stats *st = NULL;
+        ok(ferry_stats(c, NULL, &st), "stats");
+        bool bound = st->count == 1 && st->queues[0].consumers == 1;
+        ferry_stats_free(st);
+        if (bound)
+            break;
+        ck_assert_msg(harness_now_ms() < deadline, "ferry subscribe did not subscribe");
+        harness_sleep_ms(10);
+    }
+    ok(ferry_publish_topic(c, "alerts.disk", "one", 3, NULL), "publish");
+    ok(ferry_publish_topic(c, "alerts.disk.full", "not me", 6, NULL), "publish");
+    ok(ferry_publish_topic(c, "db.urgent", "two", 3, NULL), "publish");
+    ok(ferry_publish_topic(c, "alerts.urgent", "three", 5, NULL), "publish");
+    ok(ferry_flush(c, WAIT_MS), "flush");
+    char text[256];
+    read_all(out, text, sizeof text);
+    int status = harness_reap(pid, WAIT_MS);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "ferry subscribe: status %d",
+                  status);
+    ck_assert_str_eq(text, "one\ntwo\nthree\n");
+    /* Its temporary queue went with it. */
+    deadline = harness_now_ms() + WAIT_MS;
+    struct ferry_stats *st = NULL;
+    for (;;) {
+        ok(ferry_stats(c, NULL, &st), "stats");
+        size_t queues = st->count;
+        ferry_stats_free(st);
+        if (queues == 0)
+            break;
+        ck_assert_msg(harness_now_ms() < deadline, "the temporary queue stayed");
+        harness_sleep_ms(10);
+    }
+    ferry_close(c);
+    stop_daemon();
+}
+END_TEST
+
+static Suite *topics_suite(void)
+{
+    Suite *s = suite_create("topics");
+    TCase *fan = tcase_create("fan-out");
+    tcase_add_checked_fixture(fan, NULL, teardown);
+    tcase_set_timeout(fan, 60);
+    tcase_add_test(fan, test_every_bound_queue_gets_every_message_in_order);
+    tcase_add_test(fan, test_bad_topics_and_patterns_are_refused_and_the_connection_lives);
+    tcase_add_test(fan, test_a_temporary_queue_is_private_and_goes_with_its_connection);
+    tcase_add_test(fan, test_ferry_subscribe_prints_what_is_published_to_its_patterns);
+    suite_add_tcase(s, fan);
+    return s;
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    SRunner *sr = srunner_create(topics_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
