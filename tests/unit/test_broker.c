@@ -2455,6 +2455,63 @@ START_TEST(test_an_ended_bound_queue_is_skipped_and_the_others_get_the_copy)
 }
 END_TEST
 
+/* Gives an existing queue a bound of `max` messages and a policy. */
+static void bound_queue(struct broker *b, const char *queue, uint64_t max,
+                        enum queue_overflow overflow)
+{
+    struct queue_settings s;
+    ck_assert_int_eq(broker_queue_settings(b, bytes(queue), &s), FERRY_CODE_OK);
+    s.max_length = max;
+    s.overflow = overflow;
+    ck_assert_int_eq(broker_configure_queue(b, bytes(queue), &s), FERRY_CODE_OK);
+}
+
+START_TEST(test_a_full_bound_queue_follows_its_policy_and_holds_up_no_other)
+{
+    struct broker *b = broker_new(NULL);
+    struct fake producer;
+    fake_open(&producer, b);
+    const char *names[] = { "plain", "rejecting", "dropping", "blocking" };
+    for (size_t i = 0; i < 4; i++)
+        bind_queue(b, names[i], "t.#");
+    bound_queue(b, "rejecting", 2, QUEUE_OVERFLOW_REJECT);
+    bound_queue(b, "dropping", 2, QUEUE_OVERFLOW_DROP_OLDEST);
+    bound_queue(b, "blocking", 2, QUEUE_OVERFLOW_BLOCK);
+    char text[16];
+    for (int i = 0; i < 10; i++) {
+        snprintf(text, sizeof text, "m%d", i);
+        ck_assert_int_eq(broker_publish_topic(b, bytes("t.x"), bytes(text), no_headers, NULL, NULL),
+                         FERRY_CODE_OK);
+    }
+    ck_assert_uint_eq(stats_of(b, "plain").depth, 10);
+    ck_assert_uint_eq(stats_of(b, "rejecting").depth, 2);
+    ck_assert_uint_eq(stats_of(b, "rejecting").rejected, 8);
+    ck_assert_uint_eq(stats_of(b, "dropping").depth, 2);
+    ck_assert_uint_eq(stats_of(b, "dropping").dropped_oldest, 8);
+    /* block is reject for a copy: nobody waits, nobody is parked. */
+    ck_assert_uint_eq(stats_of(b, "blocking").depth, 2);
+    ck_assert_uint_eq(stats_of(b, "blocking").blocked, 0);
+    ck_assert_uint_eq(stats_of(b, "blocking").rejected, 8);
+    ck_assert(!broker_session_parked(producer.s));
+    struct topic_stats ts;
+    broker_topic_stats(b, &ts);
+    ck_assert_uint_eq(ts.copies, 10 + 2 + 10 + 2);
+    ck_assert_uint_eq(ts.skipped, 16);
+    /* Which ones each kept: the first two, the last two. */
+    struct fake a;
+    fake_open(&a, b);
+    consume(&a, "rejecting", 1, 10);
+    consume(&a, "dropping", 2, 10);
+    assert_delivery(&a, 0, "m0", 1);
+    assert_delivery(&a, 1, "m1", 1);
+    assert_delivery(&a, 2, "m8", 1);
+    assert_delivery(&a, 3, "m9", 1);
+    fake_close(&a);
+    fake_close(&producer);
+    broker_free(b);
+}
+END_TEST
+
 START_TEST(test_a_deleted_queue_loses_its_bindings)
 {
     struct broker *b = broker_new(NULL);
@@ -2736,6 +2793,7 @@ static Suite *broker_suite(void)
     tcase_add_test(topics, test_bad_topics_and_patterns_are_refused);
     tcase_add_test(topics, test_bindings_per_queue_are_bounded);
     tcase_add_test(topics, test_an_ended_bound_queue_is_skipped_and_the_others_get_the_copy);
+    tcase_add_test(topics, test_a_full_bound_queue_follows_its_policy_and_holds_up_no_other);
     tcase_add_test(topics, test_a_deleted_queue_loses_its_bindings);
     tcase_add_test(topics, test_a_topic_publish_logs_one_record_per_durable_bound_queue);
     tcase_add_test(topics, test_a_temporary_queue_is_named_by_the_broker_when_asked);
