@@ -175,6 +175,31 @@ static const struct cli_command commands[] = {
      "Options:\n"
      "  -j, --json             print JSON\n"
      COMMON_OPTIONS_HELP},
+    {"connections", cli_cmd_connections, "show every connection: output waiting, messages in flight",
+     "Usage: ferry connections [--json] [--sort KEY]\n"
+     "\n"
+     "Prints one line per connection of the broker: the bytes the broker holds\n"
+     "for it unsent (OUT: a slow consumer has many), its subscriptions, the\n"
+     "messages it has not acked, its age and how long since the broker heard\n"
+     "from it (ms), its id (for ferry kill), whether it is throttled, its peer\n"
+     "(tcp:ADDR:PORT, or unix:pid=PID,uid=UID) and the name it gave. Sorted\n"
+     "by KEY, largest first. With --json, prints one JSON object instead:\n"
+     "  {\"connections\": [{\"id\", \"peer\", \"name\", \"out_bytes\", \"throttled\",\n"
+     "                    \"subscriptions\", \"inflight\", \"age_ms\", \"idle_ms\"}, ...]}\n"
+     "\n"
+     "Options:\n"
+     "  -s, --sort KEY         out (default), inflight, idle, age or id\n"
+     "  -j, --json             print JSON\n"
+     COMMON_OPTIONS_HELP},
+    {"kill", cli_cmd_kill, "close one connection of the broker",
+     "Usage: ferry kill ID\n"
+     "\n"
+     "Closes the broker's connection ID (see ferry connections): it gets a\n"
+     "fatal KILLED error, and the messages it has not acked go back to their\n"
+     "queues for other consumers.\n"
+     "\n"
+     "Options:\n"
+     COMMON_OPTIONS_HELP},
 };
 
 #define COMMAND_COUNT (sizeof commands / sizeof commands[0])

@@ -104,8 +104,16 @@ bool cli_parse_uint(const char *text, uint64_t min, uint64_t max, uint64_t *out)
 /* Writes a payload and '\n' to stdout (buffered). false on a write error. */
 bool cli_print_payload(const void *data, size_t len);
 
+/* Digits of v in decimal. */
+int cli_decimal_width(uint64_t v);
+/* A name as the terminal may show it (printable ASCII, '?' for the rest),
+ * padded with spaces to `width`. */
+void cli_print_name(const char *name, int width);
+/* A JSON string; bytes that are not printable ASCII are escaped or replaced. */
+void cli_print_json_string(const char *text);
+
 /* The commands, one function each (cli_publish.c, cli_consume.c,
- * cli_get.c, cli_admin.c, cli_stats.c). */
+ * cli_get.c, cli_admin.c, cli_stats.c, cli_connections.c). */
 int cli_cmd_publish(const struct cli_command *self, int argc, char **argv);
 int cli_cmd_consume(const struct cli_command *self, int argc, char **argv);
 int cli_cmd_get(const struct cli_command *self, int argc, char **argv);
@@ -116,6 +124,8 @@ int cli_cmd_declare(const struct cli_command *self, int argc, char **argv);
 int cli_cmd_delete(const struct cli_command *self, int argc, char **argv);
 int cli_cmd_purge(const struct cli_command *self, int argc, char **argv);
 int cli_cmd_stats(const struct cli_command *self, int argc, char **argv);
+int cli_cmd_connections(const struct cli_command *self, int argc, char **argv);
+int cli_cmd_kill(const struct cli_command *self, int argc, char **argv);
 int cli_cmd_subscribe(const struct cli_command *self, int argc, char **argv);
 int cli_cmd_bind(const struct cli_command *self, int argc, char **argv);
 int cli_cmd_unbind(const struct cli_command *self, int argc, char **argv);

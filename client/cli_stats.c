@@ -31,27 +31,6 @@ static void queue_values(const struct ferry_queue_info *q, uint64_t values[COLUM
     memcpy(values, in_column_order, sizeof in_column_order);
 }
 
-static int decimal_width(uint64_t v)
-{
-    int width = 1;
-    while (v >= 10) {
-        v /= 10;
-        width++;
-    }
-    return width;
-}
-
-/* A name as the terminal may show it: printable ASCII, '?' for the rest. */
-static void print_name(const char *name, int width)
-{
-    int len = 0;
-    for (; name[len] != '\0'; len++) {
-        unsigned char ch = (unsigned char)name[len];
-        putchar(ch >= 0x20 && ch < 0x7f ? ch : '?');
-    }
-    printf("%*s", width > len ? width - len : 0, "");
-}
-
 static void print_uptime(uint64_t ms)
 {
     uint64_t s = ms / 1000;
@@ -89,8 +68,8 @@ static void print_table(const struct ferry_stats *s)
         name_width = len > name_width ? len : name_width;
         queue_values(&s->queues[i], values);
         for (int c = 0; c < COLUMN_COUNT; c++)
-            if (decimal_width(values[c]) > widths[c])
-                widths[c] = decimal_width(values[c]);
+            if (cli_decimal_width(values[c]) > widths[c])
+                widths[c] = cli_decimal_width(values[c]);
     }
 
     printf("%-*s", name_width, "QUEUE");
@@ -98,7 +77,7 @@ static void print_table(const struct ferry_stats *s)
         printf("  %*s", widths[c], column_titles[c]);
     printf("  ENDED  BY PRIORITY\n");
     for (size_t i = 0; i < s->count; i++) {
-        print_name(s->queues[i].name, name_width);
+        cli_print_name(s->queues[i].name, name_width);
         queue_values(&s->queues[i], values);
         for (int c = 0; c < COLUMN_COUNT; c++)
             printf("  %*" PRIu64, widths[c], values[c]);
@@ -112,24 +91,6 @@ static void print_table(const struct ferry_stats *s)
     putchar('\n');
 }
 
-/* A JSON string. Valid queue names are ASCII: any other byte is replaced,
- * so that the output stays valid UTF-8 whatever the broker sends. */
-static void print_json_string(const char *text)
-{
-    putchar('"');
-    for (const unsigned char *p = (const unsigned char *)text; *p != '\0'; p++) {
-        if (*p == '"' || *p == '\\')
-            printf("\\%c", *p);
-        else if (*p < 0x20)
-            printf("\\u%04x", *p);
-        else if (*p >= 0x80)
-            printf("\\ufffd");
-        else
-            putchar(*p);
-    }
-    putchar('"');
-}
-
 static void print_json(const struct ferry_stats *s)
 {
     uint64_t values[COLUMN_COUNT];
@@ -140,7 +101,7 @@ static void print_json(const struct ferry_stats *s)
            s->connections, s->queue_total, s->messages, s->bytes, s->uptime_ms);
     for (size_t i = 0; i < s->count; i++) {
         fputs(i == 0 ? "{\"name\":" : ",{\"name\":", stdout);
-        print_json_string(s->queues[i].name);
+        cli_print_json_string(s->queues[i].name);
         queue_values(&s->queues[i], values);
         for (int c = 0; c < COLUMN_COUNT; c++)
             printf(",\"%s\":%" PRIu64, column_keys[c], values[c]);

@@ -276,3 +276,43 @@ bool cli_print_payload(const void *data, size_t len)
         return false;
     return putchar('\n') != EOF;
 }
+
+/* Digits of v in decimal. */
+int cli_decimal_width(uint64_t v)
+{
+    int width = 1;
+    while (v >= 10) {
+        v /= 10;
+        width++;
+    }
+    return width;
+}
+
+/* A name as the terminal may show it: printable ASCII, '?' for the rest. */
+void cli_print_name(const char *name, int width)
+{
+    int len = 0;
+    for (; name[len] != '\0'; len++) {
+        unsigned char ch = (unsigned char)name[len];
+        putchar(ch >= 0x20 && ch < 0x7f ? ch : '?');
+    }
+    printf("%*s", width > len ? width - len : 0, "");
+}
+
+/* A JSON string. Valid queue names are ASCII: any other byte is replaced,
+ * so that the output stays valid UTF-8 whatever the broker sends. */
+void cli_print_json_string(const char *text)
+{
+    putchar('"');
+    for (const unsigned char *p = (const unsigned char *)text; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\')
+            printf("\\%c", *p);
+        else if (*p < 0x20)
+            printf("\\u%04x", *p);
+        else if (*p >= 0x80)
+            printf("\\ufffd");
+        else
+            putchar(*p);
+    }
+    putchar('"');
+}

@@ -70,6 +70,10 @@ struct ferry_waiter {
     ferry_message *message;   /* GET: the delivery, copied; ownership passes to the caller */
     bool wants_stats;
     struct ferry_stats *stats; /* STATS: decoded reply; ownership passes to the caller */
+    /* CONNS: the page is appended to *conns (grown here, owned by the
+     * caller of ferry_connections); conns_next is the reply's cursor. */
+    struct ferry_connections **conns;
+    uint64_t conns_next;
 };
 
 struct ferry_conn {
@@ -284,6 +288,12 @@ void consume__free_all(struct ferry_conn *c);
 
 /* Decodes an OK reply to STATS into one caller-owned allocation. */
 int admin__decode_stats(const struct ferry_frame *f, struct ferry_stats **out);
+
+/* ---- connections.c ----------------------------------------------------- */
+
+/* Appends the connections of an OK reply to CONNS to *w->conns and sets
+ * w->conns_next. FERRY_OK, FERRY_ENOMEM, or FERRY_EPROTO if it is no such reply. */
+int connections__decode_page(const struct ferry_frame *f, struct ferry_waiter *w);
 
 /* ---- message.c --------------------------------------------------------- */
 

@@ -338,6 +338,37 @@ struct ferry_stats {
 FERRY_API int ferry_stats(ferry_conn *c, const char *queue, struct ferry_stats **out);
 FERRY_API void ferry_stats_free(struct ferry_stats *s);
 
+/* ---- connections (operators) ---------------------------------------- */
+
+/* One connection to the broker as the broker sees it. */
+struct ferry_conn_info {
+    uint64_t id;             /* the broker's connection id: ferry_kill() takes it */
+    char peer[64];           /* "tcp:ADDR:PORT" or "unix:pid=PID,uid=UID" */
+    char name[256];          /* the client's name (ferry_options.name); "" if none */
+    uint64_t out_bytes;      /* output the broker holds for it, not yet written: a
+                                slow consumer has much */
+    bool throttled;          /* its output is over the broker's bound: it gets no
+                                deliveries and is not read until it drains */
+    uint64_t subscriptions;  /* open subscriptions */
+    uint64_t inflight;       /* deliveries it has not acked yet */
+    uint64_t age_ms;         /* since it connected */
+    uint64_t idle_ms;        /* since the broker last heard from it */
+};
+
+struct ferry_connections {
+    size_t count;                  /* entries in conns[] */
+    struct ferry_conn_info *conns; /* newest first; in the same allocation */
+};
+
+/* Every connection of the broker (this one included), fetched in pages of
+ * at most 1,000 (docs/PROTOCOL.md, CONNS). *out: ferry_connections_free. */
+FERRY_API int ferry_connections(ferry_conn *c, struct ferry_connections **out);
+FERRY_API void ferry_connections_free(struct ferry_connections *list);
+/* Closes the broker's connection `id` (see ferry_connections): it gets a
+ * fatal KILLED error and its unacked messages go back to their queues.
+ * FERRY_ESERVER with code NOT_FOUND if there is no such open connection. */
+FERRY_API int ferry_kill(ferry_conn *c, uint64_t id);
+
 #ifdef __cplusplus
 }
 #endif

@@ -257,6 +257,8 @@ bool broker_session_parked(const struct session *s);
 /* After ops->unblocked, outside any broker call: the session takes
  * deliveries again (dispatch resumes at once). */
 void broker_session_resume(struct broker *b, struct session *s);
+/* Deliveries the session has in flight (not yet acked or nacked). */
+size_t broker_session_inflight(const struct session *s);
 
 /* Logs durable queues from now on (NULL: nothing is logged; every queue
  * behaves as in memory). j must outlive the broker's use of it; broker_free

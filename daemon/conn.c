@@ -585,6 +585,7 @@ static void conn_close(struct conn *c)
     close(c->fd);
     ferry_buf_free(&c->in);
     ferry_buf_free(&c->out);
+    free(c->client_name);
     free(c);
     notify_if_all_closed(set);
 }
@@ -600,6 +601,8 @@ int conn_open(struct conn_set *set, int fd, bool is_tcp)
     c->max_frame = set->limits.max_frame;
     c->id = ++set->next_id;
     c->heard_ms = monotonic_ms();
+    c->opened_ms = c->heard_ms;
+    conns_describe_peer(c);
     c->read_ev = event_new(set->base, fd, EV_READ | EV_PERSIST, on_readable, c);
     c->write_ev = event_new(set->base, fd, EV_WRITE, on_writable, c);
     c->timer_ev = evtimer_new(set->base, on_timer, c);

@@ -69,6 +69,12 @@ struct conn {
     bool peer_closed;
     size_t pending_confirms; /* its entries in set->pending */
 
+    /* What CONNS shows of it (conns.c). */
+    char peer[FERRY_PEER_MAX + 1]; /* "tcp:ADDR:PORT", "unix:pid=N,uid=N" */
+    char *client_name;             /* owned copy of HELLO's name; NULL: none */
+    size_t client_name_len;
+    uint64_t opened_ms;            /* monotonic */
+
     /* Heartbeat (heartbeat.c). Heard: any byte read, or any byte written
      * after a write that left output behind (the peer took it). */
     uint64_t heard_ms;       /* monotonic */
@@ -212,6 +218,15 @@ void commit_forget(struct conn *c);
  * for every publish now safe, or an ERROR STORAGE for every publish the
  * flush refused. Does nothing without a journal. */
 void commit_run(struct conn_set *set);
+
+/* ---- provided by conns.c ---- */
+
+/* Fills c->peer from its socket (getpeername, or the Unix peer's pid and uid). */
+void conns_describe_peer(struct conn *c);
+/* CONNS: one page of the connections' statistics. */
+void conns_on_list(struct conn *c, const struct ferry_frame *f);
+/* KILL: closes the connection whose id the frame names. */
+void conns_on_kill(struct conn *c, const struct ferry_frame *f);
 
 /* ---- provided by heartbeat.c ---- */
 

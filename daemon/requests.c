@@ -239,6 +239,14 @@ static void on_hello(struct conn *c, const struct ferry_frame *f)
     }
     event_del(c->timer_ev);
     c->state = CONN_OPEN;
+    if (f->name.len > 0) {
+        /* Shown by CONNS; without memory for it the connection goes on nameless. */
+        c->client_name = malloc(f->name.len); /* owned by c, freed in conn_close */
+        if (c->client_name) {
+            memcpy(c->client_name, f->name.ptr, f->name.len);
+            c->client_name_len = f->name.len;
+        }
+    }
     struct ferry_frame w = {
         .type = FERRY_F_WELCOME,
         .version = FERRY_PROTO_VERSION,
@@ -665,6 +673,8 @@ void requests_handle_frame(struct conn *c, const struct ferry_frame *f)
     case FERRY_F_BIND: on_binding(c, f); break;
     case FERRY_F_UNBIND: on_binding(c, f); break;
     case FERRY_F_DECLARE_TEMP: on_declare_temp(c, f); break;
+    case FERRY_F_CONNS: conns_on_list(c, f); break;
+    case FERRY_F_KILL: conns_on_kill(c, f); break;
     case FERRY_F_WELCOME:
     case FERRY_F_ERROR:
     case FERRY_F_OK:

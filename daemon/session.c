@@ -137,6 +137,11 @@ static void refresh_consumers(struct session *s, bool resume)
     work_dispatch(work);
 }
 
+size_t broker_session_inflight(const struct session *s)
+{
+    return s->tags.count;
+}
+
 void broker_session_set_writable(struct broker *b, struct session *s, bool writable)
 {
     (void)b;

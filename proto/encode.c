@@ -69,6 +69,15 @@ static size_t items_bound(const struct ferry_frame *f)
     return n;
 }
 
+static size_t conns_bound(const struct ferry_frame *f)
+{
+    size_t n = 2 * span_bound(0) + SCALAR_PAIR_MAX;
+    for (size_t i = 0; i < f->conn_count; i++)
+        n += 1 + 7 * SCALAR_PAIR_MAX + span_bound(f->conns[i].peer.len)
+           + span_bound(f->conns[i].name.len);
+    return n;
+}
+
 static size_t stats_bound(const struct ferry_frame *f)
 {
     size_t n = 2 * span_bound(0) + 1 + 5 * SCALAR_PAIR_MAX;
@@ -92,7 +101,7 @@ static size_t frame_bound(const struct ferry_frame *f)
         n += items_bound(f);
         break;
     case FERRY_F_OK:
-        n += stats_bound(f);
+        n += stats_bound(f) + conns_bound(f);
         break;
     default:
         break;
@@ -232,13 +241,37 @@ static void put_queue_stats(struct encoder *e, const struct ferry_queue_stats *q
 /* OK: "n" when nonzero, "empty" when true, "q" when non-empty (the
  * answer to DECLARE_TEMP); a STATS reply (server_stats
  * set) carries "server" and "queues", the latter possibly empty. */
+static void put_conn_stats(struct encoder *e, const struct ferry_conn_stats *cs)
+{
+    msgpack_pack_map(&e->pk, 9);
+    put_uint(e, "id", cs->id);
+    put_str(e, "peer", cs->peer);
+    put_str(e, "name", cs->name);
+    put_uint(e, "out", cs->out);
+    put_bool(e, "throttled", cs->throttled);
+    put_uint(e, "subs", cs->subs);
+    put_uint(e, "inflight", cs->inflight);
+    put_uint(e, "age_ms", cs->age_ms);
+    put_uint(e, "idle_ms", cs->idle_ms);
+}
+
+/* The CONNS reply's list of an OK: "conns" (possibly empty). */
+static void put_conns(struct encoder *e, const struct ferry_frame *f)
+{
+    put_key(e, "conns");
+    msgpack_pack_array(&e->pk, f->conn_count);
+    for (size_t i = 0; i < f->conn_count; i++)
+        put_conn_stats(e, &f->conns[i]);
+}
+
 static void encode_ok(struct encoder *e, const struct ferry_frame *f)
 {
     bool has_n = f->count != 0;
     bool has_server = f->server_stats != NULL;
     bool has_queues = has_server || f->stats_count > 0;
     bool has_q = f->queue.len > 0;
-    put_start(e, f, 2 + has_n + f->empty + has_server + has_queues + has_q);
+    bool has_next = f->has_conns || f->next != 0; /* a CONNS reply always says "next" */
+    put_start(e, f, 2 + has_n + f->empty + has_server + has_queues + has_q + f->has_conns + has_next);
     put_uint(e, "rid", f->rid);
     if (has_q)
         put_str(e, "q", f->queue);
@@ -254,6 +287,10 @@ static void encode_ok(struct encoder *e, const struct ferry_frame *f)
         for (size_t i = 0; i < f->stats_count; i++)
             put_queue_stats(e, &f->stats[i]);
     }
+    if (f->has_conns)
+        put_conns(e, f);
+    if (has_next)
+        put_uint(e, "next", f->next);
 }
 
 /* PUBLISH to a queue, PUBLISH_TOPIC to a topic. */
@@ -402,6 +439,23 @@ static void encode_binding(struct encoder *e, const struct ferry_frame *f)
     put_str(e, "pattern", f->topic);
 }
 
+/* CONNS: "before" when nonzero. */
+static void encode_conns_request(struct encoder *e, const struct ferry_frame *f)
+{
+    bool has_before = f->before != 0;
+    put_start(e, f, 2 + has_before);
+    put_uint(e, "rid", f->rid);
+    if (has_before)
+        put_uint(e, "before", f->before);
+}
+
+static void encode_kill(struct encoder *e, const struct ferry_frame *f)
+{
+    put_start(e, f, 3);
+    put_uint(e, "rid", f->rid);
+    put_uint(e, "id", f->id);
+}
+
 /* false if f->type is not a frame type. */
 static bool encode_body(struct encoder *e, const struct ferry_frame *f)
 {
@@ -411,6 +465,8 @@ static bool encode_body(struct encoder *e, const struct ferry_frame *f)
     case FERRY_F_ERROR: encode_error(e, f); break;
     case FERRY_F_PING: case FERRY_F_PONG: encode_ping(e, f); break;
     case FERRY_F_OK: encode_ok(e, f); break;
+    case FERRY_F_CONNS: encode_conns_request(e, f); break;
+    case FERRY_F_KILL: encode_kill(e, f); break;
     case FERRY_F_PUBLISH: encode_publish(e, f); break;
     case FERRY_F_PUBLISH_BATCH: encode_publish_batch(e, f); break;
     case FERRY_F_CONFIRM: case FERRY_F_ACK: case FERRY_F_NACK: encode_uint_list(e, f); break;

@@ -79,6 +79,9 @@ enum ferry_frame_type {
     FERRY_F_REOPEN = 35,        /* client -> server */
     FERRY_F_JOIN = 36,          /* client -> server */
 
+    FERRY_F_CONNS = 45,         /* client -> server: list the connections */
+    FERRY_F_KILL = 46,          /* client -> server: close a connection by id */
+
     FERRY_F_BIND = 60,          /* client -> server: bind a queue to a pattern */
     FERRY_F_UNBIND = 61,        /* client -> server */
     FERRY_F_PUBLISH_TOPIC = 62, /* client -> server: a copy to every bound queue */
@@ -109,6 +112,7 @@ enum ferry_code {
     FERRY_CODE_STORAGE = 18,         /* durable storage refused: disk limit reached or write error */
 
     FERRY_CODE_HEARTBEAT = 21,       /* fatal: nothing heard from the peer within the heartbeat timeout */
+    FERRY_CODE_KILLED = 22,          /* fatal: an operator closed the connection (KILL) */
 
     FERRY_CODE_BAD_TOPIC = 27,       /* topic or binding pattern invalid */
     FERRY_CODE_EXCLUSIVE = 28,       /* the queue is another connection's temporary queue */
@@ -146,6 +150,23 @@ struct ferry_queue_stats {
     uint64_t delayed;     /* waiting for their time (a delayed publish), not in depth */
 };
 
+/* One connection as the OK reply to CONNS shows it. */
+struct ferry_conn_stats {
+    uint64_t id;            /* the server's connection id (KILL takes it) */
+    struct ferry_bytes peer; /* "tcp:ADDR:PORT" or "unix:pid=N,uid=N" (0..FERRY_PEER_MAX bytes) */
+    struct ferry_bytes name; /* the client name from HELLO (0..255 bytes) */
+    uint64_t out;           /* bytes queued for it, not yet written */
+    bool throttled;         /* its output is over the bound: no deliveries, no reading */
+    uint64_t subs;          /* open subscriptions */
+    uint64_t inflight;      /* deliveries not yet acked */
+    uint64_t age_ms;        /* since it connected */
+    uint64_t idle_ms;       /* since anything was heard from it (heartbeat) */
+};
+/* Longest peer text in a connection's stats. */
+#define FERRY_PEER_MAX 63u
+/* Connections in one OK reply to CONNS at most (fewer if max_frame is small). */
+#define FERRY_CONNS_PAGE_MAX 1000u
+
 /* Server-wide statistics, carried in the OK reply to STATS. */
 struct ferry_server_stats {
     uint64_t connections;
@@ -182,6 +203,8 @@ struct ferry_frame {
     uint64_t delay_ms;     /* PUBLISH: not delivered before this many ms from now */
     uint64_t deliver_at;   /* PUBLISH: nor before this Unix time in ms (0: none) */
     uint64_t count;        /* OK: purged count (PURGE) */
+    uint64_t before;       /* CONNS: only connections with a smaller id (0: from the newest) */
+    uint64_t next;         /* OK to CONNS: `before` for the next page; 0 at the end */
     uint32_t code;         /* ERROR: enum ferry_code */
     bool fatal;            /* ERROR */
     bool requeue;          /* NACK (default true) */
@@ -209,6 +232,15 @@ struct ferry_frame {
     const struct ferry_queue_stats *stats; /* OK reply to STATS */
     size_t stats_count;
     const struct ferry_server_stats *server_stats; /* OK reply to STATS */
+
+    /* OK reply to CONNS: encoded from conns/conn_count when has_conns;
+     * decoded into conn_list (read with ferry_iter_conns_init and
+     * ferry_iter_conn), has_conns set. */
+    bool has_conns;
+    const struct ferry_conn_stats *conns;
+    size_t conn_count;
+    struct ferry_bytes conn_list;
+    uint32_t conn_list_count;
 
     /* Decoded only: OK reply to STATS carried server stats. */
     bool has_server_stats;
@@ -268,7 +300,9 @@ enum ferry_code ferry_frame_decode(const uint8_t *body, size_t len,
  * Optional keys are written when set: rid, sub, wait_ms and OK's count
  * when nonzero, id when has_id, empty when true, HELLO name and headers
  * when non-empty, STATS, DECLARE_TEMP and OK q when non-empty. An OK with server_stats carries
- * "server" and "queues" (from stats/stats_count, possibly empty). NACK
+ * "server" and "queues" (from stats/stats_count, possibly empty); one
+ * with has_conns "conns" (from conns/conn_count) and "next". CONNS
+ * carries "before" when nonzero. NACK
  * always carries "requeue" (so set it: a zeroed frame means drop). */
 int ferry_frame_encode(struct ferry_buf *out, const struct ferry_frame *f);
 
@@ -287,6 +321,10 @@ bool ferry_iter_uint(struct ferry_iter *it, uint64_t *v);
 bool ferry_iter_item(struct ferry_iter *it, struct ferry_item *item);
 /* Next queue of an OK reply to STATS. false at the end. */
 bool ferry_iter_stats(struct ferry_iter *it, struct ferry_queue_stats *qs);
+/* Iterates the connections of an OK reply to CONNS instead of `list`. */
+void ferry_iter_conns_init(struct ferry_iter *it, const struct ferry_frame *f);
+/* Next connection of an OK reply to CONNS. false at the end. */
+bool ferry_iter_conn(struct ferry_iter *it, struct ferry_conn_stats *cs);
 
 /* ---- headers ----------------------------------------------------------- */
 

@@ -38,7 +38,7 @@ enum field_id {
     FIELD_CREDIT, FIELD_WAIT, FIELD_CODE, FIELD_MSG, FIELD_FATAL,
     FIELD_EMPTY, FIELD_SERVER, FIELD_QUEUES, FIELD_V, FIELD_NAME, FIELD_AUTH,
     FIELD_MAX_FRAME, FIELD_HB, FIELD_TOPIC, FIELD_PATTERN, FIELD_PRIO, FIELD_DELAY, FIELD_AT,
-    FIELD_COUNT,
+    FIELD_BEFORE, FIELD_NEXT, FIELD_CONNS, FIELD_COUNT,
 };
 
 enum field_kind {
@@ -50,6 +50,7 @@ enum field_kind {
     KIND_UINTS,        /* lists.c: array of uint */
     KIND_ITEMS,        /* lists.c: PUBLISH_BATCH items */
     KIND_QUEUE_STATS,  /* lists.c: STATS reply, one map per queue */
+    KIND_CONN_STATS,   /* lists.c: CONNS reply, one map per connection */
     KIND_SERVER_STATS, /* lists.c: STATS reply, server map */
     KIND_IGNORED_MAP,  /* any map, skipped (HELLO auth, reserved) */
 };
@@ -103,6 +104,9 @@ static const struct field_desc fields[FIELD_COUNT] = {
     [FIELD_PRIO] = FIELD("prio", KIND_UINT, "uint", "must be 0..9"),
     [FIELD_DELAY] = FIELD("delay", KIND_UINT, "uint", ""),
     [FIELD_AT] = FIELD("at", KIND_UINT, "uint", ""),
+    [FIELD_BEFORE] = FIELD("before", KIND_UINT, "uint", ""),
+    [FIELD_NEXT] = FIELD("next", KIND_UINT, "uint", ""),
+    [FIELD_CONNS] = FIELD("conns", KIND_CONN_STATS, "array of maps", "more than 65536 connections"),
 };
 
 /* The field a key names, or FIELD_COUNT for a key no frame type knows. */
@@ -135,7 +139,8 @@ static const struct frame_spec specs[] = {
                         BIT(FIELD_CODE) | BIT(FIELD_MSG) | BIT(FIELD_FATAL) },
     [FERRY_F_PING] = { BIT(FIELD_RID), 0 },
     [FERRY_F_PONG] = { BIT(FIELD_RID), 0 },
-    [FERRY_F_OK] = { BIT(FIELD_RID) | BIT(FIELD_N) | BIT(FIELD_EMPTY) | BIT(FIELD_SERVER) | BIT(FIELD_QUEUES) | BIT(FIELD_Q),
+    [FERRY_F_OK] = { BIT(FIELD_RID) | BIT(FIELD_N) | BIT(FIELD_EMPTY) | BIT(FIELD_SERVER) | BIT(FIELD_QUEUES) | BIT(FIELD_Q)
+                     | BIT(FIELD_CONNS) | BIT(FIELD_NEXT),
                      BIT(FIELD_RID) },
     [FERRY_F_PUBLISH] = { BIT(FIELD_Q) | BIT(FIELD_P) | BIT(FIELD_H) | BIT(FIELD_ID) | BIT(FIELD_PRIO)
                           | BIT(FIELD_DELAY) | BIT(FIELD_AT),
@@ -159,6 +164,8 @@ static const struct frame_spec specs[] = {
     [FERRY_F_END] = { BIT(FIELD_RID) | BIT(FIELD_Q), BIT(FIELD_RID) | BIT(FIELD_Q) },
     [FERRY_F_REOPEN] = { BIT(FIELD_RID) | BIT(FIELD_Q), BIT(FIELD_RID) | BIT(FIELD_Q) },
     [FERRY_F_JOIN] = { BIT(FIELD_RID) | BIT(FIELD_Q), BIT(FIELD_RID) | BIT(FIELD_Q) },
+    [FERRY_F_CONNS] = { BIT(FIELD_RID) | BIT(FIELD_BEFORE), BIT(FIELD_RID) },
+    [FERRY_F_KILL] = { BIT(FIELD_RID) | BIT(FIELD_ID), BIT(FIELD_RID) | BIT(FIELD_ID) },
     [FERRY_F_BIND] = { BIT(FIELD_RID) | BIT(FIELD_Q) | BIT(FIELD_PATTERN),
                        BIT(FIELD_RID) | BIT(FIELD_Q) | BIT(FIELD_PATTERN) },
     [FERRY_F_UNBIND] = { BIT(FIELD_RID) | BIT(FIELD_Q) | BIT(FIELD_PATTERN),
@@ -216,6 +223,8 @@ static enum ferry_code store_uint(struct ferry_frame *f, enum field_id id, uint6
         break;
     case FIELD_DELAY: f->delay_ms = v; break;
     case FIELD_AT: f->deliver_at = v; break;
+    case FIELD_BEFORE: f->before = v; break;
+    case FIELD_NEXT: f->next = v; break;
     case FIELD_CODE:
         if (v > UINT32_MAX)
             return bad(why, fields[id].whys.bad_value);
@@ -333,6 +342,10 @@ static enum ferry_code decode_field(struct mpack_reader *r, struct ferry_frame *
         break;
     case KIND_QUEUE_STATS:
         ok = proto_check_queue_stats(r, w, &f->list, &f->list_count, why);
+        break;
+    case KIND_CONN_STATS:
+        ok = proto_check_conn_stats(r, w, &f->conn_list, &f->conn_list_count, why);
+        f->has_conns = ok;
         break;
     case KIND_SERVER_STATS:
         ok = proto_check_server_stats(r, w, &f->server, why);

@@ -154,6 +154,15 @@ void ferry_iter_init(struct ferry_iter *it, const struct ferry_frame *f)
     it->left = f->list_count;
 }
 
+void ferry_iter_conns_init(struct ferry_iter *it, const struct ferry_frame *f)
+{
+    struct mpack_reader r;
+    mpack_reader_init(&r, f->conn_list.ptr, f->conn_list.len);
+    it->pos = r.pos;
+    it->end = r.end;
+    it->left = f->conn_list_count;
+}
+
 bool proto_check_uints(struct mpack_reader *r, const struct field_whys *w,
                        struct ferry_bytes *list, uint32_t *count, const char **why)
 {
@@ -409,6 +418,105 @@ bool ferry_iter_stats(struct ferry_iter *it, struct ferry_queue_stats *qs)
         return false;
     struct mpack_reader r = { it->pos, it->end };
     if (!read_queue_stats(&r, &whys, qs, &ignored)) {
+        it->left = 0;
+        return false;
+    }
+    it->pos = r.pos;
+    it->left--;
+    return true;
+}
+
+enum conn_stat_key {
+    CS_ID, CS_PEER, CS_NAME, CS_OUT, CS_THROTTLED, CS_SUBS, CS_INFLIGHT, CS_AGE_MS,
+    CS_IDLE_MS, CS_KEY_COUNT,
+};
+
+static const char *const conn_stat_keys[CS_KEY_COUNT] = {
+    "id", "peer", "name", "out", "throttled", "subs", "inflight", "age_ms", "idle_ms",
+};
+
+/* One value of a connection stats map, stored into *cs. */
+static enum mpack_result read_conn_stat(struct mpack_reader *r, int key,
+                                        struct ferry_conn_stats *cs)
+{
+    uint64_t *const counters[CS_KEY_COUNT] = {
+        [CS_ID] = &cs->id, [CS_OUT] = &cs->out, [CS_SUBS] = &cs->subs,
+        [CS_INFLIGHT] = &cs->inflight, [CS_AGE_MS] = &cs->age_ms, [CS_IDLE_MS] = &cs->idle_ms,
+    };
+    switch (key) {
+    case CS_PEER:
+        return mpack_read_str(r, &cs->peer);
+    case CS_NAME:
+        return mpack_read_str(r, &cs->name);
+    case CS_THROTTLED:
+        return mpack_read_bool(r, &cs->throttled);
+    default:
+        return mpack_read_uint(r, counters[key]);
+    }
+}
+
+static bool read_conn_stats(struct mpack_reader *r, const struct field_whys *w,
+                            struct ferry_conn_stats *cs, const char **why)
+{
+    *cs = (struct ferry_conn_stats){ .id = 0 };
+    uint32_t pairs;
+    enum mpack_result res = mpack_read_map(r, &pairs);
+    if (res != MPACK_OK)
+        return fail(why, proto_read_why(res, w));
+
+    unsigned seen = 0;
+    for (uint32_t i = 0; i < pairs; i++) {
+        struct ferry_bytes name;
+        res = mpack_read_str(r, &name);
+        if (res == MPACK_WRONG_TYPE)
+            return fail(why, "field 'conns': keys must be str");
+        if (res != MPACK_OK)
+            return fail(why, proto_read_why(res, w));
+
+        int key = key_index(name, conn_stat_keys, CS_KEY_COUNT);
+        if (key < 0) {
+            res = mpack_skip(r);
+        } else if (seen & (1u << key)) {
+            return fail(why, "field 'conns': duplicate key in a connection");
+        } else {
+            seen |= 1u << key;
+            res = read_conn_stat(r, key, cs);
+            if (res == MPACK_WRONG_TYPE)
+                return fail(why, "field 'conns': 'peer' and 'name' must be str, 'throttled' bool, "
+                                 "the rest uint");
+        }
+        if (res != MPACK_OK)
+            return fail(why, proto_read_why(res, w));
+    }
+    if (seen != (1u << CS_KEY_COUNT) - 1)
+        return fail(why, "field 'conns': a connection lacks a key");
+    if (cs->peer.len > FERRY_PEER_MAX || cs->name.len > FERRY_CLIENT_NAME_MAX)
+        return fail(why, "field 'conns': 'peer' or 'name' too long");
+    return true;
+}
+
+bool proto_check_conn_stats(struct mpack_reader *r, const struct field_whys *w,
+                            struct ferry_bytes *list, uint32_t *count, const char **why)
+{
+    if (!read_list_header(r, w, 0, list, count, why))
+        return false;
+    for (uint32_t i = 0; i < *count; i++) {
+        struct ferry_conn_stats cs;
+        if (!read_conn_stats(r, w, &cs, why))
+            return false;
+    }
+    end_list(r, list);
+    return true;
+}
+
+bool ferry_iter_conn(struct ferry_iter *it, struct ferry_conn_stats *cs)
+{
+    static const struct field_whys whys = { "", "", "" };
+    const char *ignored;
+    if (it->left == 0)
+        return false;
+    struct mpack_reader r = { it->pos, it->end };
+    if (!read_conn_stats(&r, &whys, cs, &ignored)) {
         it->left = 0;
         return false;
     }

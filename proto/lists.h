@@ -35,6 +35,9 @@ bool proto_check_items(struct mpack_reader *r, const struct field_whys *w,
 /* An array of 0..65536 queue stats maps, every key present. */
 bool proto_check_queue_stats(struct mpack_reader *r, const struct field_whys *w,
                              struct ferry_bytes *list, uint32_t *count, const char **why);
+/* An array of 0..65536 connection stats maps, every key present. */
+bool proto_check_conn_stats(struct mpack_reader *r, const struct field_whys *w,
+                            struct ferry_bytes *list, uint32_t *count, const char **why);
 /* The server stats map, every key present. */
 bool proto_check_server_stats(struct mpack_reader *r, const struct field_whys *w,
                               struct ferry_server_stats *out, const char **why);

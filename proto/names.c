@@ -43,6 +43,7 @@ static const char *const code_names[] = {
     [FERRY_CODE_BAD_REQUEST] = "BAD_REQUEST",
     [FERRY_CODE_STORAGE] = "STORAGE",
     [FERRY_CODE_HEARTBEAT] = "HEARTBEAT",
+    [FERRY_CODE_KILLED] = "KILLED",
     [FERRY_CODE_BAD_TOPIC] = "BAD_TOPIC",
     [FERRY_CODE_EXCLUSIVE] = "EXCLUSIVE",
 };
@@ -79,6 +80,8 @@ static const char *const frame_type_names[] = {
     [FERRY_F_END] = "END",
     [FERRY_F_REOPEN] = "REOPEN",
     [FERRY_F_JOIN] = "JOIN",
+    [FERRY_F_CONNS] = "CONNS",
+    [FERRY_F_KILL] = "KILL",
     [FERRY_F_BIND] = "BIND",
     [FERRY_F_UNBIND] = "UNBIND",
     [FERRY_F_PUBLISH_TOPIC] = "PUBLISH_TOPIC",
@@ -103,6 +106,7 @@ bool ferry_code_is_fatal(uint32_t code)
     case FERRY_CODE_SHUTTING_DOWN:
     case FERRY_CODE_INTERNAL:
     case FERRY_CODE_HEARTBEAT:
+    case FERRY_CODE_KILLED:
         return true;
     default:
         return false;

@@ -7,9 +7,10 @@
  *
  * While those bytes arrive, libferry has a subscription open (sub 1, whose
  * callback reads, copies and acks every delivery), one unconfirmed publish
- * (id 1), and one blocking request waiting for its answer (rid 2): a STATS
- * if the input's first byte is odd, else a GET. Everything after that
- * first byte is the broker's byte stream.
+ * (id 1), and one blocking request waiting for its answer (rid 2): by the
+ * input's first byte modulo 4, a STATS (1), a ferry_connections() that
+ * pages on with rid 3, 4... (3), else a GET. Everything after that first
+ * byte is the broker's byte stream.
  */
 #include <signal.h>
 #include <stdint.h>
@@ -124,10 +125,23 @@ static ferry_conn *open_client(int client_fd, int broker_fd)
     return c;
 }
 
+enum waiting { WAIT_GET, WAIT_STATS, WAIT_CONNS };
+
 /* The request that waits while the fuzz bytes arrive (rid 2). */
-static void wait_for_answer(ferry_conn *c, bool stats)
+static void wait_for_answer(ferry_conn *c, enum waiting what)
 {
-    if (stats) {
+    if (what == WAIT_CONNS) {
+        struct ferry_connections *l = NULL;
+        if (ferry_connections(c, &l) == FERRY_OK) {
+            for (size_t i = 0; i < l->count; i++) {
+                (void)strlen(l->conns[i].peer);
+                (void)strlen(l->conns[i].name);
+            }
+            ferry_connections_free(l);
+        }
+        return;
+    }
+    if (what == WAIT_STATS) {
         struct ferry_stats *st = NULL;
         if (ferry_stats(c, NULL, &st) == FERRY_OK)
             ferry_stats_free(st);
@@ -146,7 +160,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    bool stats = data[0] & 1;
+    enum waiting what = data[0] % 4 == 1 ? WAIT_STATS : data[0] % 4 == 3 ? WAIT_CONNS : WAIT_GET;
     data++;
     size--;
     if (size > INPUT_MAX)
@@ -159,7 +173,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (c) {
         write_all(sv[1], data, size);
         shutdown(sv[1], SHUT_WR); /* after the input, EOF: nothing can wait forever */
-        wait_for_answer(c, stats);
+        wait_for_answer(c, what);
         /* Whatever the request left unread; bounded, EOF ends it sooner. */
         for (int i = 0; i < 16 && ferry_process(c) == FERRY_OK; i++)
             drain(sv[1]);

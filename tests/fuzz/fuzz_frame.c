@@ -34,6 +34,8 @@ struct lists {
     struct ferry_item *items;
     struct ferry_queue_stats *stats;
     size_t count;
+    struct ferry_conn_stats *conns; /* an OK to CONNS: its own list */
+    size_t conn_count;
 };
 
 static void lists_free(struct lists *l)
@@ -41,6 +43,7 @@ static void lists_free(struct lists *l)
     free(l->uints);
     free(l->items);
     free(l->stats);
+    free(l->conns);
 }
 
 /* Reads every header of a validated map; returns how many there were. */
@@ -62,11 +65,29 @@ static size_t walk_headers(struct ferry_bytes headers)
 }
 
 /* Fills *l from f's raw list with the iterators; every entry must be there. */
+static void read_conns(const struct ferry_frame *f, struct lists *l)
+{
+    struct ferry_iter it;
+    size_t n = f->conn_list_count, got = 0;
+    if (!f->has_conns)
+        return;
+    l->conns = calloc(n ? n : 1, sizeof *l->conns);
+    if (!l->conns)
+        abort(); /* out of memory: not a finding */
+    ferry_iter_conns_init(&it, f);
+    while (got < n && ferry_iter_conn(&it, &l->conns[got]))
+        got++;
+    if (got != n)
+        mismatch("a validated connection list (the iterator stopped early)");
+    l->conn_count = n;
+}
+
 static void read_lists(const struct ferry_frame *f, struct lists *l)
 {
     struct ferry_iter it;
     size_t n = f->list_count;
     size_t got = 0;
+    read_conns(f, l);
     ferry_iter_init(&it, f);
     switch (f->type) {
     case FERRY_F_CONFIRM: case FERRY_F_ACK: case FERRY_F_NACK:
@@ -107,6 +128,8 @@ static struct ferry_frame for_encoding(const struct ferry_frame *f, const struct
     e.stats = l->stats;
     e.stats_count = l->stats ? l->count : 0;
     e.server_stats = f->has_server_stats ? &f->server : NULL;
+    e.conns = l->conns;
+    e.conn_count = l->conn_count;
     return e;
 }
 
@@ -118,6 +141,9 @@ static void compare_scalars(const struct ferry_frame *a, const struct ferry_fram
     if (a->sub != b->sub) mismatch("sub");
     if (a->tag != b->tag) mismatch("tag");
     if (a->attempt != b->attempt) mismatch("attempt");
+    if (a->before != b->before) mismatch("before");
+    if (a->next != b->next) mismatch("next");
+    if (a->has_conns != b->has_conns) mismatch("conns");
     if (a->credit != b->credit) mismatch("credit");
     if (a->wait_ms != b->wait_ms) mismatch("wait");
     if (a->version != b->version) mismatch("version");
@@ -139,8 +165,22 @@ static void compare_scalars(const struct ferry_frame *a, const struct ferry_fram
         mismatch("server stats");
 }
 
+static void compare_conns(const struct lists *a, const struct lists *b)
+{
+    if (a->conn_count != b->conn_count)
+        mismatch("the connection count");
+    for (size_t i = 0; i < a->conn_count; i++) {
+        const struct ferry_conn_stats *x = &a->conns[i], *y = &b->conns[i];
+        if (x->id != y->id || !same_bytes(x->peer, y->peer) || !same_bytes(x->name, y->name)
+            || x->out != y->out || x->throttled != y->throttled || x->subs != y->subs
+            || x->inflight != y->inflight || x->age_ms != y->age_ms || x->idle_ms != y->idle_ms)
+            mismatch("a connection's stats");
+    }
+}
+
 static void compare_lists(const struct lists *a, const struct lists *b)
 {
+    compare_conns(a, b);
     for (size_t i = 0; i < a->count; i++) {
         if (a->uints && a->uints[i] != b->uints[i])
             mismatch("a list uint");

@@ -141,9 +141,11 @@ static void every_frame_type(void)
 
 /* ---- what a broker sends to libferry ------------------------------------- */
 
-/* Selector byte of fuzz_client_inbound: odd = a STATS waits, even = a GET. */
+/* Selector byte of fuzz_client_inbound (its value modulo 4): 1 = a STATS
+ * waits, 3 = a CONNS (ferry_connections), 0 and 2 = a GET. */
 #define WAIT_STATS 1
 #define WAIT_GET 0
+#define WAIT_CONNS 3
 
 static void broker_streams(void)
 {
@@ -171,6 +173,16 @@ static void broker_streams(void)
     struct ferry_frame empty = { .type = FERRY_F_OK, .rid = 2, .empty = true };
     struct ferry_frame fatal = { .type = FERRY_F_ERROR, .code = FERRY_CODE_SHUTTING_DOWN,
                                  .text = str("server is shutting down"), .fatal = true };
+    struct ferry_conn_stats cs[] = {
+        { 2, str("unix:pid=1,uid=0"), str("fuzz"), 100, false, 1, 1, 5, 1 },
+        { 1, str("tcp:127.0.0.1:7070"), str(""), 0, true, 0, 0, 9, 9 },
+    };
+    struct ferry_frame conns_page = { .type = FERRY_F_OK, .rid = 2, .has_conns = true,
+                                      .conns = cs, .conn_count = 1, .next = 2 };
+    struct ferry_frame conns_last = { .type = FERRY_F_OK, .rid = 3, .has_conns = true,
+                                      .conns = cs + 1, .conn_count = 1 };
+    struct ferry_frame killed = { .type = FERRY_F_ERROR, .code = FERRY_CODE_KILLED,
+                                  .text = str("connection closed by an operator"), .fatal = true };
 
     struct ferry_buf b = { 0 };
     append(&b, &deliver);
@@ -192,6 +204,13 @@ static void broker_streams(void)
     append(&b, &empty);
     append(&b, &fatal);
     save("client_inbound", "ping-error-empty-fatal", WAIT_GET, &b);
+    ferry_buf_consume(&b, ferry_buf_pending(&b));
+
+    append(&b, &ping);
+    append(&b, &conns_page);
+    append(&b, &conns_last);
+    append(&b, &killed);
+    save("client_inbound", "conns-pages-killed", WAIT_CONNS, &b);
     ferry_buf_consume(&b, ferry_buf_pending(&b));
 
     save_frame("client_inbound", "stats-reply", WAIT_STATS, &stats);
@@ -238,6 +257,8 @@ static void client_streams(void)
     struct ferry_frame declare = { .type = FERRY_F_DECLARE, .rid = 12, .queue = str("q-1") };
     struct ferry_frame stats = { .type = FERRY_F_STATS, .rid = 13 };
     struct ferry_frame ping = { .type = FERRY_F_PING, .rid = 14 };
+    struct ferry_frame conns = { .type = FERRY_F_CONNS, .rid = 15, .before = 2 };
+    struct ferry_frame kill = { .type = FERRY_F_KILL, .rid = 16, .id = 1, .has_id = true };
 
     struct ferry_buf b = { 0 };
     /* Publish, consume, settle, and the queue's whole life. */
@@ -260,6 +281,8 @@ static void client_streams(void)
     append(&b, &stats);
     append(&b, &del);
     append(&b, &ping);
+    append(&b, &conns);
+    append(&b, &kill);
     save("conn", "a-whole-session", SAY_HELLO, &b);
     ferry_buf_consume(&b, ferry_buf_pending(&b));
 

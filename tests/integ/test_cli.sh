@@ -74,7 +74,7 @@ t publish --topic 'a.*' x 2>/dev/null; expect_eq "bad topic exit code" 2 "$?"
 
 # bad usage is exit 2; --help is exit 0 for every command
 t publish 2>/dev/null; expect_eq "usage exit code" 2 "$?"
-for cmd in publish consume subscribe bind unbind get end reopen join declare delete purge stats; do
+for cmd in publish consume subscribe bind unbind get end reopen join declare delete purge stats connections kill; do
   t "$cmd" --help >/dev/null || fail "$cmd --help"
 done
 
@@ -84,5 +84,22 @@ FERRY_URL="unix:$ferryd_dir/absent.sock" t stats >/dev/null 2>&1; expect_eq "no 
 # stats: the table and the JSON name the queues
 t stats | grep -q '^jobs ' || t stats | grep -q ' jobs ' || fail "stats table lists jobs"
 t stats --json | grep -q '"name": *"jobs"' || fail "stats --json lists jobs"
+
+# connections: a consumer holding two messages is listed with them, by name;
+# kill closes it, and a second kill of the same id is NOT_FOUND (exit 1)
+t publish held a b >/dev/null || fail "publish to held"
+t consume held --no-ack --credit 2 --timeout 30 >/dev/null 2>&1 &
+holder=$!
+for _ in $(seq 50); do
+  t connections --json | grep -q '"name": "ferry consume"' && break
+  sleep 0.1
+done
+line=$(t connections | grep 'ferry consume') || fail "connections lists the consumer"
+expect_eq "the consumer's messages in flight" 2 "$(echo "$line" | awk '{print $3}')"
+id=$(echo "$line" | awk '{print $6}')
+t kill "$id" || fail "kill $id"
+t kill "$id" 2>/dev/null; expect_eq "kill of a closed connection" 1 "$?"
+wait "$holder" 2>/dev/null
+expect_eq "messages back after kill" 2 "$(t stats held --json | grep -o '"depth": *[0-9]*' | grep -o '[0-9]*$')"
 
 echo "cli: all checks passed"

@@ -3,7 +3,8 @@
  * (a silent raw client, a SIGSTOPped process and a half frame are closed
  * within heartbeat_timeout and their messages go to another consumer;
  * libferry keeps an idle connection alive on every kind of use and gives
- * up on a silent broker).
+ * up on a silent broker); per-connection statistics (CONNS names the slow
+ * consumer, pages through more than one reply's worth) and KILL.
  */
 #include "harness.h"
 #include "raw.h"
@@ -39,6 +40,13 @@ static void setup(void)
 {
     ck_assert_int_eq(ferryd_prepare(&daemon_), 0);
     ck_assert_int_eq(ferryd_write_conf(&daemon_, conf_text), 0);
+    ck_assert_int_eq(ferryd_restart(&daemon_, NULL), 0);
+}
+
+/* Default heartbeat (30 s): raw clients may stay silent through a test. */
+static void setup_default(void)
+{
+    ck_assert_int_eq(ferryd_prepare(&daemon_), 0);
     ck_assert_int_eq(ferryd_restart(&daemon_, NULL), 0);
 }
 
@@ -329,6 +337,98 @@ START_TEST(test_a_blocking_call_fails_when_the_broker_falls_silent)
 }
 END_TEST
 
+/* ---- per-connection statistics and KILL --------------------------------- */
+
+static const struct ferry_conn_info *find_by_name(const struct ferry_connections *l,
+                                                  const char *name)
+{
+    for (size_t i = 0; i < l->count; i++)
+        if (strcmp(l->conns[i].name, name) == 0)
+            return &l->conns[i];
+    return NULL;
+}
+
+/* A raw consumer with a wide window that never reads its socket: ferryd's
+ * output for it piles up, and CONNS shows it with the most bytes waiting,
+ * its name, its Unix peer's pid, its subscription and its messages in
+ * flight. KILL then closes it and its messages go to another consumer. */
+START_TEST(test_connections_name_the_slow_consumer_and_kill_frees_its_messages)
+{
+    enum { MESSAGES = 200, PAYLOAD = 32 * 1024 };
+    ferry_conn *admin = connect_named("admin");
+    struct raw slow;
+    raw_open(&slow, &daemon_);
+    int small = 4096; /* so that little fits in the kernel's buffers */
+    setsockopt(slow.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    raw_hello_with(&slow, (struct ferry_frame){ .name = raw_bytes("slow-consumer") }, NULL);
+    struct ferry_frame consume = { .type = FERRY_F_CONSUME, .rid = 1, .queue = raw_bytes("bulk"),
+                                   .sub = 1, .credit = MESSAGES };
+    raw_send(&slow, &consume);
+    static char payload[PAYLOAD];
+    for (int i = 0; i < MESSAGES; i++)
+        ck_assert_int_eq(ferry_publish(admin, "bulk", payload, sizeof payload, NULL, 0, 0), FERRY_OK);
+    ck_assert_int_eq(ferry_flush(admin, 10000), FERRY_OK);
+
+    struct ferry_connections *l = NULL;
+    ck_assert_int_eq(ferry_connections(admin, &l), FERRY_OK);
+    ck_assert_uint_eq(l->count, 2);
+    const struct ferry_conn_info *s = find_by_name(l, "slow-consumer");
+    const struct ferry_conn_info *a = find_by_name(l, "admin");
+    ck_assert_ptr_nonnull(s);
+    ck_assert_ptr_nonnull(a);
+    printf("liveness: the slow consumer holds %llu bytes unsent, the admin %llu\n",
+           (unsigned long long)s->out_bytes, (unsigned long long)a->out_bytes);
+    /* Most of 6.4 MB is still in ferryd: the kernel took a few hundred KiB at most. */
+    ck_assert_uint_gt(s->out_bytes, (uint64_t)MESSAGES * PAYLOAD / 2);
+    ck_assert_uint_eq(a->out_bytes, 0);
+    ck_assert_uint_eq(s->subscriptions, 1);
+    ck_assert_uint_eq(s->inflight, MESSAGES);
+    ck_assert_uint_eq(a->subscriptions, 0);
+    char want_peer[64];
+    snprintf(want_peer, sizeof want_peer, "unix:pid=%ld,uid=%lu", (long)getpid(),
+             (unsigned long)getuid());
+    ck_assert_str_eq(s->peer, want_peer);
+    ck_assert(s->id != a->id);
+    uint64_t slow_id = s->id;
+    ferry_connections_free(l);
+
+    ck_assert_int_eq(ferry_kill(admin, slow_id), FERRY_OK);
+    int rc = ferry_kill(admin, slow_id);
+    ck_assert_int_eq(rc, FERRY_ESERVER);
+    ck_assert_int_eq(ferry_server_error(NULL), FERRY_CODE_NOT_FOUND);
+    ferry_message *m = NULL;
+    ck_assert_int_eq(ferry_get(admin, "bulk", 10000, &m), FERRY_OK);
+    ck_assert_uint_eq(m->attempt, 2);
+    ferry_message_free(m);
+    raw_close(&slow);
+    ferry_close(admin);
+}
+END_TEST
+
+/* More connections than one reply holds: ferry_connections pages through
+ * them all, each once. */
+START_TEST(test_connections_beyond_one_page_are_all_listed_once)
+{
+    enum { RAW = FERRY_CONNS_PAGE_MAX + 200 };
+    ck_assert_int_ge(harness_raise_fd_limit(), RAW + 64);
+    static struct raw r[RAW];
+    for (int i = 0; i < RAW; i++) {
+        raw_open(&r[i], &daemon_);
+        raw_hello(&r[i]);
+    }
+    ferry_conn *admin = connect_named("admin");
+    struct ferry_connections *l = NULL;
+    ck_assert_int_eq(ferry_connections(admin, &l), FERRY_OK);
+    ck_assert_uint_eq(l->count, RAW + 1);
+    for (size_t i = 1; i < l->count; i++)
+        ck_assert_uint_lt(l->conns[i].id, l->conns[i - 1].id); /* newest first, none twice */
+    ferry_connections_free(l);
+    ferry_close(admin);
+    for (int i = 0; i < RAW; i++)
+        raw_close(&r[i]);
+}
+END_TEST
+
 static Suite *liveness_suite(void)
 {
     Suite *s = suite_create("liveness");
@@ -343,6 +443,13 @@ static Suite *liveness_suite(void)
     tcase_add_test(tc, test_an_idle_client_on_a_foreign_loop_stays_connected);
     tcase_add_test(tc, test_a_blocking_call_fails_when_the_broker_falls_silent);
     suite_add_tcase(s, tc);
+
+    TCase *conns = tcase_create("connections");
+    tcase_add_checked_fixture(conns, setup_default, teardown);
+    tcase_set_timeout(conns, harness_valgrind() ? 600 : 60);
+    tcase_add_test(conns, test_connections_name_the_slow_consumer_and_kill_frees_its_messages);
+    tcase_add_test(conns, test_connections_beyond_one_page_are_all_listed_once);
+    suite_add_tcase(s, conns);
     return s;
 }
 

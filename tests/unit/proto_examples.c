@@ -127,6 +127,9 @@ int main(void)
         S("jobs"), 8, 2, 1, 150, 145, 140, 3, 0, 1200, false,
         { 5, 0, 0, 0, 0, 2, 0, 0, 0, 1 }, 0,
     };
+    static const struct ferry_conn_stats conn = {
+        7, S("unix:pid=4242,uid=1000"), S("worker"), 65536, true, 1, 256, 60000, 15000,
+    };
 
     const struct {
         const char *title;
@@ -182,6 +185,11 @@ int main(void)
                              .has_id = true, .payload = S("hello") } },
         { "DECLARE_TEMP, server-named", { .type = FERRY_F_DECLARE_TEMP, .rid = 18 } },
         { "OK to DECLARE_TEMP", { .type = FERRY_F_OK, .rid = 18, .queue = S("tmp.1f") } },
+        { "CONNS", { .type = FERRY_F_CONNS, .rid = 19 } },
+        { "OK to CONNS, one connection, more after it", { .type = FERRY_F_OK, .rid = 19,
+                                                          .has_conns = true, .conns = &conn,
+                                                          .conn_count = 1, .next = 7 } },
+        { "KILL", { .type = FERRY_F_KILL, .rid = 20, .id = 7, .has_id = true } },
     };
 
     int rc = EXIT_SUCCESS;

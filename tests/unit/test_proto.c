@@ -132,6 +132,12 @@ static const struct ferry_queue_stats sample_queue_stats[] = {
       { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }, 7 },
 };
 static const struct ferry_server_stats sample_server_stats = { 3, 2, 123456, 12, 4096 };
+static const struct ferry_conn_stats sample_conn_stats[] = {
+    { 7, { (const uint8_t *)"unix:pid=42,uid=1000", 20 }, { (const uint8_t *)"worker", 6 }, 65536,
+      true, 1, 256, 60000, 15 },
+    { 3, { (const uint8_t *)"tcp:127.0.0.1:50000", 19 }, { NULL, 0 }, 0, false, 0, 0, 0,
+      UINT64_MAX },
+};
 
 /* A span initializer for a string literal. */
 #define Q(s) { (const uint8_t *)(s), sizeof(s) - 1 }
@@ -179,6 +185,10 @@ static const struct ferry_frame full_samples[] = {
       .has_id = true, .payload = Q("hi") },
     { .type = FERRY_F_DECLARE_TEMP, .rid = 20, .queue = Q("mine") },
     { .type = FERRY_F_OK, .rid = 20, .queue = Q("tmp.1") },
+    { .type = FERRY_F_CONNS, .rid = 21, .before = 100 },
+    { .type = FERRY_F_OK, .rid = 21, .has_conns = true, .conns = sample_conn_stats, .conn_count = 2,
+      .next = 3 },
+    { .type = FERRY_F_KILL, .rid = 22, .id = 7, .has_id = true },
 };
 #define FULL_SAMPLES (sizeof full_samples / sizeof full_samples[0])
 
@@ -213,6 +223,9 @@ static const struct ferry_frame bare_samples[] = {
     { .type = FERRY_F_UNBIND, .rid = 1, .queue = Q("a"), .topic = Q("#") },
     { .type = FERRY_F_PUBLISH_TOPIC, .topic = Q("a"), .payload = Q("") },
     { .type = FERRY_F_DECLARE_TEMP, .rid = 1 },
+    { .type = FERRY_F_CONNS, .rid = 1 },
+    { .type = FERRY_F_OK, .rid = 1, .has_conns = true },
+    { .type = FERRY_F_KILL, .rid = 1, .id = 1, .has_id = true },
 };
 #define BARE_SAMPLES (sizeof bare_samples / sizeof bare_samples[0])
 
@@ -311,6 +324,26 @@ static void assert_stats_equal(const struct ferry_frame *want, const struct ferr
             ck_assert_uint_eq(qs.depth_by_priority[p], w->depth_by_priority[p]);
     }
     ck_assert(!ferry_iter_stats(&it, &qs));
+
+    ck_assert_int_eq(got->has_conns, want->has_conns);
+    ck_assert_uint_eq(got->conn_list_count, want->conn_count);
+    ck_assert_uint_eq(got->next, want->next);
+    ferry_iter_conns_init(&it, got);
+    struct ferry_conn_stats cs;
+    for (size_t i = 0; i < want->conn_count; i++) {
+        const struct ferry_conn_stats *w = &want->conns[i];
+        ck_assert(ferry_iter_conn(&it, &cs));
+        ck_assert(bytes_equal(cs.peer, w->peer));
+        ck_assert(bytes_equal(cs.name, w->name));
+        ck_assert_uint_eq(cs.id, w->id);
+        ck_assert_uint_eq(cs.out, w->out);
+        ck_assert_int_eq(cs.throttled, w->throttled);
+        ck_assert_uint_eq(cs.subs, w->subs);
+        ck_assert_uint_eq(cs.inflight, w->inflight);
+        ck_assert_uint_eq(cs.age_ms, w->age_ms);
+        ck_assert_uint_eq(cs.idle_ms, w->idle_ms);
+    }
+    ck_assert(!ferry_iter_conn(&it, &cs));
 }
 
 /* Every field a decoder fills must come back as it was encoded. */
@@ -331,6 +364,7 @@ static void assert_decoded_equals(const struct ferry_frame *want, const struct f
     ck_assert_uint_eq(got->delay_ms, want->delay_ms);
     ck_assert_uint_eq(got->deliver_at, want->deliver_at);
     ck_assert_uint_eq(got->count, want->count);
+    ck_assert_uint_eq(got->before, want->before);
     ck_assert_uint_eq(got->code, want->code);
     ck_assert_int_eq(got->fatal, want->fatal);
     ck_assert_int_eq(got->requeue, want->requeue);
@@ -357,6 +391,7 @@ static void assert_decoded_equals(const struct ferry_frame *want, const struct f
     default:
         ck_assert_uint_eq(got->list_count, 0);
         ck_assert_int_eq(got->has_server_stats, false);
+        ck_assert_int_eq(got->has_conns, false);
         break;
     }
 }
@@ -1002,7 +1037,8 @@ END_TEST
 /* ---- every key of every type: valid, missing, wrong type --------------------- */
 
 /* PROTOCOL.md's frame table, restated independently of the decoder's. */
-enum kind { K_UINT, K_BOOL, K_STR, K_BIN, K_HEADERS, K_UINTS, K_ITEMS, K_SERVER, K_QUEUES, K_AUTH };
+enum kind { K_UINT, K_BOOL, K_STR, K_BIN, K_HEADERS, K_UINTS, K_ITEMS, K_SERVER, K_QUEUES, K_AUTH,
+            K_CONNS };
 
 struct key_spec {
     const char *key;
@@ -1012,7 +1048,7 @@ struct key_spec {
 
 struct type_spec {
     enum ferry_frame_type type;
-    struct key_spec keys[7];
+    struct key_spec keys[9];
 };
 
 #define REQ true
@@ -1026,7 +1062,8 @@ static const struct type_spec type_specs[] = {
     { FERRY_F_PING, { { "rid", K_UINT, OPT } } },
     { FERRY_F_PONG, { { "rid", K_UINT, OPT } } },
     { FERRY_F_OK, { { "rid", K_UINT, REQ }, { "n", K_UINT, OPT }, { "empty", K_BOOL, OPT },
-                    { "server", K_SERVER, OPT }, { "queues", K_QUEUES, OPT }, { "q", K_STR, OPT } } },
+                    { "server", K_SERVER, OPT }, { "queues", K_QUEUES, OPT }, { "q", K_STR, OPT },
+                    { "conns", K_CONNS, OPT }, { "next", K_UINT, OPT } } },
     { FERRY_F_PUBLISH, { { "q", K_STR, REQ }, { "p", K_BIN, REQ }, { "h", K_HEADERS, OPT },
                          { "id", K_UINT, OPT }, { "prio", K_UINT, OPT }, { "delay", K_UINT, OPT },
                          { "at", K_UINT, OPT } } },
@@ -1054,13 +1091,15 @@ static const struct type_spec type_specs[] = {
     { FERRY_F_PUBLISH_TOPIC, { { "topic", K_STR, REQ }, { "p", K_BIN, REQ }, { "h", K_HEADERS, OPT },
                                { "id", K_UINT, OPT } } },
     { FERRY_F_DECLARE_TEMP, { { "rid", K_UINT, REQ }, { "q", K_STR, OPT } } },
+    { FERRY_F_CONNS, { { "rid", K_UINT, REQ }, { "before", K_UINT, OPT } } },
+    { FERRY_F_KILL, { { "rid", K_UINT, REQ }, { "id", K_UINT, REQ } } },
 };
 #define TYPE_SPECS (sizeof type_specs / sizeof type_specs[0])
 
 static size_t key_count(const struct type_spec *ts)
 {
     size_t n = 0;
-    while (n < 7 && ts->keys[n].key)
+    while (n < 9 && ts->keys[n].key)
         n++;
     return n;
 }
@@ -1070,6 +1109,23 @@ static void pack_server_map(struct mp *m, size_t keys)
     static const char *const names[] = { "conns", "queues", "uptime_ms", "messages", "bytes" };
     msgpack_pack_map(&m->pk, keys);
     for (size_t i = 0; i < keys; i++)
+        mp_key_uint(m, names[i], i);
+}
+
+static void pack_conn_map(struct mp *m, size_t keys)
+{
+    static const char *const names[] = { "id", "out", "subs", "inflight", "age_ms", "idle_ms" };
+    msgpack_pack_map(&m->pk, keys);
+    size_t n = 0;
+    if (n++ < keys)
+        mp_key_str(m, "peer", "unix:pid=1,uid=0");
+    if (n++ < keys)
+        mp_key_str(m, "name", "w");
+    if (n++ < keys) {
+        mp_str(m, "throttled");
+        msgpack_pack_false(&m->pk);
+    }
+    for (size_t i = 0; n++ < keys; i++)
         mp_key_uint(m, names[i], i);
 }
 
@@ -1119,6 +1175,7 @@ static void pack_valid(struct mp *m, enum kind k)
         break;
     case K_SERVER: pack_server_map(m, 5); break;
     case K_QUEUES: msgpack_pack_array(&m->pk, 1); pack_queue_map(m, 12); break;
+    case K_CONNS: msgpack_pack_array(&m->pk, 1); pack_conn_map(m, 9); break;
     case K_AUTH: msgpack_pack_map(&m->pk, 1); mp_key_str(m, "user", "x"); break;
     }
 }
@@ -1227,6 +1284,21 @@ static bool pack_wrong(struct mp *m, enum kind k, int variant)
         msgpack_pack_array(&m->pk, 1);
         msgpack_pack_map(&m->pk, 1);
         mp_key_uint(m, "ended", 1); /* ended must be bool */
+        return true;
+    case K_CONNS * 10 + 0: msgpack_pack_map(&m->pk, 0); return true;
+    case K_CONNS * 10 + 1:
+        msgpack_pack_array(&m->pk, 1);
+        pack_conn_map(m, 8); /* a key missing */
+        return true;
+    case K_CONNS * 10 + 2:
+        msgpack_pack_array(&m->pk, 1);
+        msgpack_pack_map(&m->pk, 1);
+        mp_key_uint(m, "peer", 1); /* peer must be str */
+        return true;
+    case K_CONNS * 10 + 3:
+        msgpack_pack_array(&m->pk, 1);
+        msgpack_pack_map(&m->pk, 1);
+        mp_key_str(m, "out", "1"); /* out must be uint */
         return true;
     case K_AUTH * 10 + 0: msgpack_pack_array(&m->pk, 0); return true;
     case K_AUTH * 10 + 1: mp_str(m, "secret"); return true;
@@ -1773,7 +1845,7 @@ START_TEST(test_frame_type_names_cover_exactly_the_frame_types)
     int named = 0;
     for (uint32_t t = 0; t < 100; t++)
         named += ferry_frame_type_name(t) != NULL;
-    ck_assert_int_eq(named, 28);
+    ck_assert_int_eq(named, 30);
     ck_assert_str_eq(ferry_frame_type_name(FERRY_F_BIND), "BIND");
     ck_assert_str_eq(ferry_frame_type_name(FERRY_F_DECLARE_TEMP), "DECLARE_TEMP");
     ck_assert_ptr_null(ferry_frame_type_name(0));
