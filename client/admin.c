@@ -155,6 +155,7 @@ static void copy_queue_stats(struct ferry_queue_info *q, const struct ferry_queu
         .ended = qs->ended,
     };
     memcpy(q->depth_by_priority, qs->depth_by_priority, sizeof q->depth_by_priority);
+    q->expired = qs->expired;
 }
 
 int admin__decode_stats(const struct ferry_frame *f, struct ferry_stats **out)

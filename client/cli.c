@@ -28,7 +28,7 @@
 static const struct cli_command commands[] = {
     {"publish", cli_cmd_publish, "publish messages (arguments, or one per line of stdin)",
      "Usage: ferry publish [-H KEY=VALUE]... [-p N] [--delay DURATION] [--at TIME]\n"
-     "                     [--topic] QUEUE|TOPIC [MESSAGE...]\n"
+     "                     [--ttl DURATION] [--topic] QUEUE|TOPIC [MESSAGE...]\n"
      "\n"
      "Publishes each MESSAGE to QUEUE (created if missing), or with --topic to\n"
      "TOPIC: a copy goes to every queue bound to it by a matching pattern\n"
@@ -47,6 +47,8 @@ static const struct cli_command commands[] = {
      "                         (e.g. $(date -d 10:00 +%s)); with --delay, the later\n"
      "                         wins. A delayed message is published on its own,\n"
      "                         not in a batch, and counts in `ferry stats` DELAYED\n"
+     "      --ttl DURATION     a message not delivered within DURATION never is\n"
+     "                         (default: the queue's ttl, none unless configured)\n"
      "  -T, --topic            the first operand is a topic (words separated by '.')\n"
      COMMON_OPTIONS_HELP},
     {"consume", cli_cmd_consume, "print and acknowledge messages as they arrive",
@@ -167,10 +169,11 @@ static const struct cli_command commands[] = {
      "server. With --json, prints one JSON object instead:\n"
      "  {\"server\": {\"connections\", \"queues\", \"messages\", \"bytes\", \"uptime_ms\"},\n"
      "   \"queues\": [{\"name\", \"depth\", \"inflight\", \"consumers\", \"published\",\n"
-     "               \"delivered\", \"acked\", \"redelivered\", \"dropped\", \"bytes\",\n"
-     "               \"ended\", \"depth_by_priority\": [level 0, ..., level 9],\n"
+     "               \"delivered\", \"acked\", \"redelivered\", \"dropped\", \"expired\",\n"
+     "               \"bytes\", \"ended\", \"depth_by_priority\": [level 0, ..., level 9],\n"
      "               \"delayed\"}, ...]}\n"
-     "DELAYED counts messages waiting for their time (not in DEPTH)."
+     "DELAYED counts messages waiting for their time (not in DEPTH); EXPIRED those\n"
+     "past their time to live, dropped without being delivered."
      "\n"
      "Options:\n"
      "  -j, --json             print JSON\n"

@@ -45,6 +45,7 @@ struct publisher {
     uint8_t priority;
     uint64_t delay_ms;            /* --delay; 0: none */
     uint64_t deliver_at_ms;       /* --at; 0: none */
+    uint64_t ttl_ms;              /* --ttl; 0: none given */
     const char *unit;             /* "line" or "message", for error messages */
     uint64_t failed_number;       /* the unit that could not be sent; 0: unknown */
     bool input_failed;            /* reading stdin failed, not the broker */
@@ -116,6 +117,7 @@ static int publish_messages(struct publisher *p, const struct ferry_msg *msgs, s
             .headers = msgs[i].headers, .header_count = msgs[i].header_count,
             .has_priority = msgs[i].has_priority, .priority = msgs[i].priority,
             .delay_ms = p->delay_ms, .deliver_at_ms = p->deliver_at_ms,
+            .ttl_ms = msgs[i].ttl_ms,
         };
         status = p->to_topic
                      ? ferry_publish_topic(p->conn, p->queue, msgs[i].data, msgs[i].len, &o)
@@ -134,7 +136,7 @@ static struct ferry_msg message_of(const struct publisher *p, const char *data, 
     return (struct ferry_msg){
         .data = data, .len = len,
         .headers = p->headers->items, .header_count = p->headers->count,
-        .has_priority = p->has_priority, .priority = p->priority,
+        .has_priority = p->has_priority, .priority = p->priority, .ttl_ms = p->ttl_ms,
     };
 }
 
@@ -266,6 +268,7 @@ int cli_cmd_publish(const struct cli_command *self, int argc, char **argv)
         {"delay", required_argument, NULL, 'D'},
         {"at", required_argument, NULL, 'A'},
         {"topic", no_argument, NULL, 'T'},
+        {"ttl", required_argument, NULL, 'L'},
         {"url", required_argument, NULL, 'U'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -289,6 +292,10 @@ int cli_cmd_publish(const struct cli_command *self, int argc, char **argv)
             p.has_priority = true;
             p.priority = (uint8_t)level;
         }
+        if (opt == 'L' && (!cli_parse_duration(optarg, &p.ttl_ms) || p.ttl_ms == 0 ||
+                           p.ttl_ms > FERRY_TTL_MAX_MS))
+            return cli_usage_error(self, "bad --ttl '%s' (expected a duration above 0, at most "
+                                   "3650d)", optarg);
         if (opt == 'D' && (!cli_parse_duration(optarg, &delay_ms) || delay_ms > FERRY_DELAY_MAX_MS))
             return cli_usage_error(self, "bad --delay '%s' (expected a duration of at most 366d)",
                                    optarg);

@@ -9,24 +9,24 @@
 
 #include "cli.h"
 
-enum { COLUMN_COUNT = 10 }; /* the numeric columns, after the name */
+enum { COLUMN_COUNT = 11 }; /* the numeric columns, after the name */
 
 static const char *const column_titles[COLUMN_COUNT] = {
     "DEPTH", "INFLIGHT", "CONSUMERS", "PUBLISHED", "DELIVERED",
-    "ACKED", "REDELIVERED", "DROPPED", "BYTES", "DELAYED",
+    "ACKED", "REDELIVERED", "DROPPED", "EXPIRED", "BYTES", "DELAYED",
 };
 
 /* The same order, as JSON keys. */
 static const char *const column_keys[COLUMN_COUNT] = {
     "depth", "inflight", "consumers", "published", "delivered",
-    "acked", "redelivered", "dropped", "bytes", "delayed",
+    "acked", "redelivered", "dropped", "expired", "bytes", "delayed",
 };
 
 static void queue_values(const struct ferry_queue_info *q, uint64_t values[COLUMN_COUNT])
 {
     const uint64_t in_column_order[COLUMN_COUNT] = {
         q->depth, q->inflight, q->consumers, q->published, q->delivered,
-        q->acked, q->redelivered, q->dropped, q->bytes, q->delayed,
+        q->acked, q->redelivered, q->dropped, q->expired, q->bytes, q->delayed,
     };
     memcpy(values, in_column_order, sizeof in_column_order);
 }

@@ -121,6 +121,8 @@ struct ferry_header {
 
 /* Message priorities: 0 (lowest) to FERRY_PRIORITY_MAX (highest). */
 #define FERRY_PRIORITY_MAX 9u
+/* The longest time to live of a message: 10 years, in ms. */
+#define FERRY_TTL_MAX_MS 315360000000ull
 
 /* One message of a batch. */
 struct ferry_msg {
@@ -130,6 +132,7 @@ struct ferry_msg {
     size_t header_count;
     bool has_priority;   /* false: the queue's default priority */
     uint8_t priority;    /* 0..FERRY_PRIORITY_MAX */
+    uint64_t ttl_ms;     /* time to live; 0: the queue's (see ferry_publish_options) */
 };
 
 #define FERRY_PUBLISH_CONFIRM 1 /* wait until this publish is confirmed */
@@ -146,6 +149,10 @@ struct ferry_publish_options {
     uint64_t deliver_at_ms; /* nor before this Unix time in ms (0: none); with both, the
                              * later wins. At most 366 days ahead: further is FERRY_EINVAL
                              * here (delay) or a BAD_REQUEST refusal (deliver_at) */
+    /* Time to live in ms (1..FERRY_TTL_MAX_MS), counted from the publish
+     * (or the end of its delay): a message not delivered by then never
+     * is. 0: the queue's (the queue's ttl, if shorter, applies anyway). */
+    uint64_t ttl_ms;
 };
 
 /* Publishes one message. Returns once the frame is written to the socket
@@ -161,10 +168,10 @@ FERRY_API int ferry_publish(ferry_conn *c, const char *queue, const void *data, 
                   const struct ferry_header *headers, size_t header_count, int flags);
 
 /* ferry_publish with options (o NULL: none). FERRY_EINVAL for a priority
- * above FERRY_PRIORITY_MAX or a delay above FERRY_DELAY_MAX_MS; otherwise
- * as ferry_publish. A delayed message waits in the broker, not counted in
- * its queue's depth but in "delayed", until its time, then joins the back
- * of the queue. */
+ * above FERRY_PRIORITY_MAX, a delay above FERRY_DELAY_MAX_MS or a ttl above
+ * FERRY_TTL_MAX_MS; otherwise as ferry_publish. A delayed message waits in
+ * the broker, not counted in its queue's depth but in "delayed", until its
+ * time, then joins the back of the queue. */
 FERRY_API int ferry_publish_opts(ferry_conn *c, const char *queue, const void *data, size_t len,
                                  const struct ferry_publish_options *o);
 
@@ -326,6 +333,7 @@ struct ferry_queue_info {
     bool ended;
     uint64_t depth_by_priority[FERRY_PRIORITY_MAX + 1]; /* ready messages of each level */
     uint64_t delayed;       /* waiting for their time, not in depth */
+    uint64_t expired;   /* past their time to live, never delivered */
 };
 
 struct ferry_stats {

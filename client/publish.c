@@ -32,9 +32,9 @@ static int check_headers(const struct ferry_header *h, size_t n, size_t *estimat
 }
 
 static int check_message(const void *data, size_t len, const struct ferry_header *h, size_t n,
-                         unsigned priority, size_t *estimate)
+                         unsigned priority, uint64_t ttl_ms, size_t *estimate)
 {
-    if ((!data && len) || priority > FERRY_PRIORITY_MAX)
+    if ((!data && len) || priority > FERRY_PRIORITY_MAX || ttl_ms > FERRY_TTL_MAX_MS)
         return FERRY_EINVAL;
     *estimate += len + FRAME_OVERHEAD;
     return check_headers(h, n, estimate);
@@ -100,7 +100,7 @@ static int publish_one(ferry_conn *c, enum ferry_frame_type type, const char *to
     size_t estimate = 0;
     if (o->delay_ms > FERRY_DELAY_MAX_MS)
         return FERRY_EINVAL;
-    int rc = check_message(data, len, headers, header_count, o->priority, &estimate);
+    int rc = check_message(data, len, headers, header_count, o->priority, o->ttl_ms, &estimate);
     if (rc != FERRY_OK)
         return rc;
     bool confirm = (o->flags & FERRY_PUBLISH_CONFIRM) != 0;
@@ -120,6 +120,7 @@ static int publish_one(ferry_conn *c, enum ferry_frame_type type, const char *to
             .priority = o->priority,
             .delay_ms = o->delay_ms,
             .deliver_at = o->deliver_at_ms,
+            .ttl_ms = o->ttl_ms,
         };
         if (type == FERRY_F_PUBLISH_TOPIC)
             f.topic = conn__bytes(to);
@@ -170,6 +171,7 @@ static int build_items(const struct ferry_msg *msgs, size_t n, struct ferry_item
         items[i].payload = (struct ferry_bytes){ msgs[i].data, msgs[i].len };
         items[i].has_priority = msgs[i].has_priority;
         items[i].priority = msgs[i].priority;
+        items[i].ttl_ms = msgs[i].ttl_ms;
     }
     size_t offset = 0;
     for (size_t i = 0; i < n; i++) {
@@ -188,7 +190,8 @@ int ferry_publish_batch(ferry_conn *c, const char *queue, const struct ferry_msg
     size_t estimate = strlen(queue);
     for (size_t i = 0; i < n; i++) {
         int rc = check_message(msgs[i].data, msgs[i].len, msgs[i].headers,
-                               msgs[i].header_count, msgs[i].priority, &estimate);
+                               msgs[i].header_count, msgs[i].priority, msgs[i].ttl_ms,
+                               &estimate);
         if (rc != FERRY_OK)
             return rc;
     }

@@ -128,7 +128,10 @@ enum ferry_code broker_deliver_at(const struct broker *b, uint64_t delay_ms, uin
 uint64_t broker_next_due(const struct broker *b)
 {
     const struct timer *t = timer_heap_top(&b->timers);
-    return t != NULL ? t->due : UINT64_MAX;
+    uint64_t due = t != NULL ? t->due : UINT64_MAX;
+    if (b->expiring > 0 && b->sweep_due < due)
+        due = b->sweep_due;
+    return due;
 }
 
 void broker_advance(struct broker *b)
@@ -138,6 +141,10 @@ void broker_advance(struct broker *b)
     while ((t = timer_heap_top(&b->timers)) != NULL && t->due <= now) {
         timer_disarm(&b->timers, t);
         dispatch_timer_fired(b, message_of_timer(t));
+    }
+    if (b->expiring > 0 && b->sweep_due <= now) {
+        expiry_sweep(b, now);
+        b->sweep_due = now + EXPIRY_SWEEP_MS;
     }
 }
 
@@ -266,24 +273,47 @@ static enum ferry_code log_publish(struct broker *b, struct queue *q, struct mes
 {
     if (!is_logged(b, q))
         return FERRY_CODE_OK;
+    /* What the message got, not what was asked: the queue's defaults may
+     * change before a restart. */
+    struct message_meta kept = meta != NULL ? *meta : (struct message_meta){ 0 };
+    kept.has_priority = true;
+    kept.priority = m->priority;
+    kept.ttl_ms = 0;
+    kept.expires_at = m->expires_at;
     const struct broker_journal *j = b->journal;
-    return j->publish(j->arg, queue_name(q), &q->settings, meta, message_headers(m),
+    return j->publish(j->arg, queue_name(q), &q->settings, &kept, message_headers(m),
                       message_payload(m), &m->store_id, lsn);
 }
 
-/* Gives m what meta says of it, with q's defaults for what it leaves out.
- * BAD_REQUEST if meta is out of range. */
-static enum ferry_code apply_meta(const struct queue *q, struct message *m,
-                                  const struct message_meta *meta)
+/* The expiry of a message published now that may first be delivered at
+ * `due` (0: now): the shorter of its own ttl and q's, counted from then;
+ * 0 if neither has one. The clock is read only if one has. */
+static uint64_t expiry_of(const struct broker *b, const struct queue *q,
+                          const struct message_meta *meta, uint64_t due)
+{
+    uint64_t ttl = meta != NULL ? meta->ttl_ms : 0;
+    if (ttl == 0 || (q->settings.ttl_ms != 0 && q->settings.ttl_ms < ttl))
+        ttl = q->settings.ttl_ms;
+    if (ttl == 0)
+        return 0;
+    uint64_t from = due != 0 ? due : broker_now(b);
+    return ttl < UINT64_MAX - from ? from + ttl : UINT64_MAX;
+}
+
+/* Gives m, a new message of q that may first be delivered at `due`, what
+ * meta says of it, with q's defaults for what it leaves out. BAD_REQUEST
+ * if meta is out of range. */
+static enum ferry_code apply_meta(const struct broker *b, const struct queue *q,
+                                  struct message *m, const struct message_meta *meta,
+                                  uint64_t due)
 {
     m->priority = q->settings.priority;
-    if (meta == NULL)
-        return FERRY_CODE_OK;
-    if (meta->has_priority) {
+    if (meta != NULL && meta->has_priority) {
         if (meta->priority > FERRY_PRIORITY_MAX)
             return FERRY_CODE_BAD_REQUEST;
         m->priority = meta->priority;
     }
+    m->expires_at = expiry_of(b, q, meta, due);
     return FERRY_CODE_OK;
 }
 
@@ -295,6 +325,10 @@ static void enqueue(struct broker *b, struct queue *q, struct message *m, uint64
     uint64_t size = (uint64_t)m->headers_len + m->payload_len;
     m->queue = q;
     m->seq = q->next_seq++;
+    if (m->expires_at != 0) {
+        q->expiring++;
+        b->expiring++;
+    }
     if (due != 0)
         dispatch_wait(b, m, due);
     else
@@ -346,7 +380,7 @@ enum ferry_code broker_publish_to(struct broker *b, struct queue *q, struct sess
     /* The journal keeps the deliver-at only of a message that waits. */
     struct message_meta logged = meta != NULL ? *meta : (struct message_meta){ 0 };
     logged.deliver_at = due;
-    code = apply_meta(q, m, meta);
+    code = apply_meta(b, q, m, meta, due);
     if (code == FERRY_CODE_OK)
         code = log_publish(b, q, m, &logged, lsn);
     if (code != FERRY_CODE_OK) {
@@ -428,7 +462,7 @@ enum ferry_code broker_publish_batch(struct broker *b, struct session *from, str
         batch.count++;
         batch.bytes += (uint64_t)payload.len + headers.len;
         meta.deliver_at = 0; /* items of a batch are not delayed */
-        code = apply_meta(q, m, &meta);
+        code = apply_meta(b, q, m, &meta, 0);
         if (code == FERRY_CODE_OK)
             code = log_publish(b, q, m, &meta, &lsn);
         if (code != FERRY_CODE_OK)
@@ -492,6 +526,11 @@ enum ferry_code broker_restore_message(struct broker *b, struct ferry_bytes queu
         return FERRY_CODE_NO_MEMORY;
     m->store_id = store_id;
     m->attempts = attempts;
+    /* As it was published: the journal kept what it got. */
+    m->priority = meta != NULL && meta->has_priority && meta->priority <= FERRY_PRIORITY_MAX
+                      ? meta->priority
+                      : q->settings.priority;
+    m->expires_at = meta != NULL ? meta->expires_at : 0;
     enqueue(b, q, m, due);
     dispatch(q);
     return FERRY_CODE_OK;

@@ -44,6 +44,7 @@ struct message {
     struct queue *queue;    /* the queue it was published to */
     uint64_t seq;           /* per-queue publish order, from 1 */
     uint64_t store_id;      /* its id in the journal (durable queues); 0: not logged */
+    uint64_t expires_at;    /* broker clock ms from which it is never delivered; 0: never */
     struct timer timer;     /* armed while waiting: fires at the end of the wait */
     uint32_t attempts;      /* deliveries so far */
     uint32_t headers_len;   /* raw msgpack map at data[0], 0 if none */
@@ -60,6 +61,13 @@ struct message_meta {
     uint64_t deliver_at;    /* broker clock ms before which it is not delivered; 0: now */
     bool has_priority;      /* false: the queue's default priority */
     uint8_t priority;       /* 0..FERRY_PRIORITY_MAX */
+    /* Publish: its time to live in ms, counted from when it may first be
+     * delivered (now, or its deliver_at); 0: the queue's. The queue's ttl,
+     * if shorter, applies anyway. */
+    uint64_t ttl_ms;
+    /* The journal and a restore: the expiry the message got (broker clock
+     * ms; 0: never); ttl_ms is then 0. */
+    uint64_t expires_at;
 };
 
 static inline struct ferry_bytes message_payload(const struct message *m)
@@ -125,6 +133,7 @@ struct queue_settings {
     uint64_t max_length;    /* messages ready, delayed and in flight; 0: no bound */
     uint64_t max_bytes;     /* their payload + header bytes; 0: no bound */
     enum queue_overflow overflow; /* at either bound or at max_memory */
+    uint64_t ttl_ms;        /* time to live of its messages; 0: none */
 };
 
 /* Whether two settings are the same in every field. */
@@ -196,8 +205,20 @@ enum ferry_code broker_deliver_at(const struct broker *b, uint64_t delay_ms, uin
  * broker_now(): due now), or UINT64_MAX if none is armed. O(1). */
 uint64_t broker_next_due(const struct broker *b);
 /* Does what every timer due by now asks (a delayed message becomes ready
- * and is delivered, ...), in due order. */
+ * and is delivered, ...), in due order; and, while messages with an
+ * expiry are held, every EXPIRY_SWEEP_MS, the expiry sweep. */
 void broker_advance(struct broker *b);
+
+/* Expiry. A message past its expiry is never delivered: dispatch drops it
+ * (counted in stats.expired) on its way to a consumer. So that depth and
+ * bytes say what can still be delivered when nobody consumes, a sweep
+ * takes expired messages out of the ready lists every EXPIRY_SWEEP_MS,
+ * looking at most at EXPIRY_SWEEP_BUDGET messages each time over all
+ * queues (the heads of each level first, then on round each queue from
+ * where it stopped). A message in flight does not expire; once requeued,
+ * it is checked again. */
+#define EXPIRY_SWEEP_MS 250u
+#define EXPIRY_SWEEP_BUDGET 16384u
 
 /* Limits the broker enforces; zero means "no limit" except where noted. */
 struct broker_limits {
@@ -216,6 +237,7 @@ struct queue_stats {
     uint64_t delayed;       /* waiting for their time (not in depth) */
     uint64_t depth_by_priority[FERRY_PRIORITY_LEVELS]; /* depth of each level */
     uint64_t published, delivered, acked, redelivered, dropped;
+    uint64_t expired;       /* found past their expiry and dropped, never delivered */
     uint64_t bytes;
     uint64_t bindings;      /* its binding patterns */
     bool ended;
@@ -284,7 +306,9 @@ enum ferry_code broker_queue_settings(struct broker *b, struct ferry_bytes queue
  * wait, outside the ready list, until broker_advance reaches that time;
  * then it joins the back of the ready list.
  * A message's priority (meta, else the queue's default) is its level in
- * the ready list: it goes to the back of that level.
+ * the ready list: it goes to the back of that level. Its expiry is the
+ * shorter of its ttl (meta) and the queue's, from when it may first be
+ * delivered.
  * *wait_lsn (may be NULL) is the LSN the publish's confirm must wait for
  * (a durable queue's: see struct broker_journal), or 0 to confirm at once.
  * OK, BAD_NAME, ENDED, LIMIT, NO_MEMORY, QUEUE_FULL, BAD_REQUEST (priority

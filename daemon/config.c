@@ -291,6 +291,7 @@ static const struct key_spec queue_keys[] = {
     KEY("durable", struct config_queue_settings, durable, VALUE_BOOL, 0, 0),
     KEY("fsync", struct config_queue_settings, fsync, VALUE_FSYNC, 0, 0),
     KEY("priority", struct config_queue_settings, priority, VALUE_COUNT, 0, FERRY_PRIORITY_MAX),
+    KEY("ttl", struct config_queue_settings, ttl_ms, VALUE_DURATION, 0, FERRY_TTL_MAX_MS),
     END_OF_KEYS,
 };
 

@@ -83,6 +83,7 @@ struct config_queue_settings {
     bool durable;            /* durable = yes|no: logged in data_dir; default no */
     enum config_fsync fsync; /* UNSET: [storage] fsync */
     size_t priority;         /* of a message published without one: 0..9, default 0 */
+    uint64_t ttl_ms;         /* time to live of its messages; 0 (default): none */
 };
 
 /* A [queue "NAME"] section. */

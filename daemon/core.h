@@ -39,6 +39,9 @@ struct broker {
     uint64_t fanout_epoch;      /* of the current topic publish */
     struct topic_stats topic_stats;
     uint64_t next_temp;         /* numbers of server-named temporary queues */
+    uint64_t expiring;          /* messages held with an expiry (ready, waiting, in flight) */
+    uint64_t sweep_due;         /* broker clock ms of the next expiry sweep, while expiring */
+    size_t sweep_slot;          /* the queue map slot the next sweep starts at */
 };
 
 /* The message a timer of the broker's heap is embedded in. */
@@ -133,6 +136,20 @@ void flow_room_made(struct broker *b, struct queue *q);
 void flow_wake_all(struct broker *b, struct queue *q);
 /* Takes s out of the list it is parked in (it is being freed). */
 void flow_unpark(struct session *s);
+
+/* ---- expiry.c ---- */
+
+/* Whether m (with an expiry) has expired; *now is the broker's clock, read
+ * into it on first need (0: not read yet), so a dispatch reads it once. */
+bool expiry_passed(const struct broker *b, const struct message *m, uint64_t *now);
+/* m, out of every list, has expired: counted, then dropped (the journal
+ * settles it). The one place that decides where expired messages go. */
+void expiry_expire(struct broker *b, struct message *m);
+/* The bounded sweep (every EXPIRY_SWEEP_MS while messages with an expiry
+ * are held): takes expired messages out of the ready lists, at most
+ * EXPIRY_SWEEP_BUDGET looked at per sweep over all queues, so depth and
+ * bytes say what can still be delivered. */
+void expiry_sweep(struct broker *b, uint64_t now);
 
 /* ---- dispatch.c ---- */
 

@@ -119,13 +119,27 @@ void dispatch(struct queue *q)
 {
     /* Each turn delivers one ready message, and a consumer leaves the ring
      * as soon as it has no room: no consumer is looked at without being
-     * served. */
+     * served. An expired message is never delivered: it is taken out on
+     * the way, and the clock is read only if a message has an expiry. */
+    uint64_t now = 0;
+    bool expired = false;
     while (queue_has_ready(q) && q->cursor != NULL) {
+        struct message *m = queue_pop_front(q);
+        if (m->expires_at != 0 && expiry_passed(q->broker, m, &now)) {
+            expiry_expire(q->broker, m);
+            expired = true;
+            continue;
+        }
         struct consumer *c = queue_next_consumer(q);
-        if (tags_reserve(&c->session->tags) != 0)
-            return; /* out of memory: the message stays ready; the next dispatch of q retries */
-        deliver(c, queue_pop_front(q));
+        if (tags_reserve(&c->session->tags) != 0) {
+            queue_push_front(q, m); /* out of memory: ready again; the next dispatch of q retries */
+            break;
+        }
+        deliver(c, m);
     }
+    /* Publishes are refused once ended, so this may be the moment it drains. */
+    if (expired && q->stats.ended && queue_drained(q))
+        dispatch_end_of_stream(q);
 }
 
 /* ---- waiting for a time ---- */
@@ -180,6 +194,10 @@ void dispatch_forget(struct broker *b, struct message *m)
     q->stats.bytes -= size;
     b->bytes -= size;
     b->messages--;
+    if (m->expires_at != 0) {
+        q->expiring--;
+        b->expiring--;
+    }
     if (q->joins != NULL)
         count_down_joins(q, m->seq);
     free(m); /* the queue owned m; no list or tag table points at it any more */

@@ -168,6 +168,8 @@ static void note_policy(struct durable *d, const struct queue_settings *s)
 
 enum meta_key {
     META_DELIVER_AT = 1,    /* u64: broker clock (Unix) ms, not delivered before */
+    META_PRIORITY = 2,      /* u8: 1..9 (absent: 0) */
+    META_EXPIRES_AT = 3,    /* u64: broker clock (Unix) ms, never delivered from then */
 };
 #define META_MAX 255u
 
@@ -185,6 +187,14 @@ static struct ferry_bytes meta_encode(const struct message_meta *m, uint8_t out[
     size_t len = 0;
     if (m != NULL && m->deliver_at != 0)
         len = meta_put_u64(out, len, META_DELIVER_AT, m->deliver_at);
+    if (m != NULL && m->priority != 0) {
+        out[len] = META_PRIORITY;
+        out[len + 1] = 1;
+        out[len + 2] = m->priority;
+        len += 3;
+    }
+    if (m != NULL && m->expires_at != 0)
+        len = meta_put_u64(out, len, META_EXPIRES_AT, m->expires_at);
     return (struct ferry_bytes){ out, len };
 }
 
@@ -196,10 +206,12 @@ static uint64_t meta_get_u64(const uint8_t *p)
     return v;
 }
 
-/* false if the block is damaged (what could be read is in *out). */
+/* false if the block is damaged (what could be read is in *out; a
+ * priority that could not be read is left to the queue's default). */
 static bool meta_decode(struct ferry_bytes in, struct message_meta *out)
 {
-    *out = (struct message_meta){ 0 };
+    /* The journal logs the priority a message got: absent is 0. */
+    *out = (struct message_meta){ .has_priority = true, .priority = 0 };
     size_t at = 0;
     while (at < in.len) {
         if (in.len - at < 2 || in.ptr[at + 1] > in.len - at - 2)
@@ -213,6 +225,18 @@ static bool meta_decode(struct ferry_bytes in, struct message_meta *out)
             if (len != 8)
                 return false;
             out->deliver_at = meta_get_u64(value);
+            break;
+        case META_PRIORITY:
+            if (len != 1 || value[0] > FERRY_PRIORITY_MAX) {
+                out->has_priority = false;
+                return false;
+            }
+            out->priority = value[0];
+            break;
+        case META_EXPIRES_AT:
+            if (len != 8)
+                return false;
+            out->expires_at = meta_get_u64(value);
             break;
         default:
             break; /* a newer writer's: ignored */

@@ -96,6 +96,8 @@ static struct message *pop_level(struct queue *q, unsigned level)
     m->prev = NULL;
     q->stats.depth--;
     q->stats.depth_by_priority[level]--;
+    if (q->sweep == m)
+        q->sweep = NULL;
     return m;
 }
 
@@ -129,6 +131,27 @@ struct message *queue_pop_to_drop(struct queue *q)
     if (q->ready_levels == 0)
         return NULL;
     return pop_level(q, (unsigned)__builtin_ctz(q->ready_levels));
+}
+
+void queue_remove_ready(struct queue *q, struct message *m)
+{
+    struct ready_list *l = &q->ready[m->priority];
+    if (q->sweep == m)
+        q->sweep = queue_next_ready(q, m);
+    if (m->prev != NULL)
+        m->prev->next = m->next;
+    else
+        l->head = m->next;
+    if (m->next != NULL)
+        m->next->prev = m->prev;
+    else
+        l->tail = m->prev;
+    if (l->head == NULL)
+        q->ready_levels &= ~(1u << m->priority);
+    m->next = NULL;
+    m->prev = NULL;
+    q->stats.depth--;
+    q->stats.depth_by_priority[m->priority]--;
 }
 
 void queue_add_waiting(struct queue *q, struct message *m)

@@ -65,6 +65,9 @@ struct ready_list {
 struct queue {
     struct ready_list ready[FERRY_PRIORITY_LEVELS]; /* by priority; owned */
     uint32_t ready_levels;          /* bit p set: ready[p] is not empty */
+    struct message *sweep;          /* the ready message the expiry sweep looks
+                                     * at next; NULL: start from the first */
+    uint64_t expiring;              /* its messages with an expiry, held in any state */
     struct message *waiting;        /* messages waiting for their timer, in no
                                      * order (the broker's timer heap has
                                      * that); owned */
@@ -112,6 +115,10 @@ static inline bool queue_has_ready(const struct queue *q)
 {
     return q->ready_levels != 0;
 }
+/* Takes ready message m out of its level (the queue still owns it). Every
+ * unlink of a ready message goes through this or queue_pop_front, which
+ * keep the sweep's place (q->sweep) valid. */
+void queue_remove_ready(struct queue *q, struct message *m);
 /* A walk of every ready message, in delivery order (highest level first,
  * oldest first within a level): the first, then the one after m; NULL
  * after the last. */

@@ -300,7 +300,9 @@ static bool parked(struct conn *c, enum ferry_code code)
 static enum ferry_code publish_meta(struct conn *c, const struct ferry_frame *f,
                                     struct message_meta *meta)
 {
-    *meta = (struct message_meta){ .has_priority = f->has_priority, .priority = f->priority };
+    *meta = (struct message_meta){
+        .has_priority = f->has_priority, .priority = f->priority, .ttl_ms = f->ttl_ms,
+    };
     if (f->delay_ms == 0 && f->deliver_at == 0) /* one branch for a plain publish */
         return FERRY_CODE_OK;
     return broker_deliver_at(c->set->broker, f->delay_ms, f->deliver_at, &meta->deliver_at);
@@ -334,6 +336,7 @@ static bool next_item(void *arg, struct ferry_bytes *payload, struct ferry_bytes
     *headers = item.headers;
     meta->has_priority = item.has_priority;
     meta->priority = item.priority;
+    meta->ttl_ms = item.ttl_ms;
     return true;
 }
 
@@ -573,6 +576,7 @@ static struct ferry_queue_stats stats_row(struct ferry_bytes name, const struct 
         .bytes = st->bytes, .delayed = st->delayed, .ended = st->ended,
     };
     memcpy(row.depth_by_priority, st->depth_by_priority, sizeof row.depth_by_priority);
+    row.expired = st->expired;
     return row;
 }
 

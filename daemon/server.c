@@ -221,6 +221,7 @@ static void queue_settings_of(void *arg, struct ferry_bytes name, struct queue_s
         .durable = c->durable,
         .fsync = fsync_of(config_queue_fsync(&s->cfg, c)),
         .priority = (uint8_t)c->priority,
+        .ttl_ms = c->ttl_ms,
     };
 }
 
@@ -268,7 +269,8 @@ static bool storage_same(const struct config *a, const struct config *b)
 static bool settings_same(const struct config_queue_settings *a,
                           const struct config_queue_settings *b)
 {
-    return a->durable == b->durable && a->fsync == b->fsync && a->priority == b->priority;
+    return a->durable == b->durable && a->fsync == b->fsync && a->priority == b->priority &&
+           a->ttl_ms == b->ttl_ms;
 }
 
 static bool queue_settings_same(const struct config *a, const struct config *b)
@@ -359,10 +361,14 @@ static void apply_queue_settings(struct server *s)
             continue;
         if (had.durable == want.durable && (!want.durable || had.fsync == want.fsync)) {
             /* The rest of the settings apply to what comes next: no log. */
-            if (broker_configure_queue(s->broker, name, &want) == FERRY_CODE_OK &&
-                had.priority != want.priority)
+            if (broker_configure_queue(s->broker, name, &want) != FERRY_CODE_OK)
+                continue;
+            if (had.priority != want.priority)
                 log_info("reload: queue '%s': default priority %u -> %u", qn.names[i],
                          had.priority, want.priority);
+            if (had.ttl_ms != want.ttl_ms)
+                log_info("reload: queue '%s': ttl %" PRIu64 " ms -> %" PRIu64 " ms", qn.names[i],
+                         had.ttl_ms, want.ttl_ms);
             continue;
         }
         enum ferry_code code = broker_configure_queue(s->broker, name, &want);

@@ -62,9 +62,10 @@ static size_t items_bound(const struct ferry_frame *f)
 {
     size_t n = span_bound(0);
     for (size_t i = 0; i < f->item_count; i++) {
-        /* {"h": map, "prio": uint, "p": bin}: map header, the keys, the
-         * priority, bin header. */
-        n += 1 + 2 + 5 + 1 + 2 + HEADER_MAX + f->items[i].payload.len + f->items[i].headers.len;
+        /* {"h": map, "prio": uint, "ttl": uint, "p": bin}: map header, the
+         * keys and uints, bin header. */
+        n += 1 + 2 + 5 + 1 + 4 + 9 + 2 + HEADER_MAX + f->items[i].payload.len
+             + f->items[i].headers.len;
     }
     return n;
 }
@@ -82,7 +83,7 @@ static size_t stats_bound(const struct ferry_frame *f)
 {
     size_t n = 2 * span_bound(0) + 1 + 5 * SCALAR_PAIR_MAX;
     for (size_t i = 0; i < f->stats_count; i++)
-        n += 1 + 12 * SCALAR_PAIR_MAX + f->stats[i].name.len
+        n += 1 + 13 * SCALAR_PAIR_MAX + f->stats[i].name.len
              + 12 + FERRY_PRIORITY_LEVELS * 9; /* "depth_prio": key, array */
     return n;
 }
@@ -222,7 +223,7 @@ static void put_uints(struct encoder *e, const char *key, const uint64_t *v, siz
 
 static void put_queue_stats(struct encoder *e, const struct ferry_queue_stats *qs)
 {
-    msgpack_pack_map(&e->pk, 13);
+    msgpack_pack_map(&e->pk, 14);
     put_str(e, "q", qs->name);
     put_uint(e, "depth", qs->depth);
     put_uint(e, "inflight", qs->inflight);
@@ -236,6 +237,7 @@ static void put_queue_stats(struct encoder *e, const struct ferry_queue_stats *q
     put_uint(e, "delayed", qs->delayed);
     put_bool(e, "ended", qs->ended);
     put_uints(e, "depth_prio", qs->depth_by_priority, FERRY_PRIORITY_LEVELS);
+    put_uint(e, "expired", qs->expired);
 }
 
 /* OK: "n" when nonzero, "empty" when true, "q" when non-empty (the
@@ -298,7 +300,8 @@ static void encode_publish(struct encoder *e, const struct ferry_frame *f)
 {
     bool has_headers = f->headers.len > 0;
     bool has_delay = f->delay_ms != 0, has_at = f->deliver_at != 0;
-    put_start(e, f, 3 + has_headers + f->has_id + f->has_priority + has_delay + has_at);
+    bool has_ttl = f->ttl_ms != 0;
+    put_start(e, f, 3 + has_headers + f->has_id + f->has_priority + has_delay + has_at + has_ttl);
     if (f->type == FERRY_F_PUBLISH_TOPIC)
         put_str(e, "topic", f->topic);
     else
@@ -313,6 +316,8 @@ static void encode_publish(struct encoder *e, const struct ferry_frame *f)
         put_uint(e, "delay", f->delay_ms);
     if (has_at)
         put_uint(e, "at", f->deliver_at);
+    if (has_ttl)
+        put_uint(e, "ttl", f->ttl_ms);
     put_bin(e, "p", f->payload); /* last: the payload is one memcpy */
 }
 
@@ -320,15 +325,18 @@ static void encode_publish(struct encoder *e, const struct ferry_frame *f)
 static void put_item(struct encoder *e, const struct ferry_item *item)
 {
     bool has_headers = item->headers.len > 0;
-    if (!has_headers && !item->has_priority) {
+    bool has_ttl = item->ttl_ms != 0;
+    if (!has_headers && !item->has_priority && !has_ttl) {
         msgpack_pack_bin_with_body(&e->pk, item->payload.ptr, item->payload.len);
         return;
     }
-    msgpack_pack_map(&e->pk, 1u + has_headers + item->has_priority);
+    msgpack_pack_map(&e->pk, 1u + has_headers + item->has_priority + has_ttl);
     if (has_headers)
         put_raw_map(e, "h", item->headers);
     if (item->has_priority)
         put_uint(e, "prio", item->priority);
+    if (has_ttl)
+        put_uint(e, "ttl", item->ttl_ms);
     put_bin(e, "p", item->payload);
 }
 

@@ -46,6 +46,8 @@
 /* The longest a PUBLISH may be delayed ("delay", or "at" from now): 366
  * days, so that every time the broker computes fits and stays meaningful. */
 #define FERRY_DELAY_MAX_MS (366ull * 24 * 3600 * 1000)
+/* A message's time to live ("ttl"): 1 ms to 10 years; 0 means none. */
+#define FERRY_TTL_MAX_MS 315360000000ull
 /* Items in one PUBLISH_BATCH, tags in one ACK/NACK, ids in one CONFIRM. */
 #define FERRY_LIST_MAX 65536u
 
@@ -131,6 +133,7 @@ struct ferry_item {
     struct ferry_bytes headers; /* raw msgpack map, or len 0 for none */
     bool has_priority;          /* "prio" present */
     uint8_t priority;           /* 0..FERRY_PRIORITY_MAX */
+    uint64_t ttl_ms;            /* "ttl": 0..FERRY_TTL_MAX_MS, 0 for none */
 };
 
 /* Statistics of one queue, carried in the OK reply to STATS. */
@@ -148,6 +151,7 @@ struct ferry_queue_stats {
     bool ended;
     uint64_t depth_by_priority[FERRY_PRIORITY_LEVELS]; /* ready messages of each level */
     uint64_t delayed;     /* waiting for their time (a delayed publish), not in depth */
+    uint64_t expired;     /* past their time to live, never delivered */
 };
 
 /* One connection as the OK reply to CONNS shows it. */
@@ -211,6 +215,7 @@ struct ferry_frame {
     bool empty;            /* OK reply to GET: no message came in time */
     bool has_priority;     /* PUBLISH: "prio" present */
     uint8_t priority;      /* PUBLISH: 0..FERRY_PRIORITY_MAX */
+    uint64_t ttl_ms;       /* PUBLISH: "ttl", 0..FERRY_TTL_MAX_MS; 0: none */
 
     struct ferry_bytes queue;   /* q (also in the OK reply to DECLARE_TEMP) */
     struct ferry_bytes topic;   /* PUBLISH_TOPIC topic; BIND, UNBIND pattern */

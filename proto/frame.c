@@ -38,7 +38,7 @@ enum field_id {
     FIELD_CREDIT, FIELD_WAIT, FIELD_CODE, FIELD_MSG, FIELD_FATAL,
     FIELD_EMPTY, FIELD_SERVER, FIELD_QUEUES, FIELD_V, FIELD_NAME, FIELD_AUTH,
     FIELD_MAX_FRAME, FIELD_HB, FIELD_TOPIC, FIELD_PATTERN, FIELD_PRIO, FIELD_DELAY, FIELD_AT,
-    FIELD_BEFORE, FIELD_NEXT, FIELD_CONNS, FIELD_COUNT,
+    FIELD_BEFORE, FIELD_NEXT, FIELD_CONNS, FIELD_TTL, FIELD_COUNT,
 };
 
 enum field_kind {
@@ -107,6 +107,7 @@ static const struct field_desc fields[FIELD_COUNT] = {
     [FIELD_BEFORE] = FIELD("before", KIND_UINT, "uint", ""),
     [FIELD_NEXT] = FIELD("next", KIND_UINT, "uint", ""),
     [FIELD_CONNS] = FIELD("conns", KIND_CONN_STATS, "array of maps", "more than 65536 connections"),
+    [FIELD_TTL] = FIELD("ttl", KIND_UINT, "uint", "above 10 years (315360000000 ms)"),
 };
 
 /* The field a key names, or FIELD_COUNT for a key no frame type knows. */
@@ -143,7 +144,7 @@ static const struct frame_spec specs[] = {
                      | BIT(FIELD_CONNS) | BIT(FIELD_NEXT),
                      BIT(FIELD_RID) },
     [FERRY_F_PUBLISH] = { BIT(FIELD_Q) | BIT(FIELD_P) | BIT(FIELD_H) | BIT(FIELD_ID) | BIT(FIELD_PRIO)
-                          | BIT(FIELD_DELAY) | BIT(FIELD_AT),
+                          | BIT(FIELD_DELAY) | BIT(FIELD_AT) | BIT(FIELD_TTL),
                           BIT(FIELD_Q) | BIT(FIELD_P) },
     [FERRY_F_PUBLISH_BATCH] = { BIT(FIELD_Q) | BIT(FIELD_M) | BIT(FIELD_ID), BIT(FIELD_Q) | BIT(FIELD_M) },
     [FERRY_F_CONFIRM] = { BIT(FIELD_IDS), BIT(FIELD_IDS) },
@@ -171,7 +172,7 @@ static const struct frame_spec specs[] = {
     [FERRY_F_UNBIND] = { BIT(FIELD_RID) | BIT(FIELD_Q) | BIT(FIELD_PATTERN),
                          BIT(FIELD_RID) | BIT(FIELD_Q) | BIT(FIELD_PATTERN) },
     [FERRY_F_PUBLISH_TOPIC] = { BIT(FIELD_TOPIC) | BIT(FIELD_P) | BIT(FIELD_H) | BIT(FIELD_ID) | BIT(FIELD_PRIO)
-                                | BIT(FIELD_DELAY) | BIT(FIELD_AT),
+                                | BIT(FIELD_DELAY) | BIT(FIELD_AT) | BIT(FIELD_TTL),
                                 BIT(FIELD_TOPIC) | BIT(FIELD_P) },
     [FERRY_F_DECLARE_TEMP] = { BIT(FIELD_RID) | BIT(FIELD_Q), BIT(FIELD_RID) },
 };
@@ -225,6 +226,11 @@ static enum ferry_code store_uint(struct ferry_frame *f, enum field_id id, uint6
     case FIELD_AT: f->deliver_at = v; break;
     case FIELD_BEFORE: f->before = v; break;
     case FIELD_NEXT: f->next = v; break;
+    case FIELD_TTL:
+        if (v > FERRY_TTL_MAX_MS)
+            return bad(why, fields[id].whys.bad_value);
+        f->ttl_ms = v;
+        break;
     case FIELD_CODE:
         if (v > UINT32_MAX)
             return bad(why, fields[id].whys.bad_value);

@@ -217,12 +217,29 @@ static bool read_item_priority(struct mpack_reader *r, const struct field_whys *
     return true;
 }
 
-/* The map form of an item: {"p": bin, "h"?: headers, "prio"?: uint},
- * other keys skipped. */
+/* An item's "ttl": a uint 0..FERRY_TTL_MAX_MS. */
+static bool read_item_ttl(struct mpack_reader *r, const struct field_whys *w,
+                          struct ferry_item *item, bool *seen, const char **why)
+{
+    if (*seen)
+        return fail(why, "field 'm': duplicate 'ttl' in an item");
+    *seen = true;
+    enum mpack_result res = mpack_read_uint(r, &item->ttl_ms);
+    if (res == MPACK_WRONG_TYPE)
+        return fail(why, "field 'm': item 'ttl' must be uint");
+    if (res != MPACK_OK)
+        return fail(why, proto_read_why(res, w));
+    if (item->ttl_ms > FERRY_TTL_MAX_MS)
+        return fail(why, "field 'm': item 'ttl' above 10 years (315360000000 ms)");
+    return true;
+}
+
+/* The map form of an item: {"p": bin, "h"?: headers, "prio"?: uint,
+ * "ttl"?: uint}, other keys skipped. */
 static bool read_item_map(struct mpack_reader *r, uint32_t pairs, const struct field_whys *w,
                           struct ferry_item *item, const char **why)
 {
-    bool has_payload = false, has_headers = false;
+    bool has_payload = false, has_headers = false, has_ttl = false;
     for (uint32_t i = 0; i < pairs; i++) {
         struct ferry_bytes key;
         enum mpack_result res = mpack_read_str(r, &key);
@@ -246,6 +263,9 @@ static bool read_item_map(struct mpack_reader *r, uint32_t pairs, const struct f
                 return false;
         } else if (key_is(key, "prio")) {
             if (!read_item_priority(r, w, item, why))
+                return false;
+        } else if (key_is(key, "ttl")) {
+            if (!read_item_ttl(r, w, item, &has_ttl, why))
                 return false;
         } else {
             res = mpack_skip(r);
@@ -313,12 +333,13 @@ bool ferry_iter_item(struct ferry_iter *it, struct ferry_item *item)
 enum queue_stat_key {
     QS_Q, QS_DEPTH, QS_INFLIGHT, QS_CONSUMERS, QS_PUBLISHED, QS_DELIVERED,
     QS_ACKED, QS_REDELIVERED, QS_DROPPED, QS_BYTES, QS_ENDED, QS_DEPTH_PRIO, QS_DELAYED,
-    QS_KEY_COUNT,
+    QS_EXPIRED, QS_KEY_COUNT,
 };
 
 static const char *const queue_stat_keys[QS_KEY_COUNT] = {
     "q", "depth", "inflight", "consumers", "published", "delivered",
     "acked", "redelivered", "dropped", "bytes", "ended", "depth_prio", "delayed",
+    "expired",
 };
 
 /* "depth_prio": an array of FERRY_PRIORITY_LEVELS uints, level 0 first. */
@@ -344,7 +365,7 @@ static enum mpack_result read_queue_stat(struct mpack_reader *r, int key,
         [QS_CONSUMERS] = &qs->consumers, [QS_PUBLISHED] = &qs->published,
         [QS_DELIVERED] = &qs->delivered, [QS_ACKED] = &qs->acked,
         [QS_REDELIVERED] = &qs->redelivered, [QS_DROPPED] = &qs->dropped,
-        [QS_BYTES] = &qs->bytes, [QS_DELAYED] = &qs->delayed,
+        [QS_BYTES] = &qs->bytes, [QS_DELAYED] = &qs->delayed, [QS_EXPIRED] = &qs->expired,
     };
     if (key == QS_Q)
         return mpack_read_str(r, &qs->name);

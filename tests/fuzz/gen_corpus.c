@@ -79,7 +79,7 @@ static void every_frame_type(void)
     struct ferry_buf hb = trace_headers();
     struct ferry_bytes h = { hb.data + hb.off, ferry_buf_pending(&hb) };
     static const uint64_t ids[] = { 1, 2, 7 };
-    struct ferry_item items[2] = { { str("one"), { NULL, 0 }, false, 0 }, { str("two"), h, true, 9 } };
+    struct ferry_item items[2] = { { str("one"), { NULL, 0 }, false, 0, 1000 }, { str("two"), h, true, 9, 0 } };
     struct ferry_queue_stats qs[2] = {
         { .name = str("fuzz"), .depth = 8, .inflight = 2, .consumers = 1, .published = 150,
           .delivered = 145, .acked = 140, .redelivered = 3, .bytes = 1200 },
@@ -230,7 +230,7 @@ static void client_streams(void)
     struct ferry_buf hb = trace_headers();
     struct ferry_bytes h = { hb.data + hb.off, ferry_buf_pending(&hb) };
     static const uint64_t tags12[] = { 1, 2 }, tag3[] = { 3 }, tag99[] = { 99 };
-    struct ferry_item items[2] = { { str("one"), { NULL, 0 }, false, 0 }, { str("two"), h, true, 9 } };
+    struct ferry_item items[2] = { { str("one"), { NULL, 0 }, false, 0, 1000 }, { str("two"), h, true, 9, 0 } };
 
     struct ferry_frame hello = { .type = FERRY_F_HELLO, .version = 1, .name = str("fuzz") };
     struct ferry_frame publish = { .type = FERRY_F_PUBLISH, .queue = str("fuzz"), .headers = h,

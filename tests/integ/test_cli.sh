@@ -72,6 +72,15 @@ t unbind audit 'orders.#' 2>/dev/null; expect_eq "unbind twice exit code" 1 "$?"
 t bind audit 'a..b' 2>/dev/null; expect_eq "bad pattern exit code" 2 "$?"
 t publish --topic 'a.*' x 2>/dev/null; expect_eq "bad topic exit code" 2 "$?"
 
+# expiry: a message past its --ttl is never delivered, and stats count it
+t publish --ttl 0.2 brief gone || fail "publish --ttl"
+t publish brief stays || fail "publish without ttl"
+sleep 0.5
+expect_eq "consume after expiry" "stays" "$(t consume brief -n 1 --timeout 5)"
+expect_eq "stats expired" 1 "$(t stats brief --json | grep -o '"expired": *[0-9]*' | grep -o '[0-9]*$')"
+t stats | grep -q 'EXPIRED' || fail "stats table has EXPIRED"
+t publish --ttl 0 brief x 2>/dev/null; expect_eq "ttl 0 exit code" 2 "$?"
+
 # bad usage is exit 2; --help is exit 0 for every command
 t publish 2>/dev/null; expect_eq "usage exit code" 2 "$?"
 for cmd in publish consume subscribe bind unbind get end reopen join declare delete purge stats connections kill; do

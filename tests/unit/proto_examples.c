@@ -114,18 +114,18 @@ int main(void)
     static const uint64_t tags[] = { 1, 2, 3 };
     static const uint64_t nacked[] = { 4 };
     struct ferry_item items[] = {
-        { S("one"), { NULL, 0 }, false, 0 },
-        { S("two"), h, false, 0 },
+        { S("one"), { NULL, 0 }, false, 0, 0 },
+        { S("two"), h, false, 0, 0 },
     };
     struct ferry_item prioritized[] = {
-        { S("urgent"), { NULL, 0 }, true, 9 },
-        { S("later"), { NULL, 0 }, true, 1 },
-        { S("plain"), { NULL, 0 }, false, 0 },
+        { S("urgent"), { NULL, 0 }, true, 9, 0 },
+        { S("later"), { NULL, 0 }, true, 1, 0 },
+        { S("brief"), { NULL, 0 }, false, 0, 5000 },
     };
     static const struct ferry_server_stats server = { 2, 1, 3600000, 10, 1200 };
     static const struct ferry_queue_stats queue = {
         S("jobs"), 8, 2, 1, 150, 145, 140, 3, 0, 1200, false,
-        { 5, 0, 0, 0, 0, 2, 0, 0, 0, 1 }, 0,
+        { 5, 0, 0, 0, 0, 2, 0, 0, 0, 1 }, 0, 4,
     };
     static const struct ferry_conn_stats conn = {
         7, S("unix:pid=4242,uid=1000"), S("worker"), 65536, true, 1, 256, 60000, 15000,
@@ -151,14 +151,15 @@ int main(void)
                            .stats_count = 1 } },
         { "PUBLISH", { .type = FERRY_F_PUBLISH, .queue = S("jobs"), .headers = h, .id = 7,
                        .has_id = true, .payload = S("hello") } },
-        { "PUBLISH with a priority", { .type = FERRY_F_PUBLISH, .queue = S("jobs"), .id = 7,
-                                       .has_id = true, .has_priority = true, .priority = 9,
-                                       .payload = S("hello") } },
+        { "PUBLISH with a priority and a ttl", { .type = FERRY_F_PUBLISH, .queue = S("jobs"),
+                                                 .id = 7, .has_id = true, .has_priority = true,
+                                                 .priority = 9, .ttl_ms = 30000,
+                                                 .payload = S("hello") } },
         { "PUBLISH, delayed", { .type = FERRY_F_PUBLISH, .queue = S("jobs"), .delay_ms = 5000,
                                 .payload = S("later") } },
         { "PUBLISH_BATCH", { .type = FERRY_F_PUBLISH_BATCH, .queue = S("jobs"), .id = 8,
                              .has_id = true, .items = items, .item_count = 2 } },
-        { "PUBLISH_BATCH with priorities", { .type = FERRY_F_PUBLISH_BATCH, .queue = S("jobs"),
+        { "PUBLISH_BATCH with priorities and a ttl", { .type = FERRY_F_PUBLISH_BATCH, .queue = S("jobs"),
                                              .items = prioritized, .item_count = 3 } },
         { "CONFIRM", { .type = FERRY_F_CONFIRM, .uints = ids, .uint_count = 2 } },
         { "CONSUME", { .type = FERRY_F_CONSUME, .rid = 1, .queue = S("jobs"), .sub = 1, .credit = 100 } },

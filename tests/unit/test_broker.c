@@ -1308,6 +1308,7 @@ struct jentry {
     uint64_t id;
     uint32_t attempts;
     uint64_t deliver_at;    /* PUBLISH: its meta's */
+    struct message_meta meta; /* PUBLISH: all of it */
     enum queue_fsync fsync;
 };
 
@@ -1376,6 +1377,7 @@ static enum ferry_code j_publish(void *arg, struct ferry_bytes q, const struct q
         return FERRY_CODE_STORAGE;
     struct jentry *e = jrecord(j, J_PUBLISH, q, s);
     e->deliver_at = meta != NULL ? meta->deliver_at : 0;
+    e->meta = meta != NULL ? *meta : (struct message_meta){ 0 };
     e->id = *id = j->next_id++;
     *lsn = j->next_lsn++;
     return FERRY_CODE_OK;
@@ -2674,6 +2676,266 @@ START_TEST(test_temporary_queues_per_session_are_bounded)
 END_TEST
 
 
+/* ---- expiry: the fake clock of "time" ---- */
+
+static enum ferry_code publish_ttl(struct broker *b, const char *queue, const char *payload,
+                                   uint64_t ttl_ms)
+{
+    struct message_meta meta = { .ttl_ms = ttl_ms };
+    return broker_publish(b, NULL, bytes(queue), bytes(payload), no_headers, &meta, NULL);
+}
+
+static void publish_expiring(struct broker *b, const char *queue, const char *payload,
+                             uint64_t ttl_ms)
+{
+    ck_assert_int_eq(publish_ttl(b, queue, payload, ttl_ms), FERRY_CODE_OK);
+}
+
+START_TEST(test_an_expired_message_is_never_delivered_and_is_counted)
+{
+    struct broker *b = timed_broker();
+    struct fake a;
+    fake_open(&a, b);
+    publish_expiring(b, "q", "brief", 100);
+    publish(b, "q", "lasting");
+    publish_expiring(b, "q", "longer", 101);
+    fake_now += 100; /* no advance: the check on the way to a consumer alone */
+    consume(&a, "q", 1, 10);
+    ck_assert_str_eq(delivered_text(&a), "lasting longer");
+    struct queue_stats st = stats_of(b, "q");
+    ck_assert_uint_eq(st.expired, 1);
+    ck_assert_uint_eq(st.delivered, 2);
+    ck_assert_uint_eq(st.depth, 0);
+    ck_assert_uint_eq(st.bytes, strlen("lasting") + strlen("longer"));
+    ck_assert_uint_eq(broker_message_count(b), 2);
+    fake_close(&a);
+    broker_free(b);
+}
+END_TEST
+
+START_TEST(test_a_get_skips_expired_messages)
+{
+    struct broker *b = timed_broker();
+    struct fake a;
+    fake_open(&a, b);
+    publish_expiring(b, "q", "old", 50);
+    publish_expiring(b, "q", "fresh", 500);
+    fake_now += 60;
+    ck_assert_int_eq(broker_get(b, a.s, bytes("q"), 7), FERRY_CODE_OK);
+    ck_assert_str_eq(delivered_text(&a), "fresh");
+    ck_assert_uint_eq(stats_of(b, "q").expired, 1);
+    fake_close(&a);
+    broker_free(b);
+}
+END_TEST
+
+START_TEST(test_the_sweep_keeps_depth_and_bytes_right_without_a_consumer)
+{
+    struct broker *b = timed_broker();
+    publish_expiring(b, "q", "a", 100);
+    publish_expiring(b, "q", "b", 100);
+    publish(b, "q", "keep");
+    publish_expiring(b, "r", "c", 400);
+    ck_assert_uint_eq(broker_next_due(b), 0); /* a first sweep is due */
+    advance(b, 99);
+    ck_assert_uint_eq(stats_of(b, "q").depth, 3);
+    ck_assert_uint_le(broker_next_due(b), fake_now + EXPIRY_SWEEP_MS);
+    advance(b, EXPIRY_SWEEP_MS);
+    struct queue_stats st = stats_of(b, "q");
+    ck_assert_uint_eq(st.depth, 1);
+    ck_assert_uint_eq(st.expired, 2);
+    ck_assert_uint_eq(st.bytes, strlen("keep"));
+    ck_assert_uint_eq(stats_of(b, "r").depth, 1);
+    advance(b, EXPIRY_SWEEP_MS);
+    ck_assert_uint_eq(stats_of(b, "r").depth, 0);
+    ck_assert_uint_eq(stats_of(b, "r").expired, 1);
+    ck_assert_uint_eq(broker_message_count(b), 1);
+    /* Nothing with an expiry is held: no sweep is due any more. */
+    ck_assert_uint_eq(broker_next_due(b), UINT64_MAX);
+    broker_free(b);
+}
+END_TEST
+
+START_TEST(test_the_sweep_finds_expired_messages_behind_a_lasting_one)
+{
+    struct broker *b = timed_broker();
+    publish_expiring(b, "q", "lasting", 100000);
+    for (int i = 0; i < 5; i++)
+        publish_expiring(b, "q", "brief", 100);
+    publish_level(b, "q", "other-level", 3);
+    advance(b, 100);
+    struct queue_stats st = stats_of(b, "q");
+    ck_assert_uint_eq(st.expired, 5);
+    ck_assert_uint_eq(st.depth, 2);
+    broker_free(b);
+}
+END_TEST
+
+START_TEST(test_the_sweep_looks_at_a_bounded_number_of_messages_each_time)
+{
+    struct broker *b = timed_broker();
+    const uint64_t total = 2 * EXPIRY_SWEEP_BUDGET + 10;
+    for (uint64_t i = 0; i < total; i++)
+        publish_expiring(b, "q", "m", 100);
+    advance(b, 100);
+    ck_assert_uint_eq(stats_of(b, "q").expired, EXPIRY_SWEEP_BUDGET);
+    ck_assert_uint_eq(stats_of(b, "q").depth, total - EXPIRY_SWEEP_BUDGET);
+    advance(b, EXPIRY_SWEEP_MS);
+    ck_assert_uint_eq(stats_of(b, "q").expired, 2 * EXPIRY_SWEEP_BUDGET);
+    advance(b, EXPIRY_SWEEP_MS);
+    ck_assert_uint_eq(stats_of(b, "q").expired, total);
+    ck_assert_uint_eq(stats_of(b, "q").depth, 0);
+    broker_free(b);
+}
+END_TEST
+
+/* Queues named "t..." have a ttl of 1 s. */
+static void ttl_names(void *arg, struct ferry_bytes name, struct queue_settings *out)
+{
+    (void)arg;
+    if (name.len > 0 && name.ptr[0] == 't')
+        out->ttl_ms = 1000;
+}
+
+START_TEST(test_the_shorter_of_the_queue_ttl_and_the_message_ttl_applies)
+{
+    struct broker *b = timed_broker();
+    broker_set_settings_source(b, ttl_names, NULL);
+    publish_expiring(b, "t", "own-500", 500);
+    publish_expiring(b, "t", "own-5000", 5000);
+    publish(b, "t", "none");
+    publish_expiring(b, "plain", "own-5000", 5000);
+    publish(b, "plain", "none");
+    fake_now += 500;
+    broker_advance(b);
+    ck_assert_uint_eq(stats_of(b, "t").expired, 1);
+    fake_now += 499;
+    broker_advance(b);
+    ck_assert_uint_eq(stats_of(b, "t").depth, 2);
+    advance(b, EXPIRY_SWEEP_MS); /* the next sweep, past 1 s */
+    ck_assert_uint_eq(stats_of(b, "t").expired, 3); /* the queue's 1 s caps the 5 s */
+    ck_assert_uint_eq(stats_of(b, "t").depth, 0);
+    fake_now += 4000;
+    broker_advance(b);
+    ck_assert_uint_eq(stats_of(b, "plain").expired, 1);
+    ck_assert_uint_eq(stats_of(b, "plain").depth, 1);
+    broker_free(b);
+}
+END_TEST
+
+START_TEST(test_a_message_in_flight_does_not_expire_but_does_once_requeued)
+{
+    struct broker *b = timed_broker();
+    struct fake a;
+    fake_open(&a, b);
+    publish_expiring(b, "q", "x", 100);
+    consume(&a, "q", 1, 1);
+    ck_assert_str_eq(delivered_text(&a), "x");
+    advance(b, 1000);
+    ck_assert_uint_eq(stats_of(b, "q").inflight, 1);
+    ck_assert_uint_eq(stats_of(b, "q").expired, 0);
+    ck_assert_int_eq(broker_nack(b, a.s, 1, true), FERRY_CODE_OK);
+    ck_assert_uint_eq(count_of(&a, EV_DELIVER), 1);
+    struct queue_stats st = stats_of(b, "q");
+    ck_assert_uint_eq(st.expired, 1);
+    ck_assert_uint_eq(st.inflight + st.depth, 0);
+    fake_close(&a);
+    broker_free(b);
+}
+END_TEST
+
+START_TEST(test_a_delayed_message_lives_from_its_deliver_at)
+{
+    struct broker *b = timed_broker();
+    struct fake a;
+    fake_open(&a, b);
+    consume(&a, "q", 1, 10);
+    struct message_meta meta = { .deliver_at = fake_now + 1000, .ttl_ms = 500 };
+    ck_assert_int_eq(broker_publish(b, NULL, bytes("q"), bytes("later"), no_headers, &meta, NULL),
+                     FERRY_CODE_OK);
+    meta = (struct message_meta){ .deliver_at = fake_now + 1000, .ttl_ms = 500 };
+    ck_assert_int_eq(broker_publish(b, NULL, bytes("r"), bytes("unseen"), no_headers, &meta, NULL),
+                     FERRY_CODE_OK);
+    advance(b, 1000);
+    ck_assert_str_eq(delivered_text(&a), "later");
+    advance(b, 500);
+    ck_assert_uint_eq(stats_of(b, "r").expired, 1);
+    fake_close(&a);
+    broker_free(b);
+}
+END_TEST
+
+START_TEST(test_an_ended_queue_emptied_by_expiry_ends_its_stream)
+{
+    struct broker *b = timed_broker();
+    struct fake a, c;
+    fake_open(&a, b);
+    fake_open(&c, b);
+    publish_expiring(b, "q", "x", 100);
+    publish_expiring(b, "r", "y", 100);
+    ck_assert_int_eq(broker_end(b, bytes("q")), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_end(b, bytes("r")), FERRY_CODE_OK);
+    fake_now += 100;
+    consume(&a, "q", 1, 1); /* found expired on the way to a */
+    ck_assert_uint_eq(count_of(&a, EV_DELIVER), 0);
+    ck_assert_uint_eq(count_of(&a, EV_EOS), 1);
+    ck_assert_int_eq(broker_join(b, c.s, bytes("r"), 5), FERRY_CODE_OK);
+    broker_advance(b); /* found expired by the sweep */
+    ck_assert_uint_eq(count_of(&c, EV_JOIN_DONE), 1);
+    ck_assert_uint_eq(stats_of(b, "r").expired, 1);
+    fake_close(&a);
+    fake_close(&c);
+    broker_free(b);
+}
+END_TEST
+
+START_TEST(test_durable_messages_log_the_priority_and_expiry_they_got)
+{
+    struct fake_journal j;
+    struct broker *b = durable_broker(&j);
+    fake_now = 1000000;
+    broker_set_clock(b, &(struct broker_clock){ .now_ms = fake_clock });
+    struct message_meta meta = { .has_priority = true, .priority = 7, .ttl_ms = 500 };
+    ck_assert_int_eq(broker_publish(b, NULL, bytes("dq"), bytes("a"), no_headers, &meta, NULL),
+                     FERRY_CODE_OK);
+    publish(b, "dq", "plain");
+    ck_assert_int_eq(jnth(&j, J_PUBLISH, 0)->meta.priority, 7);
+    ck_assert_uint_eq(jnth(&j, J_PUBLISH, 0)->meta.expires_at, fake_now + 500);
+    ck_assert_uint_eq(jnth(&j, J_PUBLISH, 0)->meta.ttl_ms, 0);
+    ck_assert_int_eq(jnth(&j, J_PUBLISH, 1)->meta.priority, 0);
+    ck_assert_uint_eq(jnth(&j, J_PUBLISH, 1)->meta.expires_at, 0);
+    broker_free(b);
+    journal_close(&j);
+
+    /* The restart: priorities as they were, the expired one never delivered. */
+    b = durable_broker(&j);
+    broker_set_clock(b, &(struct broker_clock){ .now_ms = fake_clock });
+    struct queue_settings s = { .durable = true, .priority = 5 };
+    ck_assert_int_eq(broker_restore_queue(b, bytes("dq"), &s), FERRY_CODE_OK);
+    struct message_meta low = { .has_priority = true, .priority = 1 };
+    struct message_meta high = { .has_priority = true, .priority = 8 };
+    struct message_meta gone = { .has_priority = true, .expires_at = fake_now - 1 };
+    struct message_meta lives = { .has_priority = true, .expires_at = fake_now + 1 };
+    ck_assert_int_eq(broker_restore_message(b, bytes("dq"), 1, 0, &low, no_headers, bytes("low")),
+                     FERRY_CODE_OK);
+    ck_assert_int_eq(broker_restore_message(b, bytes("dq"), 2, 0, &gone, no_headers, bytes("gone")),
+                     FERRY_CODE_OK);
+    ck_assert_int_eq(broker_restore_message(b, bytes("dq"), 3, 1, &high, no_headers, bytes("high")),
+                     FERRY_CODE_OK);
+    ck_assert_int_eq(broker_restore_message(b, bytes("dq"), 4, 0, &lives, no_headers, bytes("lives")),
+                     FERRY_CODE_OK);
+    struct fake a;
+    fake_open(&a, b);
+    consume(&a, "dq", 1, 10);
+    ck_assert_str_eq(delivered_text(&a), "high low lives");
+    ck_assert_uint_eq(stats_of(b, "dq").expired, 1);
+    ck_assert_uint_eq(jcount(&j, J_SETTLE), 1); /* the expired one left the journal */
+    fake_close(&a);
+    broker_free(b);
+    journal_close(&j);
+}
+END_TEST
+
 static Suite *broker_suite(void)
 {
     Suite *s = suite_create("broker");
@@ -2802,6 +3064,19 @@ static Suite *broker_suite(void)
     tcase_add_test(topics, test_a_temporary_queue_stays_in_memory_whatever_the_conf_says);
     tcase_add_test(topics, test_temporary_queues_per_session_are_bounded);
     suite_add_tcase(s, topics);
+
+    TCase *expiry = tcase_create("expiry");
+    tcase_add_test(expiry, test_an_expired_message_is_never_delivered_and_is_counted);
+    tcase_add_test(expiry, test_a_get_skips_expired_messages);
+    tcase_add_test(expiry, test_the_sweep_keeps_depth_and_bytes_right_without_a_consumer);
+    tcase_add_test(expiry, test_the_sweep_finds_expired_messages_behind_a_lasting_one);
+    tcase_add_test(expiry, test_the_sweep_looks_at_a_bounded_number_of_messages_each_time);
+    tcase_add_test(expiry, test_the_shorter_of_the_queue_ttl_and_the_message_ttl_applies);
+    tcase_add_test(expiry, test_a_message_in_flight_does_not_expire_but_does_once_requeued);
+    tcase_add_test(expiry, test_a_delayed_message_lives_from_its_deliver_at);
+    tcase_add_test(expiry, test_an_ended_queue_emptied_by_expiry_ends_its_stream);
+    tcase_add_test(expiry, test_durable_messages_log_the_priority_and_expiry_they_got);
+    suite_add_tcase(s, expiry);
     return s;
 }
 

@@ -622,6 +622,25 @@ START_TEST(test_priority_is_read_per_queue_over_the_defaults_and_checked)
 }
 END_TEST
 
+START_TEST(test_ttl_is_read_per_queue_over_the_defaults_and_checked)
+{
+    struct config cfg;
+    load_ok(&cfg, "[queues]\n"
+                  "ttl = 1h\n"
+                  "[queue \"brief\"]\n"
+                  "ttl = 250ms\n"
+                  "[queue \"forever\"]\n"
+                  "ttl = 0s\n");
+    ck_assert_uint_eq(config_queue_settings(&cfg, "brief")->ttl_ms, 250);
+    ck_assert_uint_eq(config_queue_settings(&cfg, "forever")->ttl_ms, 0);
+    ck_assert_uint_eq(config_queue_settings(&cfg, "other")->ttl_ms, 3600 * 1000);
+    config_free(&cfg);
+    assert_one_error("[queue \"q\"]\nttl = soon\n",
+                     "t.conf:2: key 'ttl': bad duration 'soon': expected a number with ms, s, "
+                     "min or h, as in 30s");
+}
+END_TEST
+
 START_TEST(test_bad_durable_or_fsync_values_are_errors)
 {
     assert_one_error("[queues]\ndurable = maybe\n",
@@ -806,6 +825,7 @@ int main(void)
     tcase_add_test(queues, test_queue_sections_take_only_their_keys);
     tcase_add_test(queues, test_durable_and_fsync_are_read_per_queue_over_the_defaults);
     tcase_add_test(queues, test_priority_is_read_per_queue_over_the_defaults_and_checked);
+    tcase_add_test(queues, test_ttl_is_read_per_queue_over_the_defaults_and_checked);
     tcase_add_test(queues, test_bad_durable_or_fsync_values_are_errors);
     tcase_add_test(queues, test_storage_keys_are_read_and_checked);
     tcase_add_test(queues, test_durable_queues_without_a_data_dir_are_refused);

@@ -119,17 +119,18 @@ static const uint8_t sample_headers[] = {
 
 static const uint64_t sample_uints[] = { 1, 300, UINT64_MAX };
 static const struct ferry_item sample_items[] = {
-    { { (const uint8_t *)"first", 5 }, { NULL, 0 }, false, 0 },
-    { { (const uint8_t *)"second", 6 }, { sample_headers, sizeof sample_headers }, false, 0 },
-    { { (const uint8_t *)"", 0 }, { NULL, 0 }, false, 0 },
-    { { (const uint8_t *)"urgent", 6 }, { NULL, 0 }, true, 9 },
-    { { (const uint8_t *)"low", 3 }, { sample_headers, sizeof sample_headers }, true, 0 },
+    { { (const uint8_t *)"first", 5 }, { NULL, 0 }, false, 0, 0 },
+    { { (const uint8_t *)"second", 6 }, { sample_headers, sizeof sample_headers }, false, 0, 0 },
+    { { (const uint8_t *)"", 0 }, { NULL, 0 }, false, 0, 0 },
+    { { (const uint8_t *)"urgent", 6 }, { NULL, 0 }, true, 9, 0 },
+    { { (const uint8_t *)"low", 3 }, { sample_headers, sizeof sample_headers }, true, 0, 60000 },
+    { { (const uint8_t *)"brief", 5 }, { NULL, 0 }, false, 0, FERRY_TTL_MAX_MS },
 };
 static const struct ferry_queue_stats sample_queue_stats[] = {
     { { (const uint8_t *)"jobs", 4 }, 10, 2, 1, 100, 90, 88, 3, 1, 4096, false,
-      { 7, 0, 0, 0, 0, 2, 0, 0, 0, 1 }, 5 },
+      { 7, 0, 0, 0, 0, 2, 0, 0, 0, 1 }, 5, 11 },
     { { (const uint8_t *)"mail.out", 8 }, 0, 0, 0, UINT64_MAX, 0, 0, 0, 0, 0, true,
-      { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }, 7 },
+      { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }, 7, UINT64_MAX },
 };
 static const struct ferry_server_stats sample_server_stats = { 3, 2, 123456, 12, 4096 };
 static const struct ferry_conn_stats sample_conn_stats[] = {
@@ -156,10 +157,10 @@ static const struct ferry_frame full_samples[] = {
     { .type = FERRY_F_OK, .rid = 8, .server_stats = &sample_server_stats, .stats = sample_queue_stats,
       .stats_count = 2 },
     { .type = FERRY_F_PUBLISH, .queue = Q("jobs"), .payload = Q("hello"), .headers = SAMPLE_HEADERS,
-      .id = 1, .has_id = true, .has_priority = true, .priority = 9 },
+      .id = 1, .has_id = true, .has_priority = true, .priority = 9, .ttl_ms = 30000 },
     { .type = FERRY_F_PUBLISH, .queue = Q("jobs"), .payload = Q("later"), .delay_ms = 5000,
       .deliver_at = 1767225600000 },
-    { .type = FERRY_F_PUBLISH_BATCH, .queue = Q("jobs"), .items = sample_items, .item_count = 5,
+    { .type = FERRY_F_PUBLISH_BATCH, .queue = Q("jobs"), .items = sample_items, .item_count = 6,
       .id = 2, .has_id = true },
     { .type = FERRY_F_CONFIRM, .uints = sample_uints, .uint_count = 3 },
     { .type = FERRY_F_CONSUME, .rid = 3, .queue = Q("jobs"), .sub = 1, .credit = 100 },
@@ -292,6 +293,7 @@ static void assert_items_equal(const struct ferry_frame *want, const struct ferr
         ck_assert(bytes_equal(item.headers, want->items[i].headers));
         ck_assert_int_eq(item.has_priority, want->items[i].has_priority);
         ck_assert_uint_eq(item.priority, want->items[i].priority);
+        ck_assert_uint_eq(item.ttl_ms, want->items[i].ttl_ms);
     }
     ck_assert(!ferry_iter_item(&it, &item));
 }
@@ -322,6 +324,7 @@ static void assert_stats_equal(const struct ferry_frame *want, const struct ferr
         ck_assert_int_eq(qs.ended, w->ended);
         for (unsigned p = 0; p < FERRY_PRIORITY_LEVELS; p++)
             ck_assert_uint_eq(qs.depth_by_priority[p], w->depth_by_priority[p]);
+        ck_assert_uint_eq(qs.expired, w->expired);
     }
     ck_assert(!ferry_iter_stats(&it, &qs));
 
@@ -371,6 +374,7 @@ static void assert_decoded_equals(const struct ferry_frame *want, const struct f
     ck_assert_int_eq(got->empty, want->empty);
     ck_assert_int_eq(got->has_priority, want->has_priority);
     ck_assert_uint_eq(got->priority, want->priority);
+    ck_assert_uint_eq(got->ttl_ms, want->ttl_ms);
     ck_assert(bytes_equal(got->queue, want->queue));
     ck_assert(bytes_equal(got->topic, want->topic));
     ck_assert(bytes_equal(got->name, want->name));
@@ -998,8 +1002,9 @@ START_TEST(test_code_above_32_bits_is_bad_frame)
 }
 END_TEST
 
-/* A PUBLISH with "prio" = v, or a PUBLISH_BATCH whose one item has it. */
-static enum ferry_code decode_priority(bool in_item, uint64_t v, const char **why)
+/* A PUBLISH with uint key `key` = v, or a PUBLISH_BATCH whose one item has it. */
+static enum ferry_code decode_publish_key(bool in_item, const char *key, uint64_t v,
+                                          const char **why)
 {
     struct mp m;
     mp_init(&m);
@@ -1011,7 +1016,7 @@ static enum ferry_code decode_priority(bool in_item, uint64_t v, const char **wh
         msgpack_pack_array(&m.pk, 1);
         msgpack_pack_map(&m.pk, 2);
     }
-    mp_key_uint(&m, "prio", v);
+    mp_key_uint(&m, key, v);
     mp_key_bin(&m, "p", "x");
     struct ferry_frame f;
     enum ferry_code code = decode_sbuf(&m.sb, &f, why);
@@ -1019,17 +1024,31 @@ static enum ferry_code decode_priority(bool in_item, uint64_t v, const char **wh
     return code;
 }
 
+START_TEST(test_ttl_up_to_10_years_is_accepted_and_more_refused)
+{
+    const char *why = NULL;
+    ck_assert_int_eq(decode_publish_key(false, "ttl", 0, &why), FERRY_CODE_OK);
+    ck_assert_int_eq(decode_publish_key(false, "ttl", FERRY_TTL_MAX_MS, &why), FERRY_CODE_OK);
+    ck_assert_int_eq(decode_publish_key(true, "ttl", FERRY_TTL_MAX_MS, &why), FERRY_CODE_OK);
+    ck_assert_int_eq(decode_publish_key(false, "ttl", FERRY_TTL_MAX_MS + 1, &why),
+                     FERRY_CODE_BAD_FRAME);
+    ck_assert_str_eq(why, "field 'ttl': above 10 years (315360000000 ms)");
+    ck_assert_int_eq(decode_publish_key(true, "ttl", UINT64_MAX, &why), FERRY_CODE_BAD_FRAME);
+    ck_assert_str_eq(why, "field 'm': item 'ttl' above 10 years (315360000000 ms)");
+}
+END_TEST
+
 START_TEST(test_priority_0_to_9_is_accepted_and_10_refused)
 {
     const char *why = NULL;
     for (uint64_t v = 0; v <= FERRY_PRIORITY_MAX; v++) {
-        ck_assert_int_eq(decode_priority(false, v, &why), FERRY_CODE_OK);
-        ck_assert_int_eq(decode_priority(true, v, &why), FERRY_CODE_OK);
+        ck_assert_int_eq(decode_publish_key(false, "prio", v, &why), FERRY_CODE_OK);
+        ck_assert_int_eq(decode_publish_key(true, "prio", v, &why), FERRY_CODE_OK);
     }
-    ck_assert_int_eq(decode_priority(false, 10, &why), FERRY_CODE_BAD_FRAME);
+    ck_assert_int_eq(decode_publish_key(false, "prio", 10, &why), FERRY_CODE_BAD_FRAME);
     ck_assert_str_eq(why, "field 'prio': must be 0..9");
-    ck_assert_int_eq(decode_priority(false, UINT64_MAX, &why), FERRY_CODE_BAD_FRAME);
-    ck_assert_int_eq(decode_priority(true, 10, &why), FERRY_CODE_BAD_FRAME);
+    ck_assert_int_eq(decode_publish_key(false, "prio", UINT64_MAX, &why), FERRY_CODE_BAD_FRAME);
+    ck_assert_int_eq(decode_publish_key(true, "prio", 10, &why), FERRY_CODE_BAD_FRAME);
     ck_assert_str_eq(why, "field 'm': item 'prio' must be 0..9");
 }
 END_TEST
@@ -1066,7 +1085,7 @@ static const struct type_spec type_specs[] = {
                     { "conns", K_CONNS, OPT }, { "next", K_UINT, OPT } } },
     { FERRY_F_PUBLISH, { { "q", K_STR, REQ }, { "p", K_BIN, REQ }, { "h", K_HEADERS, OPT },
                          { "id", K_UINT, OPT }, { "prio", K_UINT, OPT }, { "delay", K_UINT, OPT },
-                         { "at", K_UINT, OPT } } },
+                         { "at", K_UINT, OPT }, { "ttl", K_UINT, OPT } } },
     { FERRY_F_PUBLISH_BATCH, { { "q", K_STR, REQ }, { "m", K_ITEMS, REQ }, { "id", K_UINT, OPT } } },
     { FERRY_F_CONFIRM, { { "ids", K_UINTS, REQ } } },
     { FERRY_F_CONSUME, { { "rid", K_UINT, REQ }, { "q", K_STR, REQ }, { "sub", K_UINT, REQ },
@@ -1132,7 +1151,8 @@ static void pack_conn_map(struct mp *m, size_t keys)
 static void pack_queue_map(struct mp *m, size_t keys)
 {
     static const char *const names[] = { "depth", "inflight", "consumers", "published", "delivered",
-                                         "acked", "redelivered", "dropped", "bytes" };
+                                         "acked", "redelivered", "dropped", "bytes", "delayed",
+                                         "expired" };
     msgpack_pack_map(&m->pk, keys);
     size_t n = 0;
     if (n++ < keys)
@@ -1174,7 +1194,7 @@ static void pack_valid(struct mp *m, enum kind k)
         mp_key_str(m, "k", "v");
         break;
     case K_SERVER: pack_server_map(m, 5); break;
-    case K_QUEUES: msgpack_pack_array(&m->pk, 1); pack_queue_map(m, 12); break;
+    case K_QUEUES: msgpack_pack_array(&m->pk, 1); pack_queue_map(m, 14); break;
     case K_CONNS: msgpack_pack_array(&m->pk, 1); pack_conn_map(m, 9); break;
     case K_AUTH: msgpack_pack_map(&m->pk, 1); mp_key_str(m, "user", "x"); break;
     }
@@ -1888,6 +1908,7 @@ int main(void)
     tcase_add_test(hostile, test_negative_integers_are_refused_in_every_encoding);
     tcase_add_test(hostile, test_code_above_32_bits_is_bad_frame);
     tcase_add_test(hostile, test_priority_0_to_9_is_accepted_and_10_refused);
+    tcase_add_test(hostile, test_ttl_up_to_10_years_is_accepted_and_more_refused);
     tcase_add_test(hostile, test_every_frame_type_decodes_with_every_key_valid);
     tcase_add_test(hostile, test_a_missing_required_key_is_bad_frame_and_a_missing_optional_one_is_not);
     tcase_add_test(hostile, test_a_wrong_type_for_any_key_is_bad_frame);

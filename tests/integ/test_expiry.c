@@ -1,0 +1,228 @@
+/*
+ * test_expiry.c - message expiry through a real ferryd and libferry, with
+ * short times: a message past its ttl is never delivered, the queue's ttl
+ * from the conf file and the shorter of the two, depth falling to zero
+ * without a consumer; and a durable queue's priorities and expiries across
+ * a SIGKILL and a graceful restart.
+ */
+#include "harness.h"
+
+#include <check.h>
+#include <ferry.h>
+#include <ferry_proto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define WAIT_MS 10000
+/* How long a test waits for the sweep to catch up (it runs every 250 ms). */
+#define SWEEP_WAIT_MS 10000
+
+static struct ferryd daemon_;
+
+static void teardown(void)
+{
+    ferryd_stop(&daemon_);
+}
+
+static ferry_conn *connect_or_fail(void)
+{
+    ferry_conn *c = NULL;
+    int rc = ferry_connect(daemon_.url, &c);
+    ck_assert_msg(rc == FERRY_OK, "connect: %s", ferry_strerror(rc));
+    return c;
+}
+
+static ferry_conn *start_and_connect(const char *conf)
+{
+    ck_assert_int_eq(ferryd_prepare(&daemon_), 0);
+    if (conf != NULL)
+        ck_assert_int_eq(ferryd_write_conf(&daemon_, conf), 0);
+    ck_assert_int_eq(ferryd_restart(&daemon_, NULL), 0);
+    return connect_or_fail();
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+/* Publishes `text` with this ttl (0: none) and priority (negative: none). */
+static void publish_with(ferry_conn *c, const char *queue, const char *text, uint64_t ttl_ms,
+                         int priority)
+{
+    struct ferry_publish_options o = {
+        .flags = FERRY_PUBLISH_CONFIRM,
+        .ttl_ms = ttl_ms,
+        .has_priority = priority >= 0,
+        .priority = (uint8_t)(priority >= 0 ? priority : 0),
+    };
+    int rc = ferry_publish_opts(c, queue, text, strlen(text), &o);
+    ck_assert_msg(rc == FERRY_OK, "publish %s: %s", text, ferry_strerror(rc));
+}
+
+/* GETs the next message, checks its payload and acks it. */
+static void take(ferry_conn *c, const char *queue, const char *text)
+{
+    ferry_message *m = NULL;
+    int rc = ferry_get(c, queue, WAIT_MS, &m);
+    ck_assert_msg(rc == FERRY_OK, "get %s: %s", text, ferry_strerror(rc));
+    ck_assert_msg(m->len == strlen(text) && memcmp(m->data, text, m->len) == 0,
+                  "expected %s, got %.*s", text, (int)m->len, (const char *)m->data);
+    ck_assert_int_eq(ferry_ack(c, m->tag), FERRY_OK);
+    ferry_message_free(m);
+}
+
+static void expect_empty(ferry_conn *c, const char *queue)
+{
+    ferry_message *m = NULL;
+    ck_assert_int_eq(ferry_get(c, queue, 0, &m), FERRY_ETIMEDOUT);
+}
+
+struct queue_counts {
+    uint64_t depth, expired, bytes;
+};
+
+static struct queue_counts counts(ferry_conn *c, const char *queue)
+{
+    struct ferry_stats *st = NULL;
+    ck_assert_int_eq(ferry_stats(c, queue, &st), FERRY_OK);
+    ck_assert_uint_eq(st->count, 1);
+    struct queue_counts q = { st->queues[0].depth, st->queues[0].expired, st->queues[0].bytes };
+    ferry_stats_free(st);
+    return q;
+}
+
+/* Waits (bounded) until the queue's expired count reaches `expired`. */
+static struct queue_counts wait_expired(ferry_conn *c, const char *queue, uint64_t expired)
+{
+    long long deadline = harness_now_ms() + SWEEP_WAIT_MS;
+    struct queue_counts q = counts(c, queue);
+    while (q.expired < expired && harness_now_ms() < deadline) {
+        sleep_ms(20);
+        q = counts(c, queue);
+    }
+    ck_assert_uint_eq(q.expired, expired);
+    return q;
+}
+
+START_TEST(test_a_message_past_its_ttl_is_never_delivered)
+{
+    ferry_conn *c = start_and_connect(NULL);
+    publish_with(c, "jobs", "brief", 200, -1);
+    publish_with(c, "jobs", "lasting", 0, -1);
+    struct ferry_msg batch[] = {
+        { .data = "brief-item", .len = 10, .ttl_ms = 200 },
+        { .data = "lasting-item", .len = 12 },
+    };
+    ck_assert_int_eq(ferry_publish_batch(c, "jobs", batch, 2, FERRY_PUBLISH_CONFIRM), FERRY_OK);
+    sleep_ms(300);
+    take(c, "jobs", "lasting");
+    take(c, "jobs", "lasting-item");
+    expect_empty(c, "jobs");
+    ck_assert_uint_eq(counts(c, "jobs").expired, 2);
+    ferry_close(c);
+}
+END_TEST
+
+START_TEST(test_the_queue_ttl_empties_a_queue_nobody_consumes)
+{
+    ferry_conn *c = start_and_connect("[queue \"short\"]\n"
+                                      "ttl = 1s\n");
+    long long published_at = harness_now_ms();
+    struct ferry_msg batch[100];
+    for (int i = 0; i < 100; i++)
+        batch[i] = (struct ferry_msg){ .data = "0123456789", .len = 10 };
+    ck_assert_int_eq(ferry_publish_batch(c, "short", batch, 100, FERRY_PUBLISH_CONFIRM), FERRY_OK);
+    publish_with(c, "short", "own-ttl-longer", 60000, -1); /* the queue's 1 s is shorter */
+    struct queue_counts q = counts(c, "short");
+    if (harness_now_ms() - published_at < 900) { /* judged only if the machine kept up */
+        ck_assert_uint_eq(q.depth, 101);
+        ck_assert_uint_eq(q.expired, 0);
+    }
+    q = wait_expired(c, "short", 101);
+    ck_assert_uint_eq(q.depth, 0);
+    ck_assert_uint_eq(q.bytes, 0);
+    ck_assert_int_ge(harness_now_ms() - published_at, 1000);
+    ferry_close(c);
+}
+END_TEST
+
+START_TEST(test_a_ttl_above_10_years_is_refused_by_libferry)
+{
+    ferry_conn *c = start_and_connect(NULL);
+    struct ferry_publish_options o = { .ttl_ms = FERRY_TTL_MAX_MS + 1 };
+    ck_assert_int_eq(ferry_publish_opts(c, "jobs", "x", 1, &o), FERRY_EINVAL);
+    ferry_close(c);
+}
+END_TEST
+
+static const char *const durable_conf =
+    "[server]\n"
+    "data_dir = @DATA@\n"
+    "[queue \"keep\"]\n"
+    "durable = yes\n";
+
+START_TEST(test_priorities_and_expiries_of_a_durable_queue_survive_restarts)
+{
+    ferry_conn *c = start_and_connect(durable_conf);
+    publish_with(c, "keep", "low", 0, 1);
+    publish_with(c, "keep", "plain", 0, -1);
+    publish_with(c, "keep", "high", 0, 8);
+    /* ferryd stamps the expiry between these two readings. */
+    long long sent_at = harness_now_ms();
+    publish_with(c, "keep", "brief", 1500, 9);
+    long long confirmed_at = harness_now_ms();
+    publish_with(c, "keep", "lasting", 600000, 5);
+    ferry_close(c);
+
+    ferryd_kill(&daemon_);
+    ck_assert_int_eq(ferryd_restart(&daemon_, NULL), 0);
+    c = connect_or_fail();
+    /* 'brief' (priority 9) expires 1.5 s after its publish, ferryd down or
+     * not: still there if the restart was quick, then gone. */
+    struct queue_counts q = counts(c, "keep");
+    if (harness_now_ms() < sent_at + 1300) /* judged only if the machine kept up */
+        ck_assert_uint_eq(q.depth, 5);
+    long long left = confirmed_at + 1500 + 10 - harness_now_ms();
+    if (left > 0)
+        sleep_ms((long)left);
+    take(c, "keep", "high");
+    ck_assert_uint_eq(counts(c, "keep").expired, 1);
+    ferry_close(c);
+    ck_assert_int_eq(ferryd_terminate(&daemon_), 0);
+
+    ck_assert_int_eq(ferryd_restart(&daemon_, NULL), 0);
+    c = connect_or_fail();
+    take(c, "keep", "lasting");
+    take(c, "keep", "low");
+    take(c, "keep", "plain");
+    expect_empty(c, "keep");
+    ferry_close(c);
+}
+END_TEST
+
+static Suite *expiry_suite(void)
+{
+    Suite *s = suite_create("expiry");
+    TCase *tc = tcase_create("short times");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_a_message_past_its_ttl_is_never_delivered);
+    tcase_add_test(tc, test_the_queue_ttl_empties_a_queue_nobody_consumes);
+    tcase_add_test(tc, test_a_ttl_above_10_years_is_refused_by_libferry);
+    tcase_add_test(tc, test_priorities_and_expiries_of_a_durable_queue_survive_restarts);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(expiry_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
