@@ -2,14 +2,16 @@
  * test_expiry.c - message expiry through a real ferryd and libferry, with
  * short times: a message past its ttl is never delivered, the queue's ttl
  * from the conf file and the shorter of the two, depth falling to zero
- * without a consumer; and a durable queue's priorities and expiries across
- * a SIGKILL and a graceful restart.
+ * without a consumer, a reload's new ttl and default priority on a live
+ * queue; and a durable queue's priorities and expiries across a SIGKILL and
+ * a graceful restart.
  */
 #include "harness.h"
 
 #include <check.h>
 #include <ferry.h>
 #include <ferry_proto.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +152,49 @@ START_TEST(test_the_queue_ttl_empties_a_queue_nobody_consumes)
 }
 END_TEST
 
+/* The daemon's log holds this text. */
+static bool log_says(const char *text)
+{
+    FILE *f = fopen(daemon_.log, "r");
+    if (!f)
+        return false;
+    char line[1024];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, text) != NULL;
+    fclose(f);
+    return found;
+}
+
+START_TEST(test_a_reload_gives_a_live_queue_its_new_ttl_and_priority)
+{
+    ferry_conn *c = start_and_connect("[queue \"live\"]\n"
+                                      "durable = no\n");
+    publish_with(c, "live", "before", 0, -1);
+    ck_assert_int_eq(ferryd_write_conf(&daemon_, "[queue \"live\"]\n"
+                                                 "ttl = 3s\n"
+                                                 "priority = 4\n"),
+                     0);
+    ck_assert_int_eq(kill(daemon_.pid, SIGHUP), 0);
+    long long deadline = harness_now_ms() + WAIT_MS;
+    while (!log_says("reload: queue 'live': ttl 0 ms -> 3000 ms") && harness_now_ms() < deadline)
+        sleep_ms(20);
+    ck_assert(log_says("reload: queue 'live': default priority 0 -> 4"));
+    publish_with(c, "live", "low", 0, 2);
+    publish_with(c, "live", "after", 0, -1); /* the new default: priority 4 */
+    long long confirmed_at = harness_now_ms();
+    take(c, "live", "after");
+    /* 'low' expires 3 s after its publish; 'before' had no ttl then. */
+    long long left = confirmed_at + 3000 + 10 - harness_now_ms();
+    if (left > 0)
+        sleep_ms((long)left);
+    take(c, "live", "before");
+    expect_empty(c, "live");
+    ck_assert_uint_eq(counts(c, "live").expired, 1);
+    ferry_close(c);
+}
+END_TEST
+
 START_TEST(test_a_ttl_above_10_years_is_refused_by_libferry)
 {
     ferry_conn *c = start_and_connect(NULL);
@@ -213,6 +258,7 @@ static Suite *expiry_suite(void)
     tcase_add_test(tc, test_a_message_past_its_ttl_is_never_delivered);
     tcase_add_test(tc, test_the_queue_ttl_empties_a_queue_nobody_consumes);
     tcase_add_test(tc, test_a_ttl_above_10_years_is_refused_by_libferry);
+    tcase_add_test(tc, test_a_reload_gives_a_live_queue_its_new_ttl_and_priority);
     tcase_add_test(tc, test_priorities_and_expiries_of_a_durable_queue_survive_restarts);
     suite_add_tcase(s, tc);
     return s;
