@@ -102,6 +102,31 @@ static const struct cli_command commands[] = {
      "\n"
      "Options:\n"
      COMMON_OPTIONS_HELP},
+    {"request", cli_cmd_request, "send a request and print its reply",
+     "Usage: ferry request [--timeout SECONDS] QUEUE MESSAGE\n"
+     "\n"
+     "Publishes MESSAGE to QUEUE as a request (headers reply_to, a private\n"
+     "temporary queue, and correlation_id) and prints the reply's payload.\n"
+     "Exits 4 if no reply came within SECONDS (default 30).\n"
+     "\n"
+     "Options:\n"
+     "  -t, --timeout SECONDS  wait at most SECONDS for the reply\n"
+     COMMON_OPTIONS_HELP},
+    {"reply", cli_cmd_reply, "serve requests from a queue: echo, or run a command",
+     "Usage: ferry reply [--exec CMD] [-n COUNT] [--timeout SECONDS] QUEUE\n"
+     "\n"
+     "Takes requests from QUEUE one at a time and answers each: with its own\n"
+     "payload, or with --exec with what `sh -c CMD` prints when fed the\n"
+     "request on its standard input (a command that fails leaves the request\n"
+     "unacked and stops, exit 5). Then acks the request. Stops after COUNT\n"
+     "requests (exit 4 if the queue stayed idle for SECONDS before), or when\n"
+     "it stayed idle for SECONDS (exit 0).\n"
+     "\n"
+     "Options:\n"
+     "  -e, --exec CMD         answer with the output of CMD (at most 16 MiB)\n"
+     "  -n, --count COUNT      stop after COUNT requests\n"
+     "  -t, --timeout SECONDS  stop when no request came for SECONDS\n"
+     COMMON_OPTIONS_HELP},
     {"get", cli_cmd_get, "print and acknowledge one message",
      "Usage: ferry get [--timeout SECONDS] QUEUE\n"
      "\n"

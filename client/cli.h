@@ -129,6 +129,8 @@ int cli_cmd_kill(const struct cli_command *self, int argc, char **argv);
 int cli_cmd_subscribe(const struct cli_command *self, int argc, char **argv);
 int cli_cmd_bind(const struct cli_command *self, int argc, char **argv);
 int cli_cmd_unbind(const struct cli_command *self, int argc, char **argv);
+int cli_cmd_request(const struct cli_command *self, int argc, char **argv);
+int cli_cmd_reply(const struct cli_command *self, int argc, char **argv);
 
 /* true if `text` is a valid topic (pattern false) or binding pattern;
  * otherwise reports a usage error (cli_topic.c). */

@@ -138,6 +138,13 @@ struct ferry_conn {
     ferry_error_fn on_error;
     void *error_arg;
 
+    /* Request/reply (rpc.c): the private reply queue, made by the first
+     * ferry_request(), and the callers waiting for their replies. */
+    enum { RPC_NONE, RPC_SETTING_UP, RPC_READY } rpc_state;
+    char rpc_queue[FERRY_NAME_MAX + 1];
+    uint64_t rpc_next_id;
+    struct rpc_waiter *rpc_waiters; /* on the callers' stacks */
+
     /* Heartbeat (heartbeat.c): the broker's timeout from WELCOME (0: none),
      * when we last read a byte from it, when we last sent it a PING. */
     uint64_t heartbeat_ms;

@@ -312,6 +312,32 @@ FERRY_API int ferry_reopen(ferry_conn *c, const char *queue);
  * been acked (or dropped). timeout_ms < 0 waits without limit. */
 FERRY_API int ferry_join(ferry_conn *c, const char *queue, int timeout_ms);
 
+/* ---- request/reply ------------------------------------------------------ */
+
+/* The headers a request carries: the queue to reply to and the id its reply
+ * must carry back (docs/PROTOCOL.md, "Request/reply"). */
+#define FERRY_HEADER_REPLY_TO "reply_to"
+#define FERRY_HEADER_CORRELATION_ID "correlation_id"
+
+/* Publishes a request to `queue` and waits up to timeout_ms (< 0: without
+ * limit) for its reply. The request carries, besides o's headers (at most
+ * 62 then), reply_to (this connection's private reply queue: a temporary
+ * queue made by the first request and kept while the connection lives) and
+ * correlation_id (unique on the connection). On FERRY_OK *reply is the
+ * reply, owned by the caller (ferry_message_free; it needs no ack).
+ * FERRY_ETIMEDOUT if none came in time (a late reply is dropped).
+ * Thread-safe: any number of threads may wait on one connection at once,
+ * each gets its own reply. Not from a callback (FERRY_EDEADLK). */
+FERRY_API int ferry_request(ferry_conn *c, const char *queue, const void *data, size_t len,
+                            const struct ferry_publish_options *o, int timeout_ms,
+                            ferry_message **reply);
+/* Answers a delivered request: publishes data to its reply_to queue with
+ * its correlation_id (plus o's headers, at most 63). FERRY_EINVAL if the
+ * request carries no reply_to or correlation_id. Acking the request is the
+ * caller's business, as for any message; callable from a callback. */
+FERRY_API int ferry_reply(ferry_conn *c, const ferry_message *request, const void *data, size_t len,
+                          const struct ferry_publish_options *o);
+
 /* Binds the queue (created if missing) to a topic pattern: words, `*` for
  * exactly one word, `#` for zero or more ("orders.*", "orders.#",
  * "#.created"). Binding twice is one binding. Bindings live as long as the

@@ -677,6 +677,47 @@ static int apply_key(const struct key_spec *key, void *base, const char *value,
     return fail_why(why, why_size, "internal error: unknown value kind");
 }
 
+/* "bind = PATTERN..." in a [queue "NAME"] section: one or more patterns
+ * separated by spaces or commas, appended to the section's (the key may
+ * come again). */
+static void add_binds(struct parser *p, const char *value)
+{
+    struct config_queue *q = &p->cfg->queues[p->cfg->queue_count - 1];
+    const char *seps = " \t,";
+    size_t added = 0;
+    for (const char *s = value + strspn(value, seps); *s != '\0'; s += strspn(s, seps)) {
+        size_t len = strcspn(s, seps);
+        struct ferry_bytes pattern = { (const uint8_t *)s, len };
+        if (!ferry_pattern_valid(pattern)) {
+            report(p, p->line, "key 'bind': bad pattern '%.*s': expected words of A-Z a-z 0-9 "
+                   "_ - : separated by '.', a word may be * or #; at most %u bytes, %u words",
+                   (int)(len < 300 ? len : 300), s, FERRY_TOPIC_MAX, FERRY_TOPIC_WORDS_MAX);
+            return;
+        }
+        if (q->bind_count == CONFIG_BINDS_PER_QUEUE_MAX) {
+            report(p, p->line, "key 'bind': more than %d patterns for one queue",
+                   CONFIG_BINDS_PER_QUEUE_MAX);
+            return;
+        }
+        size_t old = q->binds ? strlen(q->binds) : 0;
+        char *grown = realloc(q->binds, old + 1 + len + 1); /* q owns it */
+        if (!grown) {
+            report(p, p->line, "key 'bind': out of memory");
+            return;
+        }
+        if (old > 0)
+            grown[old++] = ' ';
+        memcpy(grown + old, s, len);
+        grown[old + len] = '\0';
+        q->binds = grown;
+        q->bind_count++;
+        added++;
+        s += len;
+    }
+    if (added == 0)
+        report(p, p->line, "key 'bind': expected one or more patterns");
+}
+
 /* inih's callback, for each "key = value" line. */
 static int on_key(void *user, const char *inih_section, const char *name, const char *value)
 {
@@ -686,6 +727,13 @@ static int on_key(void *user, const char *inih_section, const char *name, const 
         return 1; /* the header said what is wrong */
     if (!p->spec) {
         report(p, p->line, "key '%s': outside any section", name);
+        return 1;
+    }
+    if (strcmp(name, "bind") == 0 && p->spec->keys == queue_keys) {
+        if (strcmp(p->spec->kind, "queue") == 0)
+            add_binds(p, value);
+        else
+            report(p, p->line, "key 'bind': only in a [queue \"NAME\"] section");
         return 1;
     }
     size_t k = 0;
@@ -855,6 +903,8 @@ int config_check(const struct config *cfg, const char *file, config_error_fn *on
 
 void config_free(struct config *cfg)
 {
+    for (size_t i = 0; i < cfg->queue_count; i++)
+        free(cfg->queues[i].binds);
     free(cfg->queues);
     cfg->queues = NULL;
     cfg->queue_count = 0;

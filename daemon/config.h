@@ -86,11 +86,19 @@ struct config_queue_settings {
     uint64_t ttl_ms;         /* time to live of its messages; 0 (default): none */
 };
 
+/* Binding patterns of one [queue "NAME"] section ("bind = PATTERN...",
+ * repeatable), at most this many. */
+#define CONFIG_BINDS_PER_QUEUE_MAX 1024
+
 /* A [queue "NAME"] section. */
 struct config_queue {
     char name[FERRY_NAME_MAX + 1];
     int line; /* of its section header, for messages */
     struct config_queue_settings settings;
+    /* Its bind patterns, each valid, separated by one space; NULL if none.
+     * Owned (config_free frees it). */
+    char *binds;
+    size_t bind_count;
 };
 
 struct config {

@@ -386,6 +386,28 @@ static void apply_queue_settings(struct server *s)
     free(qn.names);
 }
 
+/* Binds every [queue "NAME"] section's queue (created if missing, with its
+ * settings) to its bind patterns. At start and at each reload: a reload
+ * adds the bindings the file lists and removes none. What the broker
+ * refuses (a limit) is logged; the others go on. */
+static void apply_bindings(struct server *s)
+{
+    for (size_t i = 0; i < s->cfg.queue_count; i++) {
+        const struct config_queue *q = &s->cfg.queues[i];
+        struct ferry_bytes name = { (const uint8_t *)q->name, strlen(q->name) };
+        const char *p = q->binds;
+        while (p != NULL && *p != '\0') {
+            size_t len = strcspn(p, " ");
+            struct ferry_bytes pattern = { (const uint8_t *)p, len };
+            enum ferry_code code = broker_bind(s->broker, name, pattern);
+            if (code != FERRY_CODE_OK)
+                log_warn("queue '%s': bind '%.*s': %s", q->name, (int)len, p,
+                         ferry_code_name(code));
+            p += len + (p[len] == ' ');
+        }
+    }
+}
+
 /* Puts the live-changeable settings of *now in force; the rest keep their
  * old values in s->cfg (and warn_restart_needed has said so). */
 static void apply_live(struct server *s, struct config *now)
@@ -452,6 +474,7 @@ static void apply_live(struct server *s, struct config *now)
      * take its settings last time (it held messages) may take them now. */
     if (queues_live)
         apply_queue_settings(s);
+    apply_bindings(s);
 }
 
 static void reload(struct server *s)
@@ -594,7 +617,10 @@ static int setup(struct server *s)
         log_error("out of memory");
         return -1;
     }
-    if (open_durable(s) != 0 || open_listeners(s) != 0 || write_pid_file(s) != 0)
+    if (open_durable(s) != 0)
+        return -1;
+    apply_bindings(s); /* durable queues restored first: they keep their messages */
+    if (open_listeners(s) != 0 || write_pid_file(s) != 0)
         return -1;
     return 0;
 }

@@ -80,10 +80,16 @@ expect_eq "consume after expiry" "stays" "$(t consume brief -n 1 --timeout 5)"
 expect_eq "stats expired" 1 "$(t stats brief --json | grep -o '"expired": *[0-9]*' | grep -o '[0-9]*$')"
 t stats | grep -q 'EXPIRED' || fail "stats table has EXPIRED"
 t publish --ttl 0 brief x 2>/dev/null; expect_eq "ttl 0 exit code" 2 "$?"
+# request/reply: a responder that runs a command, a request that gets its output
+t reply svc --exec 'tr a-z A-Z' -n 1 --timeout 20 &
+responder=$!
+expect_eq "request" "HELLO" "$(t request --timeout 20 svc hello)"
+wait "$responder" || fail "reply --exec"
+t request --timeout 0.3 svc nobody 2>/dev/null; expect_eq "request without responder exit code" 4 "$?"
 
 # bad usage is exit 2; --help is exit 0 for every command
 t publish 2>/dev/null; expect_eq "usage exit code" 2 "$?"
-for cmd in publish consume subscribe bind unbind get end reopen join declare delete purge stats connections kill; do
+for cmd in publish consume subscribe bind unbind request reply get end reopen join declare delete purge stats connections kill; do
   t "$cmd" --help >/dev/null || fail "$cmd --help"
 done
 

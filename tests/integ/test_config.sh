@@ -16,8 +16,8 @@ expect_eq "check shipped conf says" "ferryd: $shipped: ok" "$out"
 # ...and with every setting and section uncommented (the defaults it shows are valid).
 all="$ferryd_dir/all.conf"
 sed -e 's/^#\([a-z_]* = \)/\1/' -e 's/^#\(\[\)/\1/' "$shipped" > "$all"
-expect_eq "uncommented settings" 26 "$(grep -c '^[a-z_]* = ' "$all")"
-expect_eq "uncommented sections" 8 "$(grep -c '^\[' "$all")"
+expect_eq "uncommented settings" 28 "$(grep -c '^[a-z_]* = ' "$all")"
+expect_eq "uncommented sections" 9 "$(grep -c '^\[' "$all")"
 t "$FERRYD" --check-config -c "$all" >/dev/null || fail "check all-uncommented conf"
 
 # A bad file: every error on its own line, then exit 78.

@@ -9,7 +9,9 @@
 #include <check.h>
 #include <ferry.h>
 #include <ferry_proto.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,6 +133,54 @@ START_TEST(test_bad_topics_and_patterns_are_refused_and_the_connection_lives)
 }
 END_TEST
 
+START_TEST(test_a_durable_queue_gets_its_conf_bindings_back_after_a_restart)
+{
+    ck_assert_int_eq(ferryd_prepare(&daemon_), 0);
+    ck_assert_int_eq(ferryd_write_conf(&daemon_,
+                                       "[server]\n"
+                                       "data_dir = @DATA@\n"
+                                       "[queue \"audit\"]\n"
+                                       "durable = yes\n"
+                                       "bind = orders.#\n"
+                                       "bind = #.refunded\n"
+                                       "[queue \"eu\"]\n"
+                                       "bind = *.eu\n"),
+                     0);
+    ck_assert_int_eq(ferryd_restart(&daemon_, NULL), 0);
+    ferry_conn *c = connect_or_fail();
+    /* Bound from the start, before any client asked. */
+    ok(ferry_publish_topic(c, "orders.eu", "o1", 2, NULL), "publish");
+    ok(ferry_publish_topic(c, "payments.refunded", "r1", 2, &confirmed), "publish");
+    /* A binding made by a client lives in memory only. */
+    ok(ferry_bind(c, "audit", "extra.*"), "bind");
+    ck_assert_uint_eq(queue_info(c, "audit").depth, 2);
+    ck_assert_uint_eq(queue_info(c, "eu").depth, 1);
+    ferry_close(c);
+
+    ferryd_kill(&daemon_); /* a crash: the confirmed copies are in the log */
+    ck_assert_int_eq(ferryd_restart(&daemon_, NULL), 0);
+    c = connect_or_fail();
+    ck_assert_uint_eq(queue_info(c, "audit").depth, 2); /* durable: its copies survived */
+    ck_assert_uint_eq(queue_info(c, "eu").depth, 0);    /* in memory: gone, but bound again */
+    ok(ferry_publish_topic(c, "orders.us", "o2", 2, NULL), "publish");
+    ok(ferry_publish_topic(c, "shop.eu", "s1", 2, NULL), "publish");
+    ok(ferry_publish_topic(c, "extra.x", "lost", 4, &confirmed), "publish");
+    ck_assert_uint_eq(queue_info(c, "audit").depth, 3);
+    ck_assert_uint_eq(queue_info(c, "eu").depth, 1);
+    const char *want[] = { "o1", "r1", "o2" };
+    for (int i = 0; i < 3; i++) {
+        ferry_message *m = NULL;
+        ok(ferry_get(c, "audit", WAIT_MS, &m), "get");
+        ck_assert_uint_eq(m->len, strlen(want[i]));
+        ck_assert(memcmp(m->data, want[i], m->len) == 0);
+        ok(ferry_ack(c, m->tag), "ack");
+        ferry_message_free(m);
+    }
+    ferry_close(c);
+    stop_daemon();
+}
+END_TEST
+
 /* ---- temporary queues ---- */
 
 START_TEST(test_a_temporary_queue_is_private_and_goes_with_its_connection)
@@ -175,6 +225,143 @@ START_TEST(test_a_temporary_queue_is_private_and_goes_with_its_connection)
     ck_assert_uint_eq(st->queue_total, 0);
     ferry_stats_free(st);
     ferry_close(other);
+    stop_daemon();
+}
+END_TEST
+
+/* ---- request/reply ---- */
+
+enum { RPC_THREADS = 10, RPC_PER_THREAD = 100 };
+
+struct requester {
+    ferry_conn *conn; /* shared by every requester */
+    int index;
+    int ok;           /* replies that came back to the right caller */
+    int failures;
+};
+
+static void *run_requester(void *arg)
+{
+    struct requester *r = arg;
+    char text[64], want[80];
+    for (int i = 0; i < RPC_PER_THREAD; i++) {
+        int n = snprintf(text, sizeof text, "t%d-r%d", r->index, i);
+        snprintf(want, sizeof want, "re:%s", text);
+        ferry_message *reply = NULL;
+        int rc = ferry_request(r->conn, "rpc", text, (size_t)n, NULL, 30000, &reply);
+        if (rc == FERRY_OK && reply->len == strlen(want) && memcmp(reply->data, want, reply->len) == 0)
+            r->ok++;
+        else
+            r->failures++;
+        ferry_message_free(reply);
+    }
+    return NULL;
+}
+
+struct responder {
+    const char *url;
+    atomic_bool stop;
+    long served;
+};
+
+/* Takes up to 16 requests at once and answers them last first, so that
+ * replies come back in another order than the requests went out. */
+static void *run_responder(void *arg)
+{
+    struct responder *s = arg;
+    ferry_conn *c = NULL;
+    if (ferry_connect(s->url, &c) != FERRY_OK)
+        return NULL;
+    while (!atomic_load(&s->stop)) {
+        ferry_message *batch[16];
+        size_t n = 0;
+        while (n < 16 && ferry_get(c, "rpc", n == 0 ? 100 : 0, &batch[n]) == FERRY_OK)
+            n++;
+        while (n > 0) {
+            ferry_message *m = batch[--n];
+            char text[96];
+            int len = snprintf(text, sizeof text, "re:%.*s", (int)m->len, (const char *)m->data);
+            if (ferry_reply(c, m, text, (size_t)len, NULL) == FERRY_OK)
+                s->served++;
+            ferry_ack(c, m->tag);
+            ferry_message_free(m);
+        }
+    }
+    ferry_close(c);
+    return NULL;
+}
+
+START_TEST(test_a_thousand_requests_from_ten_threads_each_get_their_own_reply)
+{
+    start_daemon();
+    ferry_conn *c = connect_or_fail();
+    struct responder s = { .url = daemon_.url };
+    pthread_t responder;
+    ck_assert_int_eq(pthread_create(&responder, NULL, run_responder, &s), 0);
+    struct requester r[RPC_THREADS];
+    pthread_t threads[RPC_THREADS];
+    long long start = harness_now_ms();
+    for (int i = 0; i < RPC_THREADS; i++) {
+        r[i] = (struct requester){ .conn = c, .index = i };
+        ck_assert_int_eq(pthread_create(&threads[i], NULL, run_requester, &r[i]), 0);
+    }
+    int ok_total = 0;
+    for (int i = 0; i < RPC_THREADS; i++) {
+        pthread_join(threads[i], NULL);
+        ck_assert_msg(r[i].failures == 0, "thread %d: %d replies missing or wrong", i, r[i].failures);
+        ok_total += r[i].ok;
+    }
+    long long took = harness_now_ms() - start;
+    atomic_store(&s.stop, true);
+    pthread_join(responder, NULL);
+    ck_assert_int_eq(ok_total, RPC_THREADS * RPC_PER_THREAD);
+    ck_assert_int_eq(s.served, RPC_THREADS * RPC_PER_THREAD);
+    fprintf(stderr, "rpc: %d requests from %d threads on one connection in %lld ms\n", ok_total,
+            RPC_THREADS, took);
+    /* One reply queue for the whole connection, empty now; the request
+     * queue too. */
+    struct ferry_stats *st = NULL;
+    ok(ferry_stats(c, NULL, &st), "stats");
+    ck_assert_uint_eq(st->count, 2);
+    ck_assert_uint_eq(st->messages, 0);
+    ferry_stats_free(st);
+    ferry_close(c);
+    stop_daemon();
+}
+END_TEST
+
+START_TEST(test_a_request_times_out_and_its_late_reply_goes_to_nobody)
+{
+    start_daemon();
+    ferry_conn *c = connect_or_fail();
+    ferry_message *reply = NULL;
+    ck_assert_int_eq(ferry_request(c, "slow", "first", 5, NULL, 200, &reply), FERRY_ETIMEDOUT);
+    ck_assert_ptr_null(reply);
+    /* The responder comes late: the first reply is dropped, the second
+     * request gets its own. */
+    ferry_conn *server = connect_or_fail();
+    ferry_message *m = NULL;
+    ok(ferry_get(server, "slow", WAIT_MS, &m), "get");
+    ok(ferry_reply(server, m, "late", 4, NULL), "reply");
+    ok(ferry_ack(server, m->tag), "ack");
+    ferry_message_free(m);
+    ok(ferry_flush(server, WAIT_MS), "flush");
+    ok(ferry_publish(c, "slow", "no headers", 10, NULL, 0, FERRY_PUBLISH_CONFIRM), "publish");
+    ok(ferry_get(server, "slow", WAIT_MS, &m), "get");
+    ck_assert_int_eq(ferry_reply(server, m, "x", 1, NULL), FERRY_EINVAL);
+    ok(ferry_ack(server, m->tag), "ack");
+    ferry_message_free(m);
+
+    struct responder s = { .url = daemon_.url };
+    pthread_t responder;
+    ck_assert_int_eq(pthread_create(&responder, NULL, run_responder, &s), 0);
+    ok(ferry_request(c, "rpc", "second", 6, NULL, WAIT_MS, &reply), "request");
+    ck_assert(reply->len == 9 && memcmp(reply->data, "re:second", 9) == 0);
+    ferry_message_free(reply);
+    atomic_store(&s.stop, true);
+    pthread_join(responder, NULL);
+    ferry_close(server);
+    ferry_close(c);
     stop_daemon();
 }
 END_TEST
@@ -275,9 +462,17 @@ static Suite *topics_suite(void)
     tcase_set_timeout(fan, 60);
     tcase_add_test(fan, test_every_bound_queue_gets_every_message_in_order);
     tcase_add_test(fan, test_bad_topics_and_patterns_are_refused_and_the_connection_lives);
+    tcase_add_test(fan, test_a_durable_queue_gets_its_conf_bindings_back_after_a_restart);
     tcase_add_test(fan, test_a_temporary_queue_is_private_and_goes_with_its_connection);
     tcase_add_test(fan, test_ferry_subscribe_prints_what_is_published_to_its_patterns);
     suite_add_tcase(s, fan);
+
+    TCase *rpc = tcase_create("request/reply");
+    tcase_add_checked_fixture(rpc, NULL, teardown);
+    tcase_set_timeout(rpc, 120);
+    tcase_add_test(rpc, test_a_thousand_requests_from_ten_threads_each_get_their_own_reply);
+    tcase_add_test(rpc, test_a_request_times_out_and_its_late_reply_goes_to_nobody);
+    suite_add_tcase(s, rpc);
     return s;
 }
 

@@ -699,6 +699,33 @@ START_TEST(test_durable_queues_without_a_data_dir_are_refused)
 }
 END_TEST
 
+START_TEST(test_bind_lists_patterns_and_may_come_again)
+{
+    struct config cfg;
+    load_ok(&cfg, "[queue \"audit\"]\nbind = orders.# invoices.*\nbind = #.created, a\n"
+                  "[queue \"plain\"]\ndurable = no\n");
+    ck_assert_uint_eq(cfg.queue_count, 2);
+    ck_assert_uint_eq(cfg.queues[0].bind_count, 4);
+    ck_assert_str_eq(cfg.queues[0].binds, "orders.# invoices.* #.created a");
+    ck_assert_ptr_null(cfg.queues[1].binds);
+    config_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_a_bad_bind_is_refused_with_its_line)
+{
+    assert_one_error("[queue \"q\"]\nbind = a..b\n",
+                     "t.conf:2: key 'bind': bad pattern 'a..b': expected words of A-Z a-z 0-9 _ - : "
+                     "separated by '.', a word may be * or #; at most 255 bytes, 32 words");
+    assert_one_error("[queue \"q\"]\nbind = ok x*\n",
+                     "t.conf:2: key 'bind': bad pattern 'x*': expected words of A-Z a-z 0-9 _ - : "
+                     "separated by '.', a word may be * or #; at most 255 bytes, 32 words");
+    assert_one_error("[queue \"q\"]\nbind = ,\n",
+                     "t.conf:2: key 'bind': expected one or more patterns");
+    assert_one_error("[queues]\nbind = a\n", "t.conf:2: key 'bind': only in a [queue \"NAME\"] section");
+}
+END_TEST
+
 START_TEST(test_a_queue_section_needs_a_valid_unique_name)
 {
     assert_one_error("[queue \"no spaces\"]\n",
@@ -830,6 +857,8 @@ int main(void)
     tcase_add_test(queues, test_storage_keys_are_read_and_checked);
     tcase_add_test(queues, test_durable_queues_without_a_data_dir_are_refused);
     tcase_add_test(queues, test_a_queue_section_needs_a_valid_unique_name);
+    tcase_add_test(queues, test_bind_lists_patterns_and_may_come_again);
+    tcase_add_test(queues, test_a_bad_bind_is_refused_with_its_line);
     tcase_add_test(queues, test_queue_defaults_come_before_the_queue_sections);
     suite_add_tcase(s, queues);
 
