@@ -43,6 +43,9 @@ trap 'exit 130' INT TERM
 # start_ferryd [extra ferryd args...]: sets FERRY_URL and ferryd_pid.
 start_ferryd() {
   export FERRY_URL="unix:$ferryd_dir/ferryd.sock"
+  # A socket file left by a killed ferryd would pass the wait below at once,
+  # before the new one listens.
+  rm -f "$ferryd_dir/ferryd.sock"
   if under_valgrind; then
     valgrind --quiet --error-exitcode=99 --leak-check=full \
       --errors-for-leak-kinds=definite,indirect --log-file="$ferryd_dir/valgrind.log" \
