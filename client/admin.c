@@ -156,6 +156,7 @@ static void copy_queue_stats(struct ferry_queue_info *q, const struct ferry_queu
     };
     memcpy(q->depth_by_priority, qs->depth_by_priority, sizeof q->depth_by_priority);
     q->expired = qs->expired;
+    q->bindings = qs->bindings;
 }
 
 int admin__decode_stats(const struct ferry_frame *f, struct ferry_stats **out)
@@ -177,6 +178,11 @@ int admin__decode_stats(const struct ferry_frame *f, struct ferry_stats **out)
         s->connections = f->server.connections;
         s->queue_total = f->server.queues;
         s->uptime_ms = f->server.uptime_ms;
+        s->topic_publishes = f->server.topic_publishes;
+        s->unroutable = f->server.unroutable;
+        s->copies = f->server.copies;
+        s->skipped = f->server.skipped;
+        s->bindings = f->server.bindings;
         s->messages = f->server.messages;
         s->bytes = f->server.bytes;
     }

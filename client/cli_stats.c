@@ -9,24 +9,24 @@
 
 #include "cli.h"
 
-enum { COLUMN_COUNT = 11 }; /* the numeric columns, after the name */
+enum { COLUMN_COUNT = 12 }; /* the numeric columns, after the name */
 
 static const char *const column_titles[COLUMN_COUNT] = {
     "DEPTH", "INFLIGHT", "CONSUMERS", "PUBLISHED", "DELIVERED",
-    "ACKED", "REDELIVERED", "DROPPED", "EXPIRED", "BYTES", "DELAYED",
+    "ACKED", "REDELIVERED", "DROPPED", "EXPIRED", "BYTES", "DELAYED", "BINDINGS",
 };
 
 /* The same order, as JSON keys. */
 static const char *const column_keys[COLUMN_COUNT] = {
     "depth", "inflight", "consumers", "published", "delivered",
-    "acked", "redelivered", "dropped", "expired", "bytes", "delayed",
+    "acked", "redelivered", "dropped", "expired", "bytes", "delayed", "bindings",
 };
 
 static void queue_values(const struct ferry_queue_info *q, uint64_t values[COLUMN_COUNT])
 {
     const uint64_t in_column_order[COLUMN_COUNT] = {
         q->depth, q->inflight, q->consumers, q->published, q->delivered,
-        q->acked, q->redelivered, q->dropped, q->expired, q->bytes, q->delayed,
+        q->acked, q->redelivered, q->dropped, q->expired, q->bytes, q->delayed, q->bindings,
     };
     memcpy(values, in_column_order, sizeof in_column_order);
 }
@@ -89,6 +89,9 @@ static void print_table(const struct ferry_stats *s)
            s->connections, s->queue_total, s->messages, s->bytes);
     print_uptime(s->uptime_ms);
     putchar('\n');
+    printf("topics: %" PRIu64 " publishes, %" PRIu64 " unroutable, %" PRIu64 " copies, %" PRIu64
+           " skipped, %" PRIu64 " bindings\n",
+           s->topic_publishes, s->unroutable, s->copies, s->skipped, s->bindings);
 }
 
 static void print_json(const struct ferry_stats *s)
@@ -96,9 +99,12 @@ static void print_json(const struct ferry_stats *s)
     uint64_t values[COLUMN_COUNT];
 
     printf("{\"server\":{\"connections\":%" PRIu64 ",\"queues\":%" PRIu64
-           ",\"messages\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"uptime_ms\":%" PRIu64 "},"
+           ",\"messages\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"uptime_ms\":%" PRIu64
+           ",\"topic_publishes\":%" PRIu64 ",\"unroutable\":%" PRIu64 ",\"copies\":%" PRIu64
+           ",\"skipped\":%" PRIu64 ",\"bindings\":%" PRIu64 "},"
            "\"queues\":[",
-           s->connections, s->queue_total, s->messages, s->bytes, s->uptime_ms);
+           s->connections, s->queue_total, s->messages, s->bytes, s->uptime_ms,
+           s->topic_publishes, s->unroutable, s->copies, s->skipped, s->bindings);
     for (size_t i = 0; i < s->count; i++) {
         fputs(i == 0 ? "{\"name\":" : ",{\"name\":", stdout);
         cli_print_json_string(s->queues[i].name);

@@ -360,10 +360,15 @@ struct ferry_queue_info {
     uint64_t depth_by_priority[FERRY_PRIORITY_MAX + 1]; /* ready messages of each level */
     uint64_t delayed;       /* waiting for their time, not in depth */
     uint64_t expired;   /* past their time to live, never delivered */
+    uint64_t bindings;  /* its topic binding patterns */
 };
 
 struct ferry_stats {
     uint64_t connections, queue_total, uptime_ms, messages, bytes; /* server-wide */
+    /* Topics, server-wide: publishes to topics, those no binding matched,
+     * the copies they made, copies a bound queue did not take (ended, or
+     * full), and the bindings there are now. */
+    uint64_t topic_publishes, unroutable, copies, skipped, bindings;
     size_t count;                   /* entries in queues[] */
     struct ferry_queue_info *queues;
 };

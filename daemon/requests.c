@@ -577,6 +577,7 @@ static struct ferry_queue_stats stats_row(struct ferry_bytes name, const struct 
     };
     memcpy(row.depth_by_priority, st->depth_by_priority, sizeof row.depth_by_priority);
     row.expired = st->expired;
+    row.bindings = st->bindings;
     return row;
 }
 
@@ -592,12 +593,19 @@ static void send_stats(struct conn *c, uint64_t rid, const struct ferry_queue_st
                        size_t count)
 {
     struct broker *b = c->set->broker;
+    struct topic_stats topics;
+    broker_topic_stats(b, &topics);
     struct ferry_server_stats server = {
         .connections = c->set->count,
         .queues = broker_queue_count(b),
         .uptime_ms = monotonic_ms() - c->set->started_ms,
         .messages = broker_message_count(b),
         .bytes = broker_message_bytes(b),
+        .topic_publishes = topics.published,
+        .unroutable = topics.unroutable,
+        .copies = topics.copies,
+        .skipped = topics.skipped,
+        .bindings = topics.bindings,
     };
     struct ferry_frame ok = {
         .type = FERRY_F_OK, .rid = rid,

@@ -81,9 +81,9 @@ static size_t conns_bound(const struct ferry_frame *f)
 
 static size_t stats_bound(const struct ferry_frame *f)
 {
-    size_t n = 2 * span_bound(0) + 1 + 5 * SCALAR_PAIR_MAX;
+    size_t n = 2 * span_bound(0) + 1 + 10 * SCALAR_PAIR_MAX;
     for (size_t i = 0; i < f->stats_count; i++)
-        n += 1 + 13 * SCALAR_PAIR_MAX + f->stats[i].name.len
+        n += 1 + 14 * SCALAR_PAIR_MAX + f->stats[i].name.len
              + 12 + FERRY_PRIORITY_LEVELS * 9; /* "depth_prio": key, array */
     return n;
 }
@@ -211,19 +211,24 @@ static void encode_ping(struct encoder *e, const struct ferry_frame *f)
 static void put_server_stats(struct encoder *e, const struct ferry_server_stats *s)
 {
     put_key(e, "server");
-    msgpack_pack_map(&e->pk, 5);
+    msgpack_pack_map(&e->pk, 10);
     put_uint(e, "conns", s->connections);
     put_uint(e, "queues", s->queues);
     put_uint(e, "uptime_ms", s->uptime_ms);
     put_uint(e, "messages", s->messages);
     put_uint(e, "bytes", s->bytes);
+    put_uint(e, "topic_pubs", s->topic_publishes);
+    put_uint(e, "unroutable", s->unroutable);
+    put_uint(e, "copies", s->copies);
+    put_uint(e, "skipped", s->skipped);
+    put_uint(e, "bindings", s->bindings);
 }
 
 static void put_uints(struct encoder *e, const char *key, const uint64_t *v, size_t n);
 
 static void put_queue_stats(struct encoder *e, const struct ferry_queue_stats *qs)
 {
-    msgpack_pack_map(&e->pk, 14);
+    msgpack_pack_map(&e->pk, 15);
     put_str(e, "q", qs->name);
     put_uint(e, "depth", qs->depth);
     put_uint(e, "inflight", qs->inflight);
@@ -238,6 +243,7 @@ static void put_queue_stats(struct encoder *e, const struct ferry_queue_stats *q
     put_bool(e, "ended", qs->ended);
     put_uints(e, "depth_prio", qs->depth_by_priority, FERRY_PRIORITY_LEVELS);
     put_uint(e, "expired", qs->expired);
+    put_uint(e, "bindings", qs->bindings);
 }
 
 /* OK: "n" when nonzero, "empty" when true, "q" when non-empty (the

@@ -152,6 +152,7 @@ struct ferry_queue_stats {
     uint64_t depth_by_priority[FERRY_PRIORITY_LEVELS]; /* ready messages of each level */
     uint64_t delayed;     /* waiting for their time (a delayed publish), not in depth */
     uint64_t expired;     /* past their time to live, never delivered */
+    uint64_t bindings;    /* its topic binding patterns */
 };
 
 /* One connection as the OK reply to CONNS shows it. */
@@ -178,6 +179,11 @@ struct ferry_server_stats {
     uint64_t uptime_ms;
     uint64_t messages;    /* ready + in flight, all queues */
     uint64_t bytes;       /* their payload + header bytes */
+    uint64_t topic_publishes; /* publishes to topics accepted */
+    uint64_t unroutable;  /* of those, matched by no binding */
+    uint64_t copies;      /* copies they put into bound queues */
+    uint64_t skipped;     /* copies a bound queue did not take (ended, full) */
+    uint64_t bindings;    /* bindings now, all queues */
 };
 
 /*

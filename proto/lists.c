@@ -333,13 +333,13 @@ bool ferry_iter_item(struct ferry_iter *it, struct ferry_item *item)
 enum queue_stat_key {
     QS_Q, QS_DEPTH, QS_INFLIGHT, QS_CONSUMERS, QS_PUBLISHED, QS_DELIVERED,
     QS_ACKED, QS_REDELIVERED, QS_DROPPED, QS_BYTES, QS_ENDED, QS_DEPTH_PRIO, QS_DELAYED,
-    QS_EXPIRED, QS_KEY_COUNT,
+    QS_EXPIRED, QS_BINDINGS, QS_KEY_COUNT,
 };
 
 static const char *const queue_stat_keys[QS_KEY_COUNT] = {
     "q", "depth", "inflight", "consumers", "published", "delivered",
     "acked", "redelivered", "dropped", "bytes", "ended", "depth_prio", "delayed",
-    "expired",
+    "expired", "bindings",
 };
 
 /* "depth_prio": an array of FERRY_PRIORITY_LEVELS uints, level 0 first. */
@@ -366,6 +366,7 @@ static enum mpack_result read_queue_stat(struct mpack_reader *r, int key,
         [QS_DELIVERED] = &qs->delivered, [QS_ACKED] = &qs->acked,
         [QS_REDELIVERED] = &qs->redelivered, [QS_DROPPED] = &qs->dropped,
         [QS_BYTES] = &qs->bytes, [QS_DELAYED] = &qs->delayed, [QS_EXPIRED] = &qs->expired,
+        [QS_BINDINGS] = &qs->bindings,
     };
     if (key == QS_Q)
         return mpack_read_str(r, &qs->name);
@@ -547,11 +548,13 @@ bool ferry_iter_conn(struct ferry_iter *it, struct ferry_conn_stats *cs)
 }
 
 enum server_stat_key {
-    SS_CONNS, SS_QUEUES, SS_UPTIME_MS, SS_MESSAGES, SS_BYTES, SS_KEY_COUNT,
+    SS_CONNS, SS_QUEUES, SS_UPTIME_MS, SS_MESSAGES, SS_BYTES, SS_TOPIC_PUBS, SS_UNROUTABLE,
+    SS_COPIES, SS_SKIPPED, SS_BINDINGS, SS_KEY_COUNT,
 };
 
 static const char *const server_stat_keys[SS_KEY_COUNT] = {
-    "conns", "queues", "uptime_ms", "messages", "bytes",
+    "conns", "queues", "uptime_ms", "messages", "bytes", "topic_pubs", "unroutable",
+    "copies", "skipped", "bindings",
 };
 
 bool proto_check_server_stats(struct mpack_reader *r, const struct field_whys *w,
@@ -559,6 +562,7 @@ bool proto_check_server_stats(struct mpack_reader *r, const struct field_whys *w
 {
     uint64_t *const counters[SS_KEY_COUNT] = {
         &out->connections, &out->queues, &out->uptime_ms, &out->messages, &out->bytes,
+        &out->topic_publishes, &out->unroutable, &out->copies, &out->skipped, &out->bindings,
     };
     uint32_t pairs;
     enum mpack_result res = mpack_read_map(r, &pairs);
@@ -588,7 +592,9 @@ bool proto_check_server_stats(struct mpack_reader *r, const struct field_whys *w
         if (res != MPACK_OK)
             return fail(why, proto_read_why(res, w));
     }
-    if (seen != (1u << SS_KEY_COUNT) - 1)
+    /* The topic counters came later: a map without them is read as zeros. */
+    const unsigned required = (1u << SS_TOPIC_PUBS) - 1;
+    if ((seen & required) != required)
         return fail(why, "field 'server': lacks a key");
     return true;
 }

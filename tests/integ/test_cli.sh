@@ -67,6 +67,8 @@ t publish --topic orders.eu.created o1 o2 || fail "publish --topic"
 t publish --topic invoices.paid i1 || fail "publish --topic unroutable"
 expect_eq "fan-out copies" "o1
 o2" "$(t consume audit -n 2 --timeout 5)"
+expect_eq "stats bindings" 2 "$(t stats audit --json | grep -o '"bindings": *[0-9]*' | tail -1 | grep -o '[0-9]*$')"
+expect_eq "stats unroutable" 1 "$(t stats --json | grep -o '"unroutable": *[0-9]*' | grep -o '[0-9]*$')"
 t unbind audit 'orders.#' || fail "unbind"
 t unbind audit 'orders.#' 2>/dev/null; expect_eq "unbind twice exit code" 1 "$?"
 t bind audit 'a..b' 2>/dev/null; expect_eq "bad pattern exit code" 2 "$?"

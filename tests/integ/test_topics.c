@@ -96,6 +96,15 @@ START_TEST(test_every_bound_queue_gets_every_message_in_order)
     ck_assert_uint_eq(queue_info(c, "fan-one-word").depth, N);
     ck_assert_uint_eq(queue_info(c, "fan-eu").depth, N);
     ck_assert_uint_eq(queue_info(c, "fan-invoices").depth, 0);
+    ck_assert_uint_eq(queue_info(c, "fan-eu").bindings, 2);
+    struct ferry_stats *st = NULL;
+    ok(ferry_stats(c, NULL, &st), "stats");
+    ck_assert_uint_eq(st->topic_publishes, N + 1);
+    ck_assert_uint_eq(st->unroutable, 1);
+    ck_assert_uint_eq(st->copies, 3 * N);
+    ck_assert_uint_eq(st->skipped, 0);
+    ck_assert_uint_eq(st->bindings, 5);
+    ferry_stats_free(st);
     /* In publish order in each. */
     for (int i = 0; i < 5; i++) {
         ferry_message *m = NULL;

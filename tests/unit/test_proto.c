@@ -128,11 +128,12 @@ static const struct ferry_item sample_items[] = {
 };
 static const struct ferry_queue_stats sample_queue_stats[] = {
     { { (const uint8_t *)"jobs", 4 }, 10, 2, 1, 100, 90, 88, 3, 1, 4096, false,
-      { 7, 0, 0, 0, 0, 2, 0, 0, 0, 1 }, 5, 11 },
+      { 7, 0, 0, 0, 0, 2, 0, 0, 0, 1 }, 5, 11, 3 },
     { { (const uint8_t *)"mail.out", 8 }, 0, 0, 0, UINT64_MAX, 0, 0, 0, 0, 0, true,
-      { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }, 7, UINT64_MAX },
+      { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }, 7, UINT64_MAX, 0 },
 };
-static const struct ferry_server_stats sample_server_stats = { 3, 2, 123456, 12, 4096 };
+static const struct ferry_server_stats sample_server_stats = { 3, 2, 123456, 12, 4096,
+                                                               50, 4, 92, 2, 1024 };
 static const struct ferry_conn_stats sample_conn_stats[] = {
     { 7, { (const uint8_t *)"unix:pid=42,uid=1000", 20 }, { (const uint8_t *)"worker", 6 }, 65536,
       true, 1, 256, 60000, 15 },
@@ -325,6 +326,7 @@ static void assert_stats_equal(const struct ferry_frame *want, const struct ferr
         for (unsigned p = 0; p < FERRY_PRIORITY_LEVELS; p++)
             ck_assert_uint_eq(qs.depth_by_priority[p], w->depth_by_priority[p]);
         ck_assert_uint_eq(qs.expired, w->expired);
+        ck_assert_uint_eq(qs.bindings, w->bindings);
     }
     ck_assert(!ferry_iter_stats(&it, &qs));
 
