@@ -19,7 +19,12 @@
  * that fsync policy, its log in the temporary directory (bench/README.md,
  * "Durable queues"). With -p N every message carries a priority, spread
  * over N levels (message i of a producer at level i mod N, 1..10), so that
- * the queue's ready lists are mixed. A benchmark, not a test: it never fails on a timing.
+ * the queue's ready lists are mixed. With -f N the producers publish to a
+ * topic that N queues are bound to, one PUBLISH_TOPIC per message (a topic
+ * has no batch frame: w1a confirms each, w1b and w3 confirm at the end),
+ * and the consumer subscribes to all N: the rate counts every copy
+ * delivered, and the summary line the publishes too.
+ * A benchmark, not a test: it never fails on a timing.
  */
 #include <ferry.h>
 
@@ -58,6 +63,7 @@ struct config {
     unsigned busy_poll_us; /* the consumer's ferry_dispatch() busy polling; 0: off */
     const char *fsync;  /* durable queues with this policy; NULL: in memory */
     int priorities;     /* 1..10: messages at i mod N; 0: no priority sent */
+    int fanout;         /* -f N: publish to a topic bound to N queues; 0: to one queue */
 };
 
 /* The publish options of message i of a producer under -p. */
@@ -84,7 +90,7 @@ struct shared {
 static struct shared *sh;
 static int go_pipe[2];
 static int delivered_pipe[2]; /* w2: consumer -> producer "acked" */
-static char queue[64];
+static char queue[64]; /* with -f, the topic; the queues are queue.0 .. queue.N-1 */
 
 static uint64_t now_ns(void)
 {
@@ -131,11 +137,13 @@ static void run_producer(const struct config *c, uint32_t index)
     wait_go();
 
     for (long i = 0; i < c->per_producer;) {
-        if (strcmp(c->workload, "w1a") == 0 || is_w2(c)) {
+        if (strcmp(c->workload, "w1a") == 0 || is_w2(c) || c->fanout > 0) {
             fill_payload(payloads, c->size, index, (uint32_t)i);
-            struct ferry_publish_options o = { .flags = is_w2(c) ? 0 : FERRY_PUBLISH_CONFIRM };
+            bool confirm = strcmp(c->workload, "w1a") == 0;
+            struct ferry_publish_options o = { .flags = confirm ? FERRY_PUBLISH_CONFIRM : 0 };
             set_priority(c, i, &o.has_priority, &o.priority);
-            rc = ferry_publish_opts(conn, queue, payloads, (size_t)c->size, &o);
+            rc = c->fanout > 0 ? ferry_publish_topic(conn, queue, payloads, (size_t)c->size, &o)
+                               : ferry_publish_opts(conn, queue, payloads, (size_t)c->size, &o);
             if (rc != FERRY_OK)
                 die("publish", rc);
             i++;
@@ -214,11 +222,21 @@ static void run_consumer(const struct config *c)
     int rc = ferry_connect(c->url, &conn);
     if (rc != FERRY_OK)
         die("connect", rc);
-    struct consumer_state st = { c, event_base_new(), (long)c->producers * c->per_producer };
+    int queues = c->fanout > 0 ? c->fanout : 1;
+    struct consumer_state st = { c, event_base_new(), (long)c->producers * c->per_producer * queues };
     struct ferry_consume_options o = { .credit = (uint32_t)c->credit, .on_message = on_message, .arg = &st };
     uint64_t sub;
-    if ((rc = ferry_attach(conn, st.base)) != FERRY_OK || (rc = ferry_consume(conn, queue, &o, &sub)) != FERRY_OK)
-        die("consume", rc);
+    if ((rc = ferry_attach(conn, st.base)) != FERRY_OK)
+        die("attach", rc);
+    for (int i = 0; i < queues; i++) {
+        char name[80];
+        if (c->fanout > 0)
+            snprintf(name, sizeof name, "%s.%d", queue, i);
+        else
+            snprintf(name, sizeof name, "%s", queue);
+        if ((rc = ferry_consume(conn, name, &o, &sub)) != FERRY_OK)
+            die("consume", rc);
+    }
     struct timeval limit = { c->timeout_s, 0 };
     struct event *deadline = evtimer_new(st.base, on_deadline, st.base);
     evtimer_add(deadline, &limit);
@@ -280,6 +298,23 @@ static pid_t start_ferryd(const char *path, const char *fsync, char *dir, size_t
     return -1;
 }
 
+/* -f N: binds queue.0 .. queue.N-1 to the topic `queue`. 0 or -1. */
+static int bind_fanout(const struct config *c)
+{
+    ferry_conn *conn = NULL;
+    int rc = ferry_connect(c->url, &conn);
+    for (int i = 0; rc == FERRY_OK && i < c->fanout; i++) {
+        char name[80];
+        snprintf(name, sizeof name, "%s.%d", queue, i);
+        rc = ferry_bind(conn, name, queue);
+    }
+    if (rc != FERRY_OK)
+        fprintf(stderr, "ferry-bench: bind: %s\n", ferry_strerror(rc));
+    if (conn != NULL)
+        ferry_close(conn);
+    return rc == FERRY_OK ? 0 : -1;
+}
+
 static void default_ferryd(char *out, size_t len)
 {
     char self[PATH_MAX];
@@ -299,7 +334,8 @@ static void usage(void)
             "                   [-c credit] [-t timeout_s] [-g w2_gap_us]\n"
             "                   [-S busy_poll_us]  (the consumer's ferry_dispatch() busy polling)\n"
             "                   [-D always|interval|never]  (durable queues, own ferryd only)\n"
-            "                   [-p levels]  (priorities 0..levels-1, mixed; 1..10)\n");
+            "                   [-p levels]  (priorities 0..levels-1, mixed; 1..10)\n"
+            "                   [-f N]  (publish to a topic bound to N queues, 1..64; w1a, w1b, w3)\n");
     exit(2);
 }
 
@@ -309,7 +345,7 @@ int main(int argc, char **argv)
                         .size = -1, .batch = -1, .timeout_s = 60, .gap_us = 100, .credit = 1024 };
     static const struct option longopts[] = { { "ferryd", required_argument, NULL, 'F' }, { 0 } };
     int o;
-    while ((o = getopt_long(argc, argv, "w:a:B:P:n:s:b:c:t:g:D:S:p:h", longopts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "w:a:B:P:n:s:b:c:t:g:D:S:p:f:h", longopts, NULL)) != -1) {
         switch (o) {
         case 'w': c.workload = optarg; break;
         case 'a': c.url = optarg; break;
@@ -325,6 +361,7 @@ int main(int argc, char **argv)
         case 'D': c.fsync = optarg; break;
         case 'S': c.busy_poll_us = (unsigned)atoi(optarg); break;
         case 'p': c.priorities = atoi(optarg); break;
+        case 'f': c.fanout = atoi(optarg); break;
         default: usage();
         }
     }
@@ -344,7 +381,7 @@ int main(int argc, char **argv)
         if (c.batch < 0) c.batch = defaults[i].b;
     }
     if (!known || c.size < 16 || c.producers < 1 || c.per_producer < 1 || c.priorities < 0 ||
-        c.priorities > 10)
+        c.priorities > 10 || c.fanout < 0 || c.fanout > 64 || (c.fanout > 0 && is_w2(&c)))
         usage();
     if (c.fsync && (c.url || (strcmp(c.fsync, "always") != 0 && strcmp(c.fsync, "interval") != 0 &&
                               strcmp(c.fsync, "never") != 0)))
@@ -367,6 +404,8 @@ int main(int argc, char **argv)
         c.url = url;
     }
     snprintf(queue, sizeof queue, "bench.%s.%d", c.workload, (int)getpid());
+    if (c.fanout > 0 && bind_fanout(&c) != 0)
+        return 2;
 
     sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (sh == MAP_FAILED || pipe(go_pipe) != 0 || pipe(delivered_pipe) != 0)
@@ -391,9 +430,11 @@ int main(int argc, char **argv)
         waitpid(children[i], NULL, 0);
     getrusage(RUSAGE_CHILDREN, &after);
 
-    long total = (long)c.producers * c.per_producer;
+    long copies = c.fanout > 0 ? c.fanout : 1;
+    long total = (long)c.producers * c.per_producer * copies;
     double elapsed = sh->t_end > sh->t0 ? (double)(sh->t_end - sh->t0) / 1e9 : 0;
-    uint64_t want_sum = (uint64_t)c.producers * (uint64_t)(c.per_producer * (c.per_producer - 1) / 2);
+    uint64_t want_sum = (uint64_t)copies * (uint64_t)c.producers *
+                        (uint64_t)(c.per_producer * (c.per_producer - 1) / 2);
     bool verify = sh->badlen == 0 && sh->received == total && sh->seqsum == want_sum;
     if (is_w2(&c)) {
         qsort(sh->lat_us, (size_t)sh->nlat, sizeof(double), cmp_double);
@@ -404,9 +445,9 @@ int main(int argc, char **argv)
         double rate = elapsed > 0 ? (double)sh->received / elapsed : 0;
         printf("%s %s %.0f %.2f - -\n", c.label, c.workload, rate, rate * c.size / 1e6);
     }
-    printf("# %s %s n=%ld/%ld size=%d producers=%d batch=%d credit=%d busy_poll_us=%u priorities=%d queues=%s elapsed_s=%.3f complete=%s verify=%s\n",
+    printf("# %s %s n=%ld/%ld size=%d producers=%d batch=%d credit=%d busy_poll_us=%u priorities=%d fanout=%d publishes=%ld queues=%s elapsed_s=%.3f complete=%s verify=%s\n",
            c.label, c.workload, sh->received, total, c.size, c.producers, c.batch, c.credit,
-           c.busy_poll_us, c.priorities, c.fsync ? c.fsync : "memory", elapsed, sh->complete ? "yes" : "no", verify ? "ok" : "FAIL");
+           c.busy_poll_us, c.priorities, c.fanout, (long)c.producers * c.per_producer, c.fsync ? c.fsync : "memory", elapsed, sh->complete ? "yes" : "no", verify ? "ok" : "FAIL");
     if (daemon_pid > 0) {
         char status[64], line[256];
         snprintf(status, sizeof status, "/proc/%d/status", (int)daemon_pid);
