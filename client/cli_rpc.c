@@ -128,11 +128,16 @@ static int serve_one(const struct cli_command *self, ferry_conn *conn, const fer
         cli_error("%s: '%s' failed on a request; it goes back to the queue", self->name, exec);
         return CLI_EXIT_BROKEN;
     }
-    int status = exec != NULL ? ferry_reply(conn, m, out, out_len, NULL)
-                              : ferry_reply(conn, m, m->data, m->len, NULL);
+    /* Confirmed one by one: a requester that is gone is told apart. */
+    const struct ferry_publish_options confirm = { .flags = FERRY_PUBLISH_CONFIRM };
+    int status = exec != NULL ? ferry_reply(conn, m, out, out_len, &confirm)
+                              : ferry_reply(conn, m, m->data, m->len, &confirm);
     free(out);
     if (status == FERRY_EINVAL)
         cli_error("%s: a message without reply_to and correlation_id is acked unanswered",
+                  self->name);
+    else if (status == FERRY_ESERVER && ferry_server_error(NULL) == FERRY_CODE_NOT_FOUND)
+        cli_error("%s: the requester is gone (its reply queue does not exist); acked",
                   self->name);
     else if (status != FERRY_OK)
         return cli_fail(status, self->name);

@@ -334,7 +334,9 @@ FERRY_API int ferry_request(ferry_conn *c, const char *queue, const void *data, 
 /* Answers a delivered request: publishes data to its reply_to queue with
  * its correlation_id (plus o's headers, at most 63). FERRY_EINVAL if the
  * request carries no reply_to or correlation_id. Acking the request is the
- * caller's business, as for any message; callable from a callback. */
+ * caller's business, as for any message; callable from a callback. If the
+ * requester has gone, its reply queue has too: the broker refuses the
+ * reply with NOT_FOUND (on its confirm, or at the next ferry_flush). */
 FERRY_API int ferry_reply(ferry_conn *c, const ferry_message *request, const void *data, size_t len,
                           const struct ferry_publish_options *o);
 

@@ -226,7 +226,9 @@ enum ferry_code broker_find_queue(struct broker *b, struct ferry_bytes name, boo
         *out = q;
         return FERRY_CODE_OK;
     }
-    if (!create)
+    /* "tmp." names are made by DECLARE_TEMP only: a reply to a requester
+     * that is gone must not leave a queue behind. */
+    if (!create || temp_queue_name_reserved(name))
         return FERRY_CODE_NOT_FOUND;
     struct queue_settings s = broker_settings_for(b, name);
     return broker_new_queue(b, name, &s, out);

@@ -469,7 +469,8 @@ enum ferry_code broker_each_binding(struct broker *b, struct ferry_bytes queue,
 /* Declares a temporary queue of session s: in memory whatever the conf
  * file says, usable for receiving (CONSUME, GET), binding, purging and
  * deleting by s alone, deleted with its messages when s is freed. An
- * empty name asks the broker for a fresh one ("tmp." and a number).
+ * empty name asks the broker for a fresh one ("tmp." and a number); names
+ * with that prefix are made by this call only (broker_find_queue).
  * *out is the name (valid while the queue lives). Declaring one of s's
  * own temporary queues again is OK. OK, BAD_NAME, EXCLUSIVE (the name is
  * a queue that is not s's temporary queue), LIMIT (max_queues, or

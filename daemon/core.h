@@ -99,14 +99,18 @@ void topics_forget_queue(struct broker *b, struct queue *q);
 
 /* ---- temp_queues.c ---- */
 
+/* Whether a queue of this name is made only by DECLARE_TEMP ("tmp."
+ * prefix): other calls that create queues refuse it NOT_FOUND. */
+bool temp_queue_name_reserved(struct ferry_bytes name);
 /* q is being deleted: if it is a temporary queue, its owner forgets it. */
 void temp_queue_forget(struct queue *q);
 /* s is going: its temporary queues are deleted with their messages. */
 void temp_queues_delete_all(struct broker *b, struct session *s);
 
 /* Finds the named queue, creating it if `create` (a call that fails later
- * may leave the queue it created, as a DECLARE would).
- * OK, BAD_NAME, NOT_FOUND (not create), LIMIT, NO_MEMORY. */
+ * may leave the queue it created, as a DECLARE would) and the name is not
+ * reserved for temporary queues.
+ * OK, BAD_NAME, NOT_FOUND (not create, or a "tmp." name), LIMIT, NO_MEMORY. */
 enum ferry_code broker_find_queue(struct broker *b, struct ferry_bytes name, bool create,
                                   struct queue **out);
 

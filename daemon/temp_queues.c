@@ -5,11 +5,19 @@
  * publish to them: that is how replies reach a requester.
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "core.h"
 
-/* Server-given names: "tmp." and a number in hex, never one in use. */
+/* Server-given names: "tmp." and a number in hex, never one in use. The
+ * prefix is reserved: only DECLARE_TEMP makes a queue of such a name. */
 #define TEMP_PREFIX "tmp."
+
+bool temp_queue_name_reserved(struct ferry_bytes name)
+{
+    size_t n = sizeof TEMP_PREFIX - 1;
+    return name.len >= n && memcmp(name.ptr, TEMP_PREFIX, n) == 0;
+}
 
 static void link_temp(struct session *s, struct queue *q)
 {

@@ -229,6 +229,9 @@ START_TEST(test_a_temporary_queue_is_private_and_goes_with_its_connection)
         harness_sleep_ms(10);
     }
     refused(rc, FERRY_CODE_NOT_FOUND, "stats of a closed connection's queue");
+    /* A late message for it is refused, and makes no queue of that name. */
+    refused(ferry_publish(other, name, "late", 4, NULL, 0, FERRY_PUBLISH_CONFIRM),
+            FERRY_CODE_NOT_FOUND, "publish to a gone temporary queue");
     ok(ferry_stats(other, NULL, &st), "stats");
     ck_assert_uint_eq(st->messages, 0);
     ck_assert_uint_eq(st->queue_total, 0);

@@ -2565,8 +2565,11 @@ START_TEST(test_a_temporary_queue_is_named_by_the_broker_when_asked)
     ck_assert(n1.len > 4 && memcmp(n1.ptr, "tmp.", 4) == 0);
     char first[64];
     copy_text(first, sizeof first, n1);
-    /* A queue already called like the next name is passed over. */
-    publish(b, "tmp.2", "squatter");
+    /* A queue already called like the next name (another session's
+     * temporary queue) is passed over. */
+    struct fake other;
+    fake_open(&other, b);
+    ck_assert_int_eq(broker_declare_temp(b, other.s, bytes("tmp.2"), &n2), FERRY_CODE_OK);
     ck_assert_int_eq(broker_declare_temp(b, a.s, no_headers, &n2), FERRY_CODE_OK);
     char second[64];
     copy_text(second, sizeof second, n2);
@@ -2575,6 +2578,8 @@ START_TEST(test_a_temporary_queue_is_named_by_the_broker_when_asked)
     ck_assert_uint_eq(broker_queue_count(b), 3);
     fake_close(&a);
     ck_assert_uint_eq(broker_queue_count(b), 1);
+    fake_close(&other);
+    ck_assert_uint_eq(broker_queue_count(b), 0);
     broker_free(b);
 }
 END_TEST
@@ -2654,6 +2659,32 @@ START_TEST(test_a_temporary_queue_stays_in_memory_whatever_the_conf_says)
     ck_assert_uint_eq(jcount(&j, J_DELETE), 0);
     broker_free(b);
     journal_close(&j);
+}
+END_TEST
+
+START_TEST(test_only_declare_temp_makes_a_queue_with_a_tmp_name)
+{
+    struct broker *b = broker_new(NULL);
+    struct fake a;
+    fake_open(&a, b);
+    /* A reply to a requester that is gone creates nothing. */
+    ck_assert_int_eq(broker_publish(b, NULL, bytes("tmp.7"), bytes("late"), no_headers, NULL, NULL),
+                     FERRY_CODE_NOT_FOUND);
+    ck_assert_int_eq(broker_consume(b, a.s, bytes("tmp.7"), 1, 1), FERRY_CODE_NOT_FOUND);
+    ck_assert_int_eq(broker_declare(b, bytes("tmp.7")), FERRY_CODE_NOT_FOUND);
+    ck_assert_int_eq(broker_bind(b, bytes("tmp.7"), bytes("x")), FERRY_CODE_NOT_FOUND);
+    ck_assert_uint_eq(broker_queue_count(b), 0);
+    /* Declared temporary, it takes publishes like any queue. */
+    struct ferry_bytes name;
+    ck_assert_int_eq(broker_declare_temp(b, a.s, bytes("tmp.7"), &name), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_publish(b, NULL, bytes("tmp.7"), bytes("in"), no_headers, NULL, NULL),
+                     FERRY_CODE_OK);
+    /* "tmpfoo" and "x.tmp.y" are ordinary names. */
+    publish(b, "tmpfoo", "x");
+    publish(b, "x.tmp.y", "x");
+    fake_close(&a);
+    ck_assert_uint_eq(broker_queue_count(b), 2);
+    broker_free(b);
 }
 END_TEST
 
@@ -3063,6 +3094,7 @@ static Suite *broker_suite(void)
     tcase_add_test(topics, test_a_temporary_queue_goes_with_its_session_messages_and_bindings_included);
     tcase_add_test(topics, test_a_temporary_queue_stays_in_memory_whatever_the_conf_says);
     tcase_add_test(topics, test_temporary_queues_per_session_are_bounded);
+    tcase_add_test(topics, test_only_declare_temp_makes_a_queue_with_a_tmp_name);
     suite_add_tcase(s, topics);
 
     TCase *expiry = tcase_create("expiry");
