@@ -153,10 +153,20 @@ static void copy_queue_stats(struct ferry_queue_info *q, const struct ferry_queu
         .bytes = qs->bytes,
         .delayed = qs->delayed,
         .ended = qs->ended,
+        .max_length = qs->max_length,
+        .max_bytes = qs->max_bytes,
+        .dropped_oldest = qs->dropped_oldest,
+        .rejected = qs->rejected,
+        .blocked = qs->blocked,
     };
     memcpy(q->depth_by_priority, qs->depth_by_priority, sizeof q->depth_by_priority);
     q->expired = qs->expired;
     q->bindings = qs->bindings;
+    /* A policy this library does not know is shown cut, never overrun. */
+    size_t len = qs->overflow.len < sizeof q->overflow ? qs->overflow.len : sizeof q->overflow - 1;
+    if (len)
+        memcpy(q->overflow, qs->overflow.ptr, len);
+    q->overflow[len] = '\0';
 }
 
 int admin__decode_stats(const struct ferry_frame *f, struct ferry_stats **out)
@@ -185,6 +195,9 @@ int admin__decode_stats(const struct ferry_frame *f, struct ferry_stats **out)
         s->bindings = f->server.bindings;
         s->messages = f->server.messages;
         s->bytes = f->server.bytes;
+        s->memory = f->server.memory;
+        s->max_memory = f->server.max_memory;
+        s->parked = f->server.parked;
     }
     s->queues = count ? (struct ferry_queue_info *)(s + 1) : NULL;
     char *name = (char *)(s + 1) + count * sizeof(struct ferry_queue_info);

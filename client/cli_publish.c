@@ -49,7 +49,16 @@ struct publisher {
     const char *unit;             /* "line" or "message", for error messages */
     uint64_t failed_number;       /* the unit that could not be sent; 0: unknown */
     bool input_failed;            /* reading stdin failed, not the broker */
+    uint64_t batches;             /* publish frames sent (one per batch of messages) */
+    uint64_t refused;             /* of those, refused by the broker (refusal handler) */
 };
+
+/* ferry_refusal_fn: counts each refused batch; ferry_flush names the first. */
+static void on_refusal(ferry_conn *c, uint64_t id, int code, const char *text, void *arg)
+{
+    struct publisher *p = arg;
+    p->refused++;
+}
 
 /* Splits "-H key=value" in place (argv strings are writable): the '='
  * becomes the key's terminating NUL. */
@@ -85,6 +94,10 @@ static int publish_failed(const struct cli_command *self, const struct publisher
         cli_error("%s: cannot read standard input", self->name);
         return CLI_EXIT_BROKEN;
     }
+    if (status == FERRY_ESERVER && p->refused > 0)
+        cli_error("%s: the broker refused %llu of %llu batches (a batch is queued whole or "
+                  "not at all)", self->name, (unsigned long long)p->refused,
+                  (unsigned long long)p->batches);
     if (status != FERRY_EINVAL)
         return cli_fail(status, self->name);
     if (p->failed_number > 0)
@@ -108,6 +121,8 @@ static int publish_messages(struct publisher *p, const struct ferry_msg *msgs, s
      * messages go one by one. */
     if (!delayed && !p->to_topic)
         status = ferry_publish_batch(p->conn, p->queue, msgs, n, 0);
+    if (status == FERRY_OK)
+        p->batches++;
     if (status != FERRY_EINVAL)
         return status;
     /* The batch exceeds the broker's frame limit and nothing was sent:
@@ -122,6 +137,8 @@ static int publish_messages(struct publisher *p, const struct ferry_msg *msgs, s
         status = p->to_topic
                      ? ferry_publish_topic(p->conn, p->queue, msgs[i].data, msgs[i].len, &o)
                      : ferry_publish_opts(p->conn, p->queue, msgs[i].data, msgs[i].len, &o);
+        if (status == FERRY_OK)
+            p->batches++;
         if (status != FERRY_OK) {
             p->failed_number = first_number + i;
             return status;
@@ -321,6 +338,7 @@ int cli_cmd_publish(const struct cli_command *self, int argc, char **argv)
     exit_code = cli_connect(self, &p.conn);
     if (exit_code != CLI_EXIT_OK)
         return exit_code;
+    ferry_set_refusal_handler(p.conn, on_refusal, &p);
     exit_code = publish_all(self, &p, argc, argv, optind + 1);
     ferry_close(p.conn);
     return exit_code;

@@ -55,6 +55,78 @@ static void print_priorities(const struct ferry_queue_info *q)
     puts(*sep == '\0' ? "-" : "");
 }
 
+/* ---- flow control: bounds, policy and what happened at them ---- */
+
+enum { FLOW_COLUMNS = 5 };
+
+static const char *const flow_titles[FLOW_COLUMNS] = {
+    "MAX_LENGTH", "MAX_BYTES", "DROPPED_OLDEST", "REJECTED", "BLOCKED",
+};
+
+static void flow_values(const struct ferry_queue_info *q, uint64_t values[FLOW_COLUMNS])
+{
+    const uint64_t in_column_order[FLOW_COLUMNS] = {
+        q->max_length, q->max_bytes, q->dropped_oldest, q->rejected, q->blocked,
+    };
+    memcpy(values, in_column_order, sizeof in_column_order);
+}
+
+/* Whether a queue has a bound or has met one: only those get a row. */
+static bool flow_shown(const struct ferry_queue_info *q)
+{
+    return q->max_length || q->max_bytes || q->dropped_oldest || q->rejected || q->blocked;
+}
+
+/* A second table, for the queues flow_shown() picks; a bound of 0 is "-". */
+static void print_flow_table(const struct ferry_stats *s, int name_width)
+{
+    int widths[FLOW_COLUMNS];
+    uint64_t values[FLOW_COLUMNS];
+    bool any = false;
+
+    for (int c = 0; c < FLOW_COLUMNS; c++)
+        widths[c] = (int)strlen(flow_titles[c]);
+    for (size_t i = 0; i < s->count; i++) {
+        if (!flow_shown(&s->queues[i]))
+            continue;
+        any = true;
+        flow_values(&s->queues[i], values);
+        for (int c = 0; c < FLOW_COLUMNS; c++)
+            if (cli_decimal_width(values[c]) > widths[c])
+                widths[c] = cli_decimal_width(values[c]);
+    }
+    if (!any)
+        return;
+    printf("%-*s", name_width, "QUEUE");
+    for (int c = 0; c < FLOW_COLUMNS; c++)
+        printf("  %*s", widths[c], flow_titles[c]);
+    printf("  OVERFLOW\n");
+    for (size_t i = 0; i < s->count; i++) {
+        const struct ferry_queue_info *q = &s->queues[i];
+        if (!flow_shown(q))
+            continue;
+        cli_print_name(q->name, name_width);
+        flow_values(q, values);
+        for (int c = 0; c < FLOW_COLUMNS; c++) {
+            if (c < 2 && values[c] == 0)
+                printf("  %*s", widths[c], "-");
+            else
+                printf("  %*" PRIu64, widths[c], values[c]);
+        }
+        printf("  ");
+        cli_print_name(q->overflow, 0);
+        putchar('\n');
+    }
+}
+
+static void print_server_memory(const struct ferry_stats *s)
+{
+    printf("queued memory: %" PRIu64 " bytes", s->memory);
+    if (s->max_memory != 0)
+        printf(" of max_queued_memory %" PRIu64, s->max_memory);
+    printf(", %" PRIu64 " connection(s) parked on a full queue\n", s->parked);
+}
+
 static void print_table(const struct ferry_stats *s)
 {
     int name_width = (int)strlen("QUEUE");
@@ -92,6 +164,22 @@ static void print_table(const struct ferry_stats *s)
     printf("topics: %" PRIu64 " publishes, %" PRIu64 " unroutable, %" PRIu64 " copies, %" PRIu64
            " skipped, %" PRIu64 " bindings\n",
            s->topic_publishes, s->unroutable, s->copies, s->skipped, s->bindings);
+    print_server_memory(s);
+    print_flow_table(s, name_width);
+}
+
+/* A queue's flow control keys, each with its leading comma. */
+static void print_json_flow(const struct ferry_queue_info *q)
+{
+    uint64_t values[FLOW_COLUMNS];
+    static const char *const keys[FLOW_COLUMNS] = {
+        "max_length", "max_bytes", "dropped_oldest", "rejected", "blocked",
+    };
+    flow_values(q, values);
+    for (int c = 0; c < FLOW_COLUMNS; c++)
+        printf(",\"%s\":%" PRIu64, keys[c], values[c]);
+    fputs(",\"overflow\":", stdout);
+    cli_print_json_string(q->overflow);
 }
 
 static void print_json(const struct ferry_stats *s)
@@ -101,10 +189,12 @@ static void print_json(const struct ferry_stats *s)
     printf("{\"server\":{\"connections\":%" PRIu64 ",\"queues\":%" PRIu64
            ",\"messages\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"uptime_ms\":%" PRIu64
            ",\"topic_publishes\":%" PRIu64 ",\"unroutable\":%" PRIu64 ",\"copies\":%" PRIu64
-           ",\"skipped\":%" PRIu64 ",\"bindings\":%" PRIu64 "},"
+           ",\"skipped\":%" PRIu64 ",\"bindings\":%" PRIu64
+           ",\"memory\":%" PRIu64 ",\"max_memory\":%" PRIu64 ",\"parked\":%" PRIu64 "},"
            "\"queues\":[",
            s->connections, s->queue_total, s->messages, s->bytes, s->uptime_ms,
-           s->topic_publishes, s->unroutable, s->copies, s->skipped, s->bindings);
+           s->topic_publishes, s->unroutable, s->copies, s->skipped, s->bindings, s->memory,
+           s->max_memory, s->parked);
     for (size_t i = 0; i < s->count; i++) {
         fputs(i == 0 ? "{\"name\":" : ",{\"name\":", stdout);
         cli_print_json_string(s->queues[i].name);
@@ -114,7 +204,9 @@ static void print_json(const struct ferry_stats *s)
         printf(",\"ended\":%s,\"depth_by_priority\":[", s->queues[i].ended ? "true" : "false");
         for (unsigned p = 0; p <= FERRY_PRIORITY_MAX; p++)
             printf("%s%" PRIu64, p == 0 ? "" : ",", s->queues[i].depth_by_priority[p]);
-        printf("]}");
+        printf("]");
+        print_json_flow(&s->queues[i]);
+        printf("}");
     }
     printf("]}\n");
 }

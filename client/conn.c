@@ -102,6 +102,14 @@ void conn__end_callback(struct ferry_conn *c, struct ferry_conn *saved)
     dispatching = saved;
 }
 
+void conn__copy_text(char out[FERRY_ERROR_TEXT_MAX + 1], struct ferry_bytes text)
+{
+    size_t len = text.len < FERRY_ERROR_TEXT_MAX ? text.len : FERRY_ERROR_TEXT_MAX;
+    if (len)
+        memcpy(out, text.ptr, len);
+    out[len] = '\0';
+}
+
 void conn__report_error(struct ferry_conn *c, int code, struct ferry_bytes text)
 {
     ferry_error_fn fn = c->on_error;
@@ -109,13 +117,20 @@ void conn__report_error(struct ferry_conn *c, int code, struct ferry_bytes text)
     if (!fn)
         return;
     char copy[FERRY_ERROR_TEXT_MAX + 1];
-    size_t len = text.len < FERRY_ERROR_TEXT_MAX ? text.len : FERRY_ERROR_TEXT_MAX;
-    if (len)
-        memcpy(copy, text.ptr, len);
-    copy[len] = '\0';
+    conn__copy_text(copy, text);
     struct ferry_conn *saved = conn__begin_callback(c);
     fn(c, code, copy, arg);
     conn__end_callback(c, saved);
+}
+
+void ferry_set_refusal_handler(ferry_conn *c, ferry_refusal_fn fn, void *arg)
+{
+    if (!c || conn__forked(c))
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->on_refusal = fn;
+    c->refusal_arg = arg;
+    pthread_mutex_unlock(&c->mu);
 }
 
 void ferry_set_error_handler(ferry_conn *c, ferry_error_fn fn, void *arg)

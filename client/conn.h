@@ -137,6 +137,8 @@ struct ferry_conn {
 
     ferry_error_fn on_error;
     void *error_arg;
+    ferry_refusal_fn on_refusal; /* refused publishes nobody waits for */
+    void *refusal_arg;
 
     /* Request/reply (rpc.c): the private reply queue, made by the first
      * ferry_request(), and the callers waiting for their replies. */
@@ -181,6 +183,8 @@ void conn__end_callback(struct ferry_conn *c, struct ferry_conn *saved);
  * the call): a broker code (> 0), or a ferry_status (< 0) when the
  * connection is lost. */
 void conn__report_error(struct ferry_conn *c, int code, struct ferry_bytes text);
+/* Copies a broker's text into out, cut to FERRY_ERROR_TEXT_MAX, NUL-terminated. */
+void conn__copy_text(char out[FERRY_ERROR_TEXT_MAX + 1], struct ferry_bytes text);
 /* Serves an already connected non-blocking socket: says HELLO and waits
  * for WELCOME until `deadline`. Takes fd whatever the outcome. The second
  * half of ferry_connect_opts(); also the way in for tests/fuzz, which hands
@@ -205,6 +209,9 @@ size_t io__output_pending(const struct ferry_conn *c);
 /* Encodes f at the end of `out`. FERRY_OK, FERRY_ENOMEM, or FERRY_EINVAL
  * when the body would exceed max_frame (nothing is appended then). */
 int io__append(struct ferry_conn *c, const struct ferry_frame *f);
+/* Whether `need` more bytes fit the output bound, after writing what the
+ * socket takes without blocking: FERRY_OK, FERRY_EAGAIN or the dead status. */
+int io__try_room(struct ferry_conn *c, size_t need);
 /* Waits (pumping) until out_total - written_total + need <= max_output.
  * In a callback it does not wait: FERRY_EAGAIN. */
 int io__wait_for_room(struct ferry_conn *c, size_t need, int64_t deadline);

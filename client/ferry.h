@@ -136,6 +136,15 @@ struct ferry_msg {
 };
 
 #define FERRY_PUBLISH_CONFIRM 1 /* wait until this publish is confirmed */
+/* Never wait: if the output buffer has no room for the frame, return
+ * FERRY_EAGAIN with nothing queued (retry once ferry_fd() is writable or
+ * after ferry_write_pending()); else queue it, write what the socket takes
+ * now and return FERRY_OK: the rest goes out with later calls
+ * (ferry_write_pending(), another publish, ferry_flush()). Not with
+ * FERRY_PUBLISH_CONFIRM (FERRY_EINVAL). A broker whose queue is full under
+ * the block policy stops reading this connection: the output buffer then
+ * fills and non-blocking publishes get FERRY_EAGAIN. */
+#define FERRY_PUBLISH_NONBLOCK 2
 
 /* What ferry_publish_opts() sends beside the payload. A zeroed struct is
  * a plain publish, as ferry_publish() makes. */
@@ -157,8 +166,15 @@ struct ferry_publish_options {
 
 /* Publishes one message. Returns once the frame is written to the socket
  * (or, with FERRY_PUBLISH_CONFIRM, confirmed by the broker). Blocks while
- * the output buffer is full (backpressure). A refusal of an unconfirmed
- * publish is reported by the next ferry_flush().
+ * the output buffer is full (backpressure: a queue whose overflow policy
+ * is block makes the broker stop reading the connection, so this is where
+ * a producer waits for room in a full queue). Waits at most the request
+ * timeout: FERRY_ETIMEDOUT then means the frame is queued but not all
+ * written yet; it still goes out, and ferry_flush() tells its fate.
+ * A refusal of an unconfirmed publish (QUEUE_FULL under the reject policy,
+ * ENDED, STORAGE...) goes to the refusal handler with its id
+ * (ferry_set_refusal_handler, ferry_last_publish_id) and is reported by the
+ * next ferry_flush().
  * When another thread is writing this connection's output, the frame is
  * left to it: that thread writes everything pending before it returns, so
  * threads sharing a connection share their write() calls. From a callback
@@ -188,6 +204,24 @@ FERRY_API int ferry_publish_batch(ferry_conn *c, const char *queue, const struct
  * NULL: no header, no confirm, each queue's default priority). */
 FERRY_API int ferry_publish_topic(ferry_conn *c, const char *topic, const void *data, size_t len,
                                   const struct ferry_publish_options *o);
+
+/* The publish id of the calling thread's last publish that was queued
+ * (by ferry_publish, ferry_publish_opts or ferry_publish_batch, on any
+ * connection); 0 if none. Ids count up from 1 on each connection; a
+ * refusal handler names the refused publish by it. */
+FERRY_API uint64_t ferry_last_publish_id(void);
+
+/* A publish the broker refused, that no FERRY_PUBLISH_CONFIRM caller waits
+ * for: its id (ferry_last_publish_id), the broker's code (13 = QUEUE_FULL:
+ * the queue or the broker's memory is at its bound under the reject policy,
+ * or drop-oldest found nothing to drop) and text. Called once per refused
+ * id, from the thread that reads the connection (a blocked publish or
+ * flush, ferry_process, the libevent loop), with no lock held; it must not
+ * make blocking calls on this connection (they return FERRY_EDEADLK). */
+typedef void (*ferry_refusal_fn)(ferry_conn *c, uint64_t id, int code, const char *text,
+                                 void *arg);
+/* Sets the refusal handler (NULL: none; ferry_flush still reports the first). */
+FERRY_API void ferry_set_refusal_handler(ferry_conn *c, ferry_refusal_fn fn, void *arg);
 
 /* Waits until every publish made so far on this connection is confirmed.
  * Returns FERRY_OK, FERRY_ESERVER if any of them was refused since the last
@@ -363,6 +397,11 @@ struct ferry_queue_info {
     uint64_t delayed;       /* waiting for their time, not in depth */
     uint64_t expired;   /* past their time to live, never delivered */
     uint64_t bindings;  /* its topic binding patterns */
+    /* Flow control: the queue's bounds (0: none), its overflow policy
+     * ("block", "reject" or "drop-oldest"), and what happened at them. */
+    uint64_t max_length, max_bytes;
+    char overflow[16];
+    uint64_t dropped_oldest, rejected, blocked;
 };
 
 struct ferry_stats {
@@ -371,6 +410,9 @@ struct ferry_stats {
      * the copies they made, copies a bound queue did not take (ended, or
      * full), and the bindings there are now. */
     uint64_t topic_publishes, unroutable, copies, skipped, bindings;
+    /* Queued memory (bytes + about 90 per message), its limit (0: none),
+     * and the connections parked on a full queue now. */
+    uint64_t memory, max_memory, parked;
     size_t count;                   /* entries in queues[] */
     struct ferry_queue_info *queues;
 };

@@ -203,22 +203,29 @@ int io__write_now(struct ferry_conn *c)
     return rc == FERRY_EAGAIN ? FERRY_OK : rc;
 }
 
+static bool has_room(const struct ferry_conn *c, size_t need)
+{
+    size_t pending = io__output_pending(c);
+    return pending == 0 || pending + need <= c->max_output;
+}
+
+int io__try_room(struct ferry_conn *c, size_t need)
+{
+    if (has_room(c, need))
+        return FERRY_OK;
+    int rc = io__write_now(c); /* what the socket takes, once */
+    if (rc != FERRY_OK)
+        return rc;
+    return has_room(c, need) ? FERRY_OK : FERRY_EAGAIN;
+}
+
 int io__wait_for_room(struct ferry_conn *c, size_t need, int64_t deadline)
 {
     for (;;) {
-        size_t pending = io__output_pending(c);
-        if (pending == 0 || pending + need <= c->max_output)
+        if (has_room(c, need))
             return FERRY_OK;
-        if (conn__in_dispatch(c)) {
-            /* A callback must not block: write what the socket takes, once. */
-            int rc = io__write_now(c);
-            if (rc != FERRY_OK)
-                return rc;
-            pending = io__output_pending(c);
-            if (pending == 0 || pending + need <= c->max_output)
-                return FERRY_OK;
-            return FERRY_EAGAIN;
-        }
+        if (conn__in_dispatch(c))
+            return io__try_room(c, need); /* a callback must not block */
         int rc = io__pump(c, PUMP_OUTPUT, deadline);
         if (rc != FERRY_OK)
             return rc;

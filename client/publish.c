@@ -51,10 +51,38 @@ static int encode_headers(struct ferry_buf *out, const struct ferry_header *h, s
     return ferry_headers_encode(out, kv, n) == 0 ? FERRY_OK : FERRY_ENOMEM;
 }
 
+/* The id of the calling thread's last queued publish (ferry_last_publish_id). */
+static _Thread_local uint64_t last_publish_id;
+
+uint64_t ferry_last_publish_id(void)
+{
+    return last_publish_id;
+}
+
+/* How a publish waits, from its flags. FERRY_EINVAL for CONFIRM with
+ * NONBLOCK; FERRY_EDEADLK for CONFIRM inside a callback. */
+static int publish_mode(ferry_conn *c, int flags, bool *confirm, bool *nonblock)
+{
+    *confirm = (flags & FERRY_PUBLISH_CONFIRM) != 0;
+    *nonblock = (flags & FERRY_PUBLISH_NONBLOCK) != 0;
+    if (*confirm && *nonblock)
+        return FERRY_EINVAL;
+    if (*confirm && conn__in_dispatch(c))
+        return FERRY_EDEADLK;
+    return FERRY_OK;
+}
+
+/* Room for `need` bytes: waited for, or, non-blocking, there or EAGAIN. */
+static int room_for(struct ferry_conn *c, size_t need, bool nonblock, int64_t deadline)
+{
+    return nonblock ? io__try_room(c, need) : io__wait_for_room(c, need, deadline);
+}
+
 /* Sends f (PUBLISH or PUBLISH_BATCH) under the next publish id and waits
- * as asked: until written, or until confirmed. Mutex held. */
+ * as asked: until written, until confirmed, or (nonblock) not at all: what
+ * the socket does not take now goes out with later calls. Mutex held. */
 static int publish_frame(struct ferry_conn *c, struct ferry_frame *f, bool confirm,
-                         int64_t deadline)
+                         bool nonblock, int64_t deadline)
 {
     uint64_t id = c->next_publish_id;
     f->id = id;
@@ -64,6 +92,9 @@ static int publish_frame(struct ferry_conn *c, struct ferry_frame *f, bool confi
         return rc; /* nothing was queued: the caller may retry */
     c->next_publish_id++;
     c->unconfirmed++;
+    last_publish_id = id;
+    if (nonblock)
+        return io__write_now(c);
     if (!confirm)
         return io__send(c, deadline);
 
@@ -103,15 +134,16 @@ static int publish_one(ferry_conn *c, enum ferry_frame_type type, const char *to
     int rc = check_message(data, len, headers, header_count, o->priority, o->ttl_ms, &estimate);
     if (rc != FERRY_OK)
         return rc;
-    bool confirm = (o->flags & FERRY_PUBLISH_CONFIRM) != 0;
-    if (confirm && conn__in_dispatch(c))
-        return FERRY_EDEADLK;
+    bool confirm, nonblock;
+    rc = publish_mode(c, o->flags, &confirm, &nonblock);
+    if (rc != FERRY_OK)
+        return rc;
 
     rc = conn__lock(c);
     if (rc != FERRY_OK)
         return rc;
     int64_t deadline = conn__deadline(c->request_timeout_ms);
-    rc = io__wait_for_room(c, estimate + strlen(to), deadline);
+    rc = room_for(c, estimate + strlen(to), nonblock, deadline);
     if (rc == FERRY_OK) {
         struct ferry_frame f = {
             .type = type,
@@ -135,7 +167,7 @@ static int publish_one(ferry_conn *c, enum ferry_frame_type type, const char *to
                                               ferry_buf_pending(&c->scratch) };
         }
         if (rc == FERRY_OK)
-            rc = publish_frame(c, &f, confirm, deadline);
+            rc = publish_frame(c, &f, confirm, nonblock, deadline);
     }
     conn__unlock(c);
     return rc;
@@ -195,21 +227,22 @@ int ferry_publish_batch(ferry_conn *c, const char *queue, const struct ferry_msg
         if (rc != FERRY_OK)
             return rc;
     }
-    bool confirm = (flags & FERRY_PUBLISH_CONFIRM) != 0;
-    if (confirm && conn__in_dispatch(c))
-        return FERRY_EDEADLK;
+    bool confirm, nonblock;
+    int rc = publish_mode(c, flags, &confirm, &nonblock);
+    if (rc != FERRY_OK)
+        return rc;
 
     /* Built outside the mutex; both freed below. */
     struct ferry_item *items = calloc(n, sizeof *items);
     struct ferry_buf maps = { 0 };
     if (!items)
         return FERRY_ENOMEM;
-    int rc = build_items(msgs, n, items, &maps);
+    rc = build_items(msgs, n, items, &maps);
     if (rc == FERRY_OK)
         rc = conn__lock(c);
     if (rc == FERRY_OK) {
         int64_t deadline = conn__deadline(c->request_timeout_ms);
-        rc = io__wait_for_room(c, estimate, deadline);
+        rc = room_for(c, estimate, nonblock, deadline);
         struct ferry_frame f = {
             .type = FERRY_F_PUBLISH_BATCH,
             .queue = conn__bytes(queue),
@@ -217,7 +250,7 @@ int ferry_publish_batch(ferry_conn *c, const char *queue, const struct ferry_msg
             .item_count = n,
         };
         if (rc == FERRY_OK)
-            rc = publish_frame(c, &f, confirm, deadline);
+            rc = publish_frame(c, &f, confirm, nonblock, deadline);
         conn__unlock(c);
     }
     free(items);
@@ -281,11 +314,17 @@ void publish__on_refusal(struct ferry_conn *c, const struct ferry_frame *f)
         request__finish(c, w, FERRY_ESERVER, f); /* its caller hears of it */
         return;
     }
-    if (c->first_refusal.code)
-        return; /* flush reports the first one only */
-    size_t len = f->text.len < FERRY_ERROR_TEXT_MAX ? f->text.len : FERRY_ERROR_TEXT_MAX;
-    c->first_refusal.code = f->code ? f->code : FERRY_CODE_INTERNAL;
-    if (len)
-        memcpy(c->first_refusal.text, f->text.ptr, len);
-    c->first_refusal.text[len] = '\0';
+    if (!c->first_refusal.code) { /* flush reports the first one */
+        c->first_refusal.code = f->code ? f->code : FERRY_CODE_INTERNAL;
+        conn__copy_text(c->first_refusal.text, f->text);
+    }
+    ferry_refusal_fn fn = c->on_refusal;
+    void *arg = c->refusal_arg;
+    if (!fn)
+        return;
+    char text[FERRY_ERROR_TEXT_MAX + 1];
+    conn__copy_text(text, f->text);
+    struct ferry_conn *saved = conn__begin_callback(c);
+    fn(c, f->id, f->code ? (int)f->code : FERRY_CODE_INTERNAL, text, arg);
+    conn__end_callback(c, saved);
 }

@@ -187,6 +187,24 @@ static int parse_fsync(const char *text, enum config_fsync *out, char *why, size
     return fail_why(why, why_size, "bad policy '%s': expected always, interval or never", text);
 }
 
+static const char *const overflow_names[] = {
+    [CONFIG_OVERFLOW_BLOCK] = "block",
+    [CONFIG_OVERFLOW_REJECT] = "reject",
+    [CONFIG_OVERFLOW_DROP_OLDEST] = "drop-oldest",
+};
+
+static int parse_overflow(const char *text, enum config_overflow *out, char *why, size_t why_size)
+{
+    for (size_t i = 0; i < COUNT_OF(overflow_names); i++) {
+        if (strcmp(text, overflow_names[i]) == 0) {
+            *out = (enum config_overflow)i;
+            return 0;
+        }
+    }
+    return fail_why(why, why_size, "bad policy '%s': expected block, reject or drop-oldest",
+                    text);
+}
+
 static int parse_path(const char *text, char *out, char *why, size_t why_size)
 {
     size_t len = strlen(text);
@@ -212,6 +230,7 @@ enum value_kind {
     VALUE_DIR,       /* like VALUE_PATH, or empty for "none" */
     VALUE_BOOL,      /* bool field: yes or no */
     VALUE_FSYNC,     /* enum config_fsync field */
+    VALUE_OVERFLOW,  /* enum config_overflow field */
 };
 
 /* One key: its name in the file, and where its value goes relative to
@@ -259,6 +278,8 @@ static const struct key_spec limits_keys[] = {
     KEY("max_queues", struct config, max_queues, VALUE_COUNT, 1, CONFIG_MAX_QUEUES_CEILING),
     KEY("max_consumers_per_queue", struct config, max_consumers_per_queue, VALUE_COUNT, 1,
         CONFIG_MAX_CONSUMERS_CEILING),
+    KEY_OR_OFF("max_queued_memory", struct config, max_queued_memory, VALUE_SIZE,
+               CONFIG_MAX_QUEUED_MEMORY_FLOOR, CONFIG_MAX_QUEUED_MEMORY_CEILING),
     END_OF_KEYS,
 };
 
@@ -292,6 +313,11 @@ static const struct key_spec queue_keys[] = {
     KEY("fsync", struct config_queue_settings, fsync, VALUE_FSYNC, 0, 0),
     KEY("priority", struct config_queue_settings, priority, VALUE_COUNT, 0, FERRY_PRIORITY_MAX),
     KEY("ttl", struct config_queue_settings, ttl_ms, VALUE_DURATION, 0, FERRY_TTL_MAX_MS),
+    KEY("max_length", struct config_queue_settings, max_length, VALUE_COUNT, 0,
+        CONFIG_QUEUE_MAX_LENGTH_CEILING),
+    KEY("max_bytes", struct config_queue_settings, max_bytes, VALUE_SIZE, 0,
+        CONFIG_QUEUE_MAX_BYTES_CEILING),
+    KEY("overflow", struct config_queue_settings, overflow, VALUE_OVERFLOW, 0, 0),
     END_OF_KEYS,
 };
 
@@ -658,6 +684,8 @@ static int apply_key(const struct key_spec *key, void *base, const char *value,
         return parse_path(value, field, why, why_size);
     case VALUE_BOOL:
         return parse_bool(value, field, why, why_size);
+    case VALUE_OVERFLOW:
+        return parse_overflow(value, field, why, why_size);
     case VALUE_FSYNC:
         return parse_fsync(value, field, why, why_size);
     case VALUE_ADDRESS:
@@ -878,6 +906,7 @@ void config_init(struct config *cfg)
         .heartbeat_ms = CONFIG_HEARTBEAT_MS_DEFAULT,
         .max_queues = CONFIG_MAX_QUEUES_DEFAULT,
         .max_consumers_per_queue = CONFIG_MAX_CONSUMERS_DEFAULT,
+        .max_queued_memory = CONFIG_MAX_QUEUED_MEMORY_DEFAULT,
         .log_level = LOG_LEVEL_INFO,
         .shutdown_timeout_ms = CONFIG_SHUTDOWN_TIMEOUT_MS_DEFAULT,
         .data_dir = CONFIG_DATA_DIR_DEFAULT,

@@ -41,6 +41,13 @@
 #define CONFIG_MAX_QUEUES_CEILING 10000000u
 #define CONFIG_MAX_CONSUMERS_DEFAULT 10000u
 #define CONFIG_MAX_CONSUMERS_CEILING 1000000u
+/* Flow control: all queued messages together (their bytes and about 72
+ * bytes each of bookkeeping), and a queue's own bounds (0: none). */
+#define CONFIG_MAX_QUEUED_MEMORY_DEFAULT (1024ull * 1024 * 1024)
+#define CONFIG_MAX_QUEUED_MEMORY_FLOOR (64ull * 1024)
+#define CONFIG_MAX_QUEUED_MEMORY_CEILING (1ull << 50)
+#define CONFIG_QUEUE_MAX_LENGTH_CEILING (1ull << 40)
+#define CONFIG_QUEUE_MAX_BYTES_CEILING (1ull << 50)
 #define CONFIG_SHUTDOWN_TIMEOUT_MS_DEFAULT 5000u
 #define CONFIG_SHUTDOWN_TIMEOUT_MS_CEILING (3600u * 1000u)
 /* The log of durable queues: where, how large its segments, how often an
@@ -76,6 +83,13 @@ enum config_fsync {
     CONFIG_FSYNC_NEVER,      /* written before the confirm, synced by the OS */
 };
 
+/* What a publish to a full queue meets (ferryd.conf(5), "overflow"). */
+enum config_overflow {
+    CONFIG_OVERFLOW_BLOCK = 0, /* the producer's connection is not read until there is room */
+    CONFIG_OVERFLOW_REJECT,    /* ERROR QUEUE_FULL for that publish */
+    CONFIG_OVERFLOW_DROP_OLDEST, /* the oldest ready messages make room */
+};
+
 /* The settings of one queue. Later issues add fields here, their keys to
  * queue_keys[] in config.c, and the same key then works in [queues] (the
  * defaults) and in [queue "NAME"]. */
@@ -84,6 +98,9 @@ struct config_queue_settings {
     enum config_fsync fsync; /* UNSET: [storage] fsync */
     size_t priority;         /* of a message published without one: 0..9, default 0 */
     uint64_t ttl_ms;         /* time to live of its messages; 0 (default): none */
+    size_t max_length;       /* messages ready, delayed and in flight; 0: no bound */
+    size_t max_bytes;        /* their payload + header bytes; 0: no bound */
+    enum config_overflow overflow; /* at a bound or at max_queued_memory; default block */
 };
 
 /* Binding patterns of one [queue "NAME"] section ("bind = PATTERN...",
@@ -117,6 +134,7 @@ struct config {
     uint64_t heartbeat_ms;       /* heartbeat_timeout; 0: off */
     size_t max_queues;
     size_t max_consumers_per_queue;
+    size_t max_queued_memory;    /* 0: no limit */
 
     /* [log] */
     enum log_level log_level;

@@ -250,6 +250,23 @@ void conn_park(struct conn *c)
 {
     c->parked = true;
     event_del(c->read_ev);
+    event_add(c->hangup_ev, NULL);
+}
+
+/* The peer closed (or shut down its writing side) while parked: it is
+ * not answered further; what it had in flight (nothing: flow.c) and its
+ * place in the queue's list go with it. */
+static void on_parked_hangup(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    struct conn_set *set = c->set;
+    if (!c->parked || c->state != CONN_OPEN) {
+        event_del(c->hangup_ev); /* level-triggered: it would fire again */
+        return;
+    }
+    log_debug("conn %" PRIu64 ": peer closed while parked on a full queue", c->id);
+    conn_close(c);
+    conn_set_flush(set);
 }
 
 void conn_unblocked(struct conn *c)
@@ -265,6 +282,7 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
     if (!c->parked || c->state != CONN_OPEN)
         return;
     c->parked = false;
+    event_del(c->hangup_ev);
     c->heard_ms = monotonic_ms(); /* its silence while parked was ours */
     broker_session_resume(c->set->broker, c->session);
     if (!c->throttled)
@@ -582,6 +600,7 @@ static void conn_close(struct conn *c)
     event_free(c->write_ev);
     event_free(c->timer_ev);
     event_free(c->resume_ev);
+    event_free(c->hangup_ev);
     close(c->fd);
     ferry_buf_free(&c->in);
     ferry_buf_free(&c->out);
@@ -607,7 +626,8 @@ int conn_open(struct conn_set *set, int fd, bool is_tcp)
     c->write_ev = event_new(set->base, fd, EV_WRITE, on_writable, c);
     c->timer_ev = evtimer_new(set->base, on_timer, c);
     c->resume_ev = event_new(set->base, -1, 0, on_resume, c);
-    if (!c->read_ev || !c->write_ev || !c->timer_ev || !c->resume_ev)
+    c->hangup_ev = event_new(set->base, fd, EV_CLOSED, on_parked_hangup, c);
+    if (!c->read_ev || !c->write_ev || !c->timer_ev || !c->resume_ev || !c->hangup_ev)
         goto fail;
     c->session = broker_session_new(set->broker, &conn_session_ops, c);
     if (!c->session)
@@ -635,6 +655,8 @@ fail:
             event_free(c->timer_ev);
         if (c->resume_ev)
             event_free(c->resume_ev);
+        if (c->hangup_ev)
+            event_free(c->hangup_ev);
         free(c);
     }
     close(fd);

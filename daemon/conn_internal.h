@@ -63,6 +63,10 @@ struct conn {
      * active, which handles the frame again (docs/DESIGN.md, "Flow control"). */
     bool parked;
     struct event *resume_ev;
+    /* While parked: the peer closing its end (EV_CLOSED, which reads
+     * nothing) closes the connection, so that a producer that gave up
+     * does not hold its slot until the queue has room. */
+    struct event *hangup_ev;
 
     /* The peer closed its side: what it asked is still answered (its
      * confirms among them) before the connection closes. */

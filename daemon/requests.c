@@ -566,6 +566,15 @@ struct stats_table {
     size_t cap;
 };
 
+static struct ferry_bytes overflow_text(enum queue_overflow o)
+{
+    switch (o) {
+    case QUEUE_OVERFLOW_REJECT: return text_bytes("reject");
+    case QUEUE_OVERFLOW_DROP_OLDEST: return text_bytes("drop-oldest");
+    default: return text_bytes("block");
+    }
+}
+
 static struct ferry_queue_stats stats_row(struct ferry_bytes name, const struct queue_stats *st)
 {
     struct ferry_queue_stats row = {
@@ -574,6 +583,9 @@ static struct ferry_queue_stats stats_row(struct ferry_bytes name, const struct 
         .delivered = st->delivered, .acked = st->acked,
         .redelivered = st->redelivered, .dropped = st->dropped,
         .bytes = st->bytes, .delayed = st->delayed, .ended = st->ended,
+        .max_length = st->max_length, .max_bytes = st->max_bytes,
+        .overflow = overflow_text(st->overflow), .dropped_oldest = st->dropped_oldest,
+        .rejected = st->rejected, .blocked = st->blocked,
     };
     memcpy(row.depth_by_priority, st->depth_by_priority, sizeof row.depth_by_priority);
     row.expired = st->expired;
@@ -606,6 +618,9 @@ static void send_stats(struct conn *c, uint64_t rid, const struct ferry_queue_st
         .copies = topics.copies,
         .skipped = topics.skipped,
         .bindings = topics.bindings,
+        .memory = broker_memory(b),
+        .max_memory = broker_max_memory(b),
+        .parked = broker_parked_count(b),
     };
     struct ferry_frame ok = {
         .type = FERRY_F_OK, .rid = rid,

@@ -205,6 +205,15 @@ static enum queue_fsync fsync_of(enum config_fsync f)
     }
 }
 
+static enum queue_overflow overflow_of(enum config_overflow o)
+{
+    switch (o) {
+    case CONFIG_OVERFLOW_REJECT: return QUEUE_OVERFLOW_REJECT;
+    case CONFIG_OVERFLOW_DROP_OLDEST: return QUEUE_OVERFLOW_DROP_OLDEST;
+    default: return QUEUE_OVERFLOW_BLOCK;
+    }
+}
+
 /* broker_settings_fn: a queue takes the settings configured in force
  * when it is created; a reload may change them (apply_queue_settings). */
 static void queue_settings_of(void *arg, struct ferry_bytes name, struct queue_settings *out)
@@ -222,6 +231,9 @@ static void queue_settings_of(void *arg, struct ferry_bytes name, struct queue_s
         .fsync = fsync_of(config_queue_fsync(&s->cfg, c)),
         .priority = (uint8_t)c->priority,
         .ttl_ms = c->ttl_ms,
+        .max_length = c->max_length,
+        .max_bytes = c->max_bytes,
+        .overflow = overflow_of(c->overflow),
     };
 }
 
@@ -270,7 +282,8 @@ static bool settings_same(const struct config_queue_settings *a,
                           const struct config_queue_settings *b)
 {
     return a->durable == b->durable && a->fsync == b->fsync && a->priority == b->priority &&
-           a->ttl_ms == b->ttl_ms;
+           a->ttl_ms == b->ttl_ms && a->max_length == b->max_length &&
+           a->max_bytes == b->max_bytes && a->overflow == b->overflow;
 }
 
 static bool queue_settings_same(const struct config *a, const struct config *b)
@@ -339,6 +352,27 @@ static void collect_queue_name(void *arg, struct ferry_bytes name, const struct 
     qn->count++;
 }
 
+static const char *overflow_name(enum queue_overflow o)
+{
+    switch (o) {
+    case QUEUE_OVERFLOW_REJECT: return "reject";
+    case QUEUE_OVERFLOW_DROP_OLDEST: return "drop-oldest";
+    default: return "block";
+    }
+}
+
+/* A queue's bounds or overflow policy changed by a reload. */
+static void log_bounds_change(const char *queue, const struct queue_settings *had,
+                              const struct queue_settings *want)
+{
+    if (had->max_length == want->max_length && had->max_bytes == want->max_bytes &&
+        had->overflow == want->overflow)
+        return;
+    log_info("reload: queue '%s': max_length %" PRIu64 ", max_bytes %" PRIu64
+             ", overflow %s (0: no bound)", queue, want->max_length, want->max_bytes,
+             overflow_name(want->overflow));
+}
+
 /* Puts the queue settings of s->cfg in force: queues created from now on
  * take them (queue_settings_of), and every existing queue whose settings
  * differ is given its own. A queue that cannot take them keeps its
@@ -369,6 +403,7 @@ static void apply_queue_settings(struct server *s)
             if (had.ttl_ms != want.ttl_ms)
                 log_info("reload: queue '%s': ttl %" PRIu64 " ms -> %" PRIu64 " ms", qn.names[i],
                          had.ttl_ms, want.ttl_ms);
+            log_bounds_change(qn.names[i], &had, &want);
             continue;
         }
         enum ferry_code code = broker_configure_queue(s->broker, name, &want);
@@ -444,9 +479,11 @@ static void apply_live(struct server *s, struct config *now)
     log_size_change("max_queues", old->max_queues, now->max_queues);
     log_size_change("max_consumers_per_queue", old->max_consumers_per_queue,
                     now->max_consumers_per_queue);
+    log_size_change("max_queued_memory", old->max_queued_memory, now->max_queued_memory);
     struct broker_limits broker_limits = {
         .max_queues = now->max_queues,
         .max_consumers_per_queue = now->max_consumers_per_queue,
+        .max_memory = now->max_queued_memory,
     };
     broker_set_limits(s->broker, &broker_limits);
 
@@ -599,6 +636,7 @@ static int setup(struct server *s)
     struct broker_limits broker_limits = {
         .max_queues = s->cfg.max_queues,
         .max_consumers_per_queue = s->cfg.max_consumers_per_queue,
+        .max_memory = s->cfg.max_queued_memory,
     };
     s->broker = s->base ? broker_new(&broker_limits) : NULL;
     if (!s->broker) {

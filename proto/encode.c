@@ -46,9 +46,9 @@ static int packer_write(void *data, const char *bytes, size_t len)
 
 /* Widest map, array, str or bin header. */
 #define HEADER_MAX 5u
-/* Widest key (fixstr of up to 11 bytes: "redelivered") with its widest
+/* Widest key (fixstr of up to 14 bytes: "dropped_oldest") with its widest
  * scalar value (uint64: 9 bytes). */
-#define SCALAR_PAIR_MAX (1u + 11u + 9u)
+#define SCALAR_PAIR_MAX (1u + 14u + 9u)
 /* More scalar keys than any frame has. */
 #define SCALAR_PAIRS_MAX 12u
 
@@ -81,9 +81,10 @@ static size_t conns_bound(const struct ferry_frame *f)
 
 static size_t stats_bound(const struct ferry_frame *f)
 {
-    size_t n = 2 * span_bound(0) + 1 + 10 * SCALAR_PAIR_MAX;
+    size_t n = 2 * span_bound(0) + 1 + 13 * SCALAR_PAIR_MAX;
     for (size_t i = 0; i < f->stats_count; i++)
-        n += 1 + 14 * SCALAR_PAIR_MAX + f->stats[i].name.len
+        n += 1 + 20 * SCALAR_PAIR_MAX + f->stats[i].name.len
+             + span_bound(f->stats[i].overflow.len)
              + 12 + FERRY_PRIORITY_LEVELS * 9; /* "depth_prio": key, array */
     return n;
 }
@@ -211,7 +212,7 @@ static void encode_ping(struct encoder *e, const struct ferry_frame *f)
 static void put_server_stats(struct encoder *e, const struct ferry_server_stats *s)
 {
     put_key(e, "server");
-    msgpack_pack_map(&e->pk, 10);
+    msgpack_pack_map(&e->pk, 13);
     put_uint(e, "conns", s->connections);
     put_uint(e, "queues", s->queues);
     put_uint(e, "uptime_ms", s->uptime_ms);
@@ -222,13 +223,16 @@ static void put_server_stats(struct encoder *e, const struct ferry_server_stats 
     put_uint(e, "copies", s->copies);
     put_uint(e, "skipped", s->skipped);
     put_uint(e, "bindings", s->bindings);
+    put_uint(e, "memory", s->memory);
+    put_uint(e, "max_memory", s->max_memory);
+    put_uint(e, "parked", s->parked);
 }
 
 static void put_uints(struct encoder *e, const char *key, const uint64_t *v, size_t n);
 
 static void put_queue_stats(struct encoder *e, const struct ferry_queue_stats *qs)
 {
-    msgpack_pack_map(&e->pk, 15);
+    msgpack_pack_map(&e->pk, 21);
     put_str(e, "q", qs->name);
     put_uint(e, "depth", qs->depth);
     put_uint(e, "inflight", qs->inflight);
@@ -244,6 +248,12 @@ static void put_queue_stats(struct encoder *e, const struct ferry_queue_stats *q
     put_uints(e, "depth_prio", qs->depth_by_priority, FERRY_PRIORITY_LEVELS);
     put_uint(e, "expired", qs->expired);
     put_uint(e, "bindings", qs->bindings);
+    put_uint(e, "max_length", qs->max_length);
+    put_uint(e, "max_bytes", qs->max_bytes);
+    put_str(e, "overflow", qs->overflow);
+    put_uint(e, "dropped_oldest", qs->dropped_oldest);
+    put_uint(e, "rejected", qs->rejected);
+    put_uint(e, "blocked", qs->blocked);
 }
 
 /* OK: "n" when nonzero, "empty" when true, "q" when non-empty (the

@@ -153,6 +153,14 @@ struct ferry_queue_stats {
     uint64_t delayed;     /* waiting for their time (a delayed publish), not in depth */
     uint64_t expired;     /* past their time to live, never delivered */
     uint64_t bindings;    /* its topic binding patterns */
+    /* Flow control (docs/PROTOCOL.md, "Flow control"): the queue's bounds
+     * (0: none), its overflow policy, and what happened at them. */
+    uint64_t max_length;      /* messages ready, delayed and in flight */
+    uint64_t max_bytes;       /* their payload + header bytes */
+    struct ferry_bytes overflow; /* "block", "reject" or "drop-oldest" */
+    uint64_t dropped_oldest;  /* messages dropped by drop-oldest to make room */
+    uint64_t rejected;        /* publishes refused QUEUE_FULL */
+    uint64_t blocked;         /* publishes that parked their connection (block) */
 };
 
 /* One connection as the OK reply to CONNS shows it. */
@@ -184,6 +192,9 @@ struct ferry_server_stats {
     uint64_t copies;      /* copies they put into bound queues */
     uint64_t skipped;     /* copies a bound queue did not take (ended, full) */
     uint64_t bindings;    /* bindings now, all queues */
+    uint64_t memory;      /* what max_memory bounds: bytes + overhead per message */
+    uint64_t max_memory;  /* 0: no limit */
+    uint64_t parked;      /* connections parked on a full queue or on max_memory now */
 };
 
 /*

@@ -333,13 +333,16 @@ bool ferry_iter_item(struct ferry_iter *it, struct ferry_item *item)
 enum queue_stat_key {
     QS_Q, QS_DEPTH, QS_INFLIGHT, QS_CONSUMERS, QS_PUBLISHED, QS_DELIVERED,
     QS_ACKED, QS_REDELIVERED, QS_DROPPED, QS_BYTES, QS_ENDED, QS_DEPTH_PRIO, QS_DELAYED,
-    QS_EXPIRED, QS_BINDINGS, QS_KEY_COUNT,
+    QS_EXPIRED, QS_BINDINGS,
+    QS_MAX_LENGTH, QS_MAX_BYTES, QS_OVERFLOW, QS_DROPPED_OLDEST, QS_REJECTED, QS_BLOCKED,
+    QS_KEY_COUNT,
 };
 
 static const char *const queue_stat_keys[QS_KEY_COUNT] = {
     "q", "depth", "inflight", "consumers", "published", "delivered",
     "acked", "redelivered", "dropped", "bytes", "ended", "depth_prio", "delayed",
     "expired", "bindings",
+    "max_length", "max_bytes", "overflow", "dropped_oldest", "rejected", "blocked",
 };
 
 /* "depth_prio": an array of FERRY_PRIORITY_LEVELS uints, level 0 first. */
@@ -367,9 +370,14 @@ static enum mpack_result read_queue_stat(struct mpack_reader *r, int key,
         [QS_REDELIVERED] = &qs->redelivered, [QS_DROPPED] = &qs->dropped,
         [QS_BYTES] = &qs->bytes, [QS_DELAYED] = &qs->delayed, [QS_EXPIRED] = &qs->expired,
         [QS_BINDINGS] = &qs->bindings,
+        [QS_MAX_LENGTH] = &qs->max_length, [QS_MAX_BYTES] = &qs->max_bytes,
+        [QS_DROPPED_OLDEST] = &qs->dropped_oldest, [QS_REJECTED] = &qs->rejected,
+        [QS_BLOCKED] = &qs->blocked,
     };
     if (key == QS_Q)
         return mpack_read_str(r, &qs->name);
+    if (key == QS_OVERFLOW)
+        return mpack_read_str(r, &qs->overflow);
     if (key == QS_ENDED)
         return mpack_read_bool(r, &qs->ended);
     if (key == QS_DEPTH_PRIO)
@@ -404,8 +412,8 @@ static bool read_queue_stats(struct mpack_reader *r, const struct field_whys *w,
             seen |= 1u << key;
             res = read_queue_stat(r, key, qs);
             if (res == MPACK_WRONG_TYPE)
-                return fail(why, "field 'queues': 'q' must be str, 'ended' bool, "
-                                "'depth_prio' an array of 10 uints, the rest uint");
+                return fail(why, "field 'queues': 'q' and 'overflow' must be str, 'ended' "
+                                "bool, 'depth_prio' an array of 10 uints, the rest uint");
         }
         if (res != MPACK_OK)
             return fail(why, proto_read_why(res, w));
@@ -549,12 +557,12 @@ bool ferry_iter_conn(struct ferry_iter *it, struct ferry_conn_stats *cs)
 
 enum server_stat_key {
     SS_CONNS, SS_QUEUES, SS_UPTIME_MS, SS_MESSAGES, SS_BYTES, SS_TOPIC_PUBS, SS_UNROUTABLE,
-    SS_COPIES, SS_SKIPPED, SS_BINDINGS, SS_KEY_COUNT,
+    SS_COPIES, SS_SKIPPED, SS_BINDINGS, SS_MEMORY, SS_MAX_MEMORY, SS_PARKED, SS_KEY_COUNT,
 };
 
 static const char *const server_stat_keys[SS_KEY_COUNT] = {
     "conns", "queues", "uptime_ms", "messages", "bytes", "topic_pubs", "unroutable",
-    "copies", "skipped", "bindings",
+    "copies", "skipped", "bindings", "memory", "max_memory", "parked",
 };
 
 bool proto_check_server_stats(struct mpack_reader *r, const struct field_whys *w,
@@ -563,6 +571,7 @@ bool proto_check_server_stats(struct mpack_reader *r, const struct field_whys *w
     uint64_t *const counters[SS_KEY_COUNT] = {
         &out->connections, &out->queues, &out->uptime_ms, &out->messages, &out->bytes,
         &out->topic_publishes, &out->unroutable, &out->copies, &out->skipped, &out->bindings,
+        &out->memory, &out->max_memory, &out->parked,
     };
     uint32_t pairs;
     enum mpack_result res = mpack_read_map(r, &pairs);
@@ -592,7 +601,8 @@ bool proto_check_server_stats(struct mpack_reader *r, const struct field_whys *w
         if (res != MPACK_OK)
             return fail(why, proto_read_why(res, w));
     }
-    /* The topic counters came later: a map without them is read as zeros. */
+    /* The keys after "bytes" (topics, memory) came later: a map without
+     * them is read as zeros. */
     const unsigned required = (1u << SS_TOPIC_PUBS) - 1;
     if ((seen & required) != required)
         return fail(why, "field 'server': lacks a key");

@@ -193,7 +193,10 @@ static void compare_lists(const struct lists *a, const struct lists *b)
                 || x->inflight != y->inflight || x->consumers != y->consumers
                 || x->published != y->published || x->delivered != y->delivered
                 || x->acked != y->acked || x->redelivered != y->redelivered
-                || x->dropped != y->dropped || x->bytes != y->bytes || x->ended != y->ended)
+                || x->dropped != y->dropped || x->bytes != y->bytes || x->ended != y->ended
+                || x->max_length != y->max_length || x->max_bytes != y->max_bytes
+                || !same_bytes(x->overflow, y->overflow) || x->dropped_oldest != y->dropped_oldest
+                || x->rejected != y->rejected || x->blocked != y->blocked)
                 mismatch("a queue's stats");
         }
     }

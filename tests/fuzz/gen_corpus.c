@@ -82,10 +82,11 @@ static void every_frame_type(void)
     struct ferry_item items[2] = { { str("one"), { NULL, 0 }, false, 0, 1000 }, { str("two"), h, true, 9, 0 } };
     struct ferry_queue_stats qs[2] = {
         { .name = str("fuzz"), .depth = 8, .inflight = 2, .consumers = 1, .published = 150,
-          .delivered = 145, .acked = 140, .redelivered = 3, .bytes = 1200 },
-        { .name = str("other"), .ended = true },
+          .delivered = 145, .acked = 140, .redelivered = 3, .bytes = 1200,
+          .max_length = 1000, .overflow = str("drop-oldest"), .dropped_oldest = 4 },
+        { .name = str("other"), .ended = true, .overflow = str("block"), .blocked = 2 },
     };
-    struct ferry_server_stats ss = { 2, 2, 3600000, 10, 1200 };
+    struct ferry_server_stats ss = { 2, 2, 3600000, 10, 1200, 1776, 1073741824, 1 };
     const struct { const char *name; struct ferry_frame f; } frames[] = {
         { "hello", { .type = FERRY_F_HELLO, .version = 1, .name = str("ferry-cli") } },
         { "welcome", { .type = FERRY_F_WELCOME, .version = 1, .name = str("ferryd 0.1.0"),
@@ -153,7 +154,7 @@ static void broker_streams(void)
     struct ferry_bytes h = { hb.data + hb.off, ferry_buf_pending(&hb) };
     static const uint64_t one[] = { 1 };
     struct ferry_queue_stats qs = { .name = str("fuzz"), .depth = 1, .consumers = 1 };
-    struct ferry_server_stats ss = { 1, 1, 5, 1, 1 };
+    struct ferry_server_stats ss = { 1, 1, 5, 1, 1, 73, 0, 0 };
 
     struct ferry_frame deliver = { .type = FERRY_F_DELIVER, .sub = 1, .tag = 1, .attempt = 1,
                                    .headers = h, .payload = str("hello") };

@@ -42,6 +42,37 @@ static const char *env_or(const char *name, const char *fallback)
 const char *harness_ferryd_path(void) { return env_or("FERRYD", "ferryd"); }
 const char *harness_cli_path(void) { return env_or("FERRY_CLI", "ferry"); }
 
+pid_t harness_cli_spawn(const struct ferryd *d, const char *const *args, int child_fd,
+                        int *pipe_fd)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        dup2(fds[1], child_fd);
+        close(fds[0]);
+        close(fds[1]);
+        char *argv[16];
+        size_t n = 0;
+        argv[n++] = (char *)harness_cli_path();
+        for (; args[n - 1] != NULL && n < 15; n++)
+            argv[n] = (char *)args[n - 1];
+        argv[n] = NULL;
+        setenv("FERRY_URL", d->url, 1);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    *pipe_fd = fds[0];
+    return pid;
+}
+
 int harness_raw_connect(const struct ferryd *d)
 {
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -71,6 +71,12 @@ long harness_rss_kb(pid_t pid);
  * their memory figures without judging them. */
 bool harness_rss_reliable(void);
 
+/* Runs `ferry ARGS...` (args NULL-terminated, at most 14) against d, its
+ * file descriptor child_fd (1: stdout, 2: stderr) into a pipe whose read
+ * end is *pipe_fd (the caller closes it and reaps the child). Its pid, or -1. */
+pid_t harness_cli_spawn(const struct ferryd *d, const char *const *args, int child_fd,
+                        int *pipe_fd);
+
 /* Connects a raw Unix stream socket to the daemon (for hostile-input tests). */
 int harness_raw_connect(const struct ferryd *d);
 

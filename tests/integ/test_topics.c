@@ -383,26 +383,8 @@ END_TEST
 /* Runs `ferry ARGS...` with stdout into a pipe; returns its pid. */
 static pid_t spawn_cli(const char *const *args, int *out_fd)
 {
-    int fds[2];
-    ck_assert_int_eq(pipe(fds), 0);
-    pid_t pid = fork();
+    pid_t pid = harness_cli_spawn(&daemon_, args, 1, out_fd);
     ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        dup2(fds[1], 1);
-        close(fds[0]);
-        close(fds[1]);
-        char *argv[16];
-        size_t n = 0;
-        argv[n++] = (char *)harness_cli_path();
-        for (; args[n - 1] != NULL && n < 15; n++)
-            argv[n] = (char *)args[n - 1];
-        argv[n] = NULL;
-        setenv("FERRY_URL", daemon_.url, 1);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    close(fds[1]);
-    *out_fd = fds[0];
     return pid;
 }
 

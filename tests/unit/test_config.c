@@ -102,6 +102,10 @@ START_TEST(test_defaults_are_the_documented_ones)
     ck_assert_uint_eq(cfg.heartbeat_ms, 30000);
     ck_assert_uint_eq(cfg.max_queues, 10000);
     ck_assert_uint_eq(cfg.max_consumers_per_queue, 10000);
+    ck_assert_uint_eq(cfg.max_queued_memory, 1024u * 1024 * 1024);
+    ck_assert_uint_eq(cfg.queue_defaults.max_length, 0);
+    ck_assert_uint_eq(cfg.queue_defaults.max_bytes, 0);
+    ck_assert_int_eq(cfg.queue_defaults.overflow, CONFIG_OVERFLOW_BLOCK);
     ck_assert_int_eq(cfg.log_level, LOG_LEVEL_INFO);
     ck_assert_str_eq(cfg.data_dir, "/var/lib/ferry");
     ck_assert_str_eq(cfg.pid_file, "");
@@ -561,8 +565,8 @@ END_TEST
 
 START_TEST(test_queue_sections_take_only_their_keys)
 {
-    assert_one_error("[queue \"jobs\"]\nmax_length = 10\n",
-                     "t.conf:2: key 'max_length': unknown key in [queue]");
+    assert_one_error("[queue \"jobs\"]\nmax_queues = 10\n",
+                     "t.conf:2: key 'max_queues': unknown key in [queue]");
     assert_one_error("[queues]\nsegment_size = 4KiB\n",
                      "t.conf:2: key 'segment_size': unknown key in [queues]");
 }
@@ -638,6 +642,42 @@ START_TEST(test_ttl_is_read_per_queue_over_the_defaults_and_checked)
     assert_one_error("[queue \"q\"]\nttl = soon\n",
                      "t.conf:2: key 'ttl': bad duration 'soon': expected a number with ms, s, "
                      "min or h, as in 30s");
+}
+END_TEST
+
+START_TEST(test_bounds_and_overflow_are_read_per_queue_over_the_defaults_and_checked)
+{
+    struct config cfg;
+    load_ok(&cfg, "[limits]\n"
+                  "max_queued_memory = 256MiB\n"
+                  "[queues]\n"
+                  "max_length = 1000\n"
+                  "overflow = drop-oldest\n"
+                  "[queue \"jobs\"]\n"
+                  "max_bytes = 1MiB\n"
+                  "overflow = reject\n"
+                  "[queue \"free\"]\n"
+                  "max_length = 0\n"
+                  "overflow = block\n");
+    ck_assert_uint_eq(cfg.max_queued_memory, 256u * 1024 * 1024);
+    const struct config_queue_settings *jobs = config_queue_settings(&cfg, "jobs");
+    ck_assert_uint_eq(jobs->max_length, 1000); /* from [queues] */
+    ck_assert_uint_eq(jobs->max_bytes, 1024u * 1024);
+    ck_assert_int_eq(jobs->overflow, CONFIG_OVERFLOW_REJECT);
+    ck_assert_uint_eq(config_queue_settings(&cfg, "free")->max_length, 0);
+    ck_assert_int_eq(config_queue_settings(&cfg, "free")->overflow, CONFIG_OVERFLOW_BLOCK);
+    ck_assert_int_eq(config_queue_settings(&cfg, "other")->overflow, CONFIG_OVERFLOW_DROP_OLDEST);
+    config_free(&cfg);
+    load_ok(&cfg, "[limits]\nmax_queued_memory = 0\n");
+    ck_assert_uint_eq(cfg.max_queued_memory, 0); /* no limit */
+    config_free(&cfg);
+    assert_one_error("[queues]\noverflow = drop\n",
+                     "t.conf:2: key 'overflow': bad policy 'drop': expected block, reject or "
+                     "drop-oldest");
+    assert_one_error("[queue \"q\"]\nmax_length = -1\n",
+                     "t.conf:2: key 'max_length': bad number '-1'");
+    assert_one_error("[limits]\nmax_queued_memory = 1KiB\n",
+                     "t.conf:2: key 'max_queued_memory': '1KiB' is out of range (0 or 64KiB..1024TiB)");
 }
 END_TEST
 
@@ -853,6 +893,7 @@ int main(void)
     tcase_add_test(queues, test_durable_and_fsync_are_read_per_queue_over_the_defaults);
     tcase_add_test(queues, test_priority_is_read_per_queue_over_the_defaults_and_checked);
     tcase_add_test(queues, test_ttl_is_read_per_queue_over_the_defaults_and_checked);
+    tcase_add_test(queues, test_bounds_and_overflow_are_read_per_queue_over_the_defaults_and_checked);
     tcase_add_test(queues, test_bad_durable_or_fsync_values_are_errors);
     tcase_add_test(queues, test_storage_keys_are_read_and_checked);
     tcase_add_test(queues, test_durable_queues_without_a_data_dir_are_refused);

@@ -128,12 +128,15 @@ static const struct ferry_item sample_items[] = {
 };
 static const struct ferry_queue_stats sample_queue_stats[] = {
     { { (const uint8_t *)"jobs", 4 }, 10, 2, 1, 100, 90, 88, 3, 1, 4096, false,
-      { 7, 0, 0, 0, 0, 2, 0, 0, 0, 1 }, 5, 11, 3 },
+      { 7, 0, 0, 0, 0, 2, 0, 0, 0, 1 }, 5, 11, 3, 1000, 1048576,
+      { (const uint8_t *)"drop-oldest", 11 }, 5, 0, 0 },
     { { (const uint8_t *)"mail.out", 8 }, 0, 0, 0, UINT64_MAX, 0, 0, 0, 0, 0, true,
-      { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }, 7, UINT64_MAX, 0 },
+      { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }, 7, UINT64_MAX, 0, 0, 0, { (const uint8_t *)"block", 5 },
+      0, 7, UINT64_MAX },
 };
 static const struct ferry_server_stats sample_server_stats = { 3, 2, 123456, 12, 4096,
-                                                               50, 4, 92, 2, 1024 };
+                                                               50, 4, 92, 2, 1024, 4960,
+                                                               1073741824, 1 };
 static const struct ferry_conn_stats sample_conn_stats[] = {
     { 7, { (const uint8_t *)"unix:pid=42,uid=1000", 20 }, { (const uint8_t *)"worker", 6 }, 65536,
       true, 1, 256, 60000, 15 },
@@ -327,6 +330,12 @@ static void assert_stats_equal(const struct ferry_frame *want, const struct ferr
             ck_assert_uint_eq(qs.depth_by_priority[p], w->depth_by_priority[p]);
         ck_assert_uint_eq(qs.expired, w->expired);
         ck_assert_uint_eq(qs.bindings, w->bindings);
+        ck_assert_uint_eq(qs.max_length, w->max_length);
+        ck_assert_uint_eq(qs.max_bytes, w->max_bytes);
+        ck_assert(bytes_equal(qs.overflow, w->overflow));
+        ck_assert_uint_eq(qs.dropped_oldest, w->dropped_oldest);
+        ck_assert_uint_eq(qs.rejected, w->rejected);
+        ck_assert_uint_eq(qs.blocked, w->blocked);
     }
     ck_assert(!ferry_iter_stats(&it, &qs));
 
@@ -691,7 +700,7 @@ END_TEST
 
 START_TEST(test_random_mutations_of_valid_frames_never_crash_the_decoder)
 {
-    enum { MUTANTS = 200000, MAX_LEN = 1024 };
+    enum { MUTANTS = 200000, MAX_LEN = 2048 };
     static const uint8_t interesting[] = { 0x00, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc1,
                                            0xc4, 0xc6, 0xcf, 0xd3, 0xd9, 0xdb, 0xdc, 0xdd, 0xde, 0xdf,
                                            0xff };
@@ -1127,7 +1136,9 @@ static size_t key_count(const struct type_spec *ts)
 
 static void pack_server_map(struct mp *m, size_t keys)
 {
-    static const char *const names[] = { "conns", "queues", "uptime_ms", "messages", "bytes" };
+    static const char *const names[] = { "conns", "queues", "uptime_ms", "messages", "bytes",
+                                         "topic_pubs", "unroutable", "copies", "skipped",
+                                         "bindings", "memory", "max_memory", "parked" };
     msgpack_pack_map(&m->pk, keys);
     for (size_t i = 0; i < keys; i++)
         mp_key_uint(m, names[i], i);
@@ -1154,7 +1165,8 @@ static void pack_queue_map(struct mp *m, size_t keys)
 {
     static const char *const names[] = { "depth", "inflight", "consumers", "published", "delivered",
                                          "acked", "redelivered", "dropped", "bytes", "delayed",
-                                         "expired" };
+                                         "expired", "bindings", "max_length", "max_bytes",
+                                         "dropped_oldest", "rejected", "blocked" };
     msgpack_pack_map(&m->pk, keys);
     size_t n = 0;
     if (n++ < keys)
@@ -1163,6 +1175,8 @@ static void pack_queue_map(struct mp *m, size_t keys)
         mp_str(m, "ended");
         msgpack_pack_false(&m->pk);
     }
+    if (n++ < keys)
+        mp_key_str(m, "overflow", "block");
     if (n++ < keys) {
         mp_str(m, "depth_prio");
         msgpack_pack_array(&m->pk, FERRY_PRIORITY_LEVELS);
@@ -1195,8 +1209,8 @@ static void pack_valid(struct mp *m, enum kind k)
         msgpack_pack_map(&m->pk, 1);
         mp_key_str(m, "k", "v");
         break;
-    case K_SERVER: pack_server_map(m, 5); break;
-    case K_QUEUES: msgpack_pack_array(&m->pk, 1); pack_queue_map(m, 14); break;
+    case K_SERVER: pack_server_map(m, 13); break;
+    case K_QUEUES: msgpack_pack_array(&m->pk, 1); pack_queue_map(m, 21); break;
     case K_CONNS: msgpack_pack_array(&m->pk, 1); pack_conn_map(m, 9); break;
     case K_AUTH: msgpack_pack_map(&m->pk, 1); mp_key_str(m, "user", "x"); break;
     }
@@ -1279,7 +1293,7 @@ static bool pack_wrong(struct mp *m, enum kind k, int variant)
         mp_key_str(m, "p", "a"); /* p must be bin */
         return true;
     case K_SERVER * 10 + 0: msgpack_pack_array(&m->pk, 0); return true;
-    case K_SERVER * 10 + 1: pack_server_map(m, 4); return true; /* a key missing */
+    case K_SERVER * 10 + 1: pack_server_map(m, 4); return true; /* "bytes" missing */
     case K_SERVER * 10 + 2:
         msgpack_pack_map(&m->pk, 5);
         mp_key_str(m, "conns", "1"); /* str, not uint */
@@ -1295,7 +1309,7 @@ static bool pack_wrong(struct mp *m, enum kind k, int variant)
         return true;
     case K_QUEUES * 10 + 2:
         msgpack_pack_array(&m->pk, 1);
-        pack_queue_map(m, 11); /* a key missing */
+        pack_queue_map(m, 12); /* "bytes" missing (the later keys may be) */
         return true;
     case K_QUEUES * 10 + 3:
         msgpack_pack_array(&m->pk, 1);
