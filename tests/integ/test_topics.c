@@ -5,6 +5,7 @@
  * is published to its patterns.
  */
 #include "harness.h"
+#include "raw.h"
 
 #include <check.h>
 #include <ferry.h>
@@ -185,6 +186,151 @@ START_TEST(test_a_durable_queue_gets_its_conf_bindings_back_after_a_restart)
         ok(ferry_ack(c, m->tag), "ack");
         ferry_message_free(m);
     }
+    ferry_close(c);
+    stop_daemon();
+}
+END_TEST
+
+/* ---- hostile input on the wire ---- */
+
+START_TEST(test_bad_topics_and_patterns_on_the_wire_are_refused_and_not_fatal)
+{
+    start_daemon();
+    struct raw r;
+    raw_open(&r, &daemon_);
+    raw_hello(&r);
+    char long_pattern[FERRY_TOPIC_MAX + 2];
+    memset(long_pattern, 'a', sizeof long_pattern - 1);
+    long_pattern[sizeof long_pattern - 1] = '\0';
+    const char *bad[] = { "", "a..b", ".a", "a.", "a*", "a.#b", "a b", "a/b", long_pattern,
+                          "1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16.17.18.19.20.21.22.23.24.25.26.27.28.29.30.31.32.33" };
+    uint64_t rid = 1;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct ferry_frame bind = { .type = FERRY_F_BIND, .rid = rid, .queue = raw_bytes("q"),
+                                    .topic = raw_bytes(bad[i]) };
+        raw_send(&r, &bind);
+        struct ferry_frame e = raw_expect_error(&r, FERRY_CODE_BAD_TOPIC, false, bad[i]);
+        ck_assert_uint_eq(e.rid, rid++);
+        struct ferry_frame publish = { .type = FERRY_F_PUBLISH_TOPIC, .topic = raw_bytes(bad[i]),
+                                       .payload = raw_bytes("x"), .id = rid, .has_id = true };
+        raw_send(&r, &publish);
+        e = raw_expect_error(&r, FERRY_CODE_BAD_TOPIC, false, bad[i]);
+        ck_assert(e.has_id && e.id == rid++);
+    }
+    /* A wildcard is a pattern, not a topic. */
+    struct ferry_frame publish = { .type = FERRY_F_PUBLISH_TOPIC, .topic = raw_bytes("a.*"),
+                                   .payload = raw_bytes("x") };
+    raw_send(&r, &publish);
+    raw_expect_error(&r, FERRY_CODE_BAD_TOPIC, false, "a wildcard topic");
+    struct ferry_frame unbind = { .type = FERRY_F_UNBIND, .rid = rid, .queue = raw_bytes("nope"),
+                                  .topic = raw_bytes("a") };
+    raw_send(&r, &unbind);
+    raw_expect_error(&r, FERRY_CODE_NOT_FOUND, false, "unbind of nothing");
+    struct ferry_frame bad_queue = { .type = FERRY_F_BIND, .rid = ++rid, .queue = raw_bytes("a b"),
+                                     .topic = raw_bytes("a") };
+    raw_send(&r, &bad_queue);
+    raw_expect_error(&r, FERRY_CODE_BAD_NAME, false, "bind of a bad queue name");
+    raw_expect_alive(&r, ++rid, "after bad topics");
+    raw_close(&r);
+    stop_daemon();
+}
+END_TEST
+
+/* Sends `count` frames made by make(i) in one write; returns how many
+ * were answered OK, in order, and the code of the last answer. */
+static size_t storm(struct raw *r, size_t count, struct ferry_frame (*make)(size_t i, char *buf),
+                    uint32_t *last_code)
+{
+    struct ferry_buf out = { 0 };
+    char buf[64];
+    for (size_t i = 0; i < count; i++) {
+        struct ferry_frame f = make(i, buf);
+        ck_assert_int_eq(ferry_frame_encode(&out, &f), 0);
+    }
+    ck_assert(raw_write(r, out.data + out.off, ferry_buf_pending(&out)));
+    ferry_buf_free(&out);
+    size_t answered_ok = 0;
+    for (size_t i = 0; i < count; i++) {
+        struct ferry_frame f;
+        ck_assert(raw_next(r, &f));
+        ck_assert_uint_eq(f.rid, i + 1);
+        ck_assert(f.type == FERRY_F_OK || (f.type == FERRY_F_ERROR && !f.fatal));
+        *last_code = f.type == FERRY_F_OK ? FERRY_CODE_OK : f.code;
+        answered_ok += f.type == FERRY_F_OK;
+    }
+    return answered_ok;
+}
+
+static struct ferry_frame bind_k(size_t i, char *buf)
+{
+    snprintf(buf, 64, "k%zu.#", i);
+    return (struct ferry_frame){ .type = FERRY_F_BIND, .rid = i + 1, .queue = raw_bytes("many"),
+                                 .topic = raw_bytes(buf) };
+}
+
+static struct ferry_frame declare_temp(size_t i, char *buf)
+{
+    (void)buf;
+    return (struct ferry_frame){ .type = FERRY_F_DECLARE_TEMP, .rid = i + 1 };
+}
+
+START_TEST(test_bindings_and_temporary_queues_are_bounded)
+{
+    start_daemon();
+    struct raw r;
+    raw_open(&r, &daemon_);
+    raw_hello(&r);
+    uint32_t last = 0;
+    ck_assert_uint_eq(storm(&r, 1025, bind_k, &last), 1024);
+    ck_assert_msg(last == FERRY_CODE_LIMIT, "binding 1,025 got %s", ferry_code_name(last));
+    ck_assert_uint_eq(storm(&r, 1025, declare_temp, &last), 1024);
+    ck_assert_msg(last == FERRY_CODE_LIMIT, "temporary queue 1,025 got %s", ferry_code_name(last));
+    raw_expect_alive(&r, 1u << 20, "at the limits");
+    ferry_conn *c = connect_or_fail();
+    struct ferry_stats *st = NULL;
+    ok(ferry_stats(c, NULL, &st), "stats");
+    ck_assert_uint_eq(st->queue_total, 1 + 1024);
+    ck_assert_uint_eq(st->bindings, 1024);
+    ferry_stats_free(st);
+    raw_close(&r); /* its 1,024 temporary queues go with it */
+    long long deadline = harness_now_ms() + WAIT_MS;
+    uint64_t queues;
+    do {
+        ok(ferry_stats(c, NULL, &st), "stats");
+        queues = st->queue_total;
+        ferry_stats_free(st);
+        if (queues > 1)
+            harness_sleep_ms(10);
+    } while (queues > 1 && harness_now_ms() < deadline);
+    ck_assert_uint_eq(queues, 1);
+    ferry_close(c);
+    stop_daemon();
+}
+END_TEST
+
+START_TEST(test_a_pattern_of_many_hashes_does_not_slow_publishing)
+{
+    start_daemon();
+    ferry_conn *c = connect_or_fail();
+    /* The costliest pattern a naive matcher could meet, on the longest topics. */
+    ok(ferry_bind(c, "trap", "#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.z"), "bind");
+    char topic[2 * 32];
+    for (size_t i = 0; i < 32; i++) {
+        topic[2 * i] = 'a';
+        topic[2 * i + 1] = '.';
+    }
+    topic[2 * 32 - 1] = '\0';
+    enum { N = 2000 };
+    long long start = harness_now_ms();
+    for (int i = 0; i < N; i++)
+        ok(ferry_publish_topic(c, topic, "x", 1, NULL), "publish");
+    topic[2 * 32 - 2] = 'z';
+    ok(ferry_publish_topic(c, topic, "hit", 3, &confirmed), "publish");
+    long long took = harness_now_ms() - start;
+    ck_assert_uint_eq(queue_info(c, "trap").depth, 1);
+    fprintf(stderr, "topics: %d publishes against a 31-'#' pattern in %lld ms\n", N + 1, took);
+    /* Some 20 ms idle; a naive matcher would take hours. Generous for ASan. */
+    ck_assert_msg(took < 20000, "%d publishes took %lld ms", N + 1, took);
     ferry_close(c);
     stop_daemon();
 }
@@ -458,6 +604,9 @@ static Suite *topics_suite(void)
     tcase_add_test(fan, test_bad_topics_and_patterns_are_refused_and_the_connection_lives);
     tcase_add_test(fan, test_a_durable_queue_gets_its_conf_bindings_back_after_a_restart);
     tcase_add_test(fan, test_a_temporary_queue_is_private_and_goes_with_its_connection);
+    tcase_add_test(fan, test_bad_topics_and_patterns_on_the_wire_are_refused_and_not_fatal);
+    tcase_add_test(fan, test_bindings_and_temporary_queues_are_bounded);
+    tcase_add_test(fan, test_a_pattern_of_many_hashes_does_not_slow_publishing);
     tcase_add_test(fan, test_ferry_subscribe_prints_what_is_published_to_its_patterns);
     suite_add_tcase(s, fan);
 

@@ -1803,6 +1803,17 @@ static void busy_scenario(struct broker *b, struct fake *a, struct fake *c)
     ck_assert(ok_or_no_memory(broker_get(b, c->s, bytes("q"), 6)));
     ck_assert(ok_or_no_memory(broker_join(b, c->s, bytes("q"), 7)));
     ck_assert(ok_or_no_memory(broker_declare(b, bytes("s"))));
+    /* Topics: bindings, a temporary queue of c's, copies to all of them. */
+    struct ferry_bytes temp;
+    ck_assert(ok_or_no_memory(broker_bind(b, bytes("s"), bytes("t.#"))));
+    ck_assert(ok_or_no_memory(broker_bind(b, bytes("r"), bytes("t.*"))));
+    if (broker_declare_temp(b, c->s, bytes("tmp.c"), &temp) == FERRY_CODE_OK)
+        ck_assert(ok_or_no_memory(broker_bind(b, bytes("tmp.c"), bytes("#"))));
+    for (int i = 0; i < 3; i++)
+        ck_assert(ok_or_no_memory(broker_publish_topic(b, bytes("t.x"), bytes("msg"), no_headers,
+                                                       NULL, NULL)));
+    enum ferry_code unbound = broker_unbind(b, bytes("s"), bytes("t.#")); /* allocates nothing */
+    ck_assert(unbound == FERRY_CODE_OK || unbound == FERRY_CODE_NOT_FOUND);
     for (uint64_t tag = 1; tag <= 4; tag++) {
         broker_ack(b, a->s, tag);
         broker_nack(b, c->s, tag, tag % 2 == 0);
@@ -2434,6 +2445,33 @@ START_TEST(test_bindings_per_queue_are_bounded)
     bind_queue(b, "q", "k7.#"); /* an existing one is no new binding... */
     ck_assert_int_eq(broker_bind(b, bytes("r"), bytes("one.more")), FERRY_CODE_OK);
     ck_assert_uint_eq(stats_of(b, "q").bindings, BROKER_BINDINGS_PER_QUEUE_MAX);
+    broker_free(b);
+}
+END_TEST
+
+START_TEST(test_bindings_in_all_are_bounded)
+{
+    struct broker *b = broker_new(NULL);
+    char q[32], p[32];
+    unsigned queues = (BROKER_BINDINGS_MAX + BROKER_BINDINGS_PER_QUEUE_MAX - 1) /
+                      BROKER_BINDINGS_PER_QUEUE_MAX;
+    unsigned made = 0;
+    for (unsigned i = 0; i < queues; i++) {
+        snprintf(q, sizeof q, "q%u", i);
+        for (unsigned k = 0; k < BROKER_BINDINGS_PER_QUEUE_MAX && made < BROKER_BINDINGS_MAX; k++) {
+            snprintf(p, sizeof p, "w%u.k%u", i, k);
+            ck_assert_int_eq(broker_bind(b, bytes(q), bytes(p)), FERRY_CODE_OK);
+            made++;
+        }
+    }
+    ck_assert_int_eq(broker_bind(b, bytes("extra"), bytes("x")), FERRY_CODE_LIMIT);
+    struct topic_stats ts;
+    broker_topic_stats(b, &ts);
+    ck_assert_uint_eq(ts.bindings, BROKER_BINDINGS_MAX);
+    ck_assert_int_eq(broker_unbind(b, bytes("q0"), bytes("w0.k0")), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_bind(b, bytes("extra"), bytes("x")), FERRY_CODE_OK);
+    ck_assert_int_eq(publish_topic(b, "w3.k7", "m"), FERRY_CODE_OK);
+    ck_assert_uint_eq(stats_of(b, "q3").depth, 1);
     broker_free(b);
 }
 END_TEST
@@ -3085,6 +3123,7 @@ static Suite *broker_suite(void)
     tcase_add_test(topics, test_a_topic_nothing_matches_is_accepted_and_counted_unroutable);
     tcase_add_test(topics, test_bad_topics_and_patterns_are_refused);
     tcase_add_test(topics, test_bindings_per_queue_are_bounded);
+    tcase_add_test(topics, test_bindings_in_all_are_bounded);
     tcase_add_test(topics, test_an_ended_bound_queue_is_skipped_and_the_others_get_the_copy);
     tcase_add_test(topics, test_a_full_bound_queue_follows_its_policy_and_holds_up_no_other);
     tcase_add_test(topics, test_a_deleted_queue_loses_its_bindings);
