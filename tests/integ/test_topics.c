@@ -191,6 +191,83 @@ START_TEST(test_a_durable_queue_gets_its_conf_bindings_back_after_a_restart)
 }
 END_TEST
 
+/* Fan-out to bounded queues: one full with reject, one with drop-oldest,
+ * one full with block (a copy never waits), one without bound; every
+ * publish is confirmed and the unbounded queue gets every message. */
+START_TEST(test_a_full_bound_queue_holds_up_none_of_the_others)
+{
+    ck_assert_int_eq(ferryd_prepare(&daemon_), 0);
+    ck_assert_int_eq(ferryd_write_conf(&daemon_,
+                                       "[queue \"all\"]\n"
+                                       "bind = ev.#\n"
+                                       "[queue \"rejecting\"]\n"
+                                       "max_length = 5\n"
+                                       "overflow = reject\n"
+                                       "bind = ev.#\n"
+                                       "[queue \"dropping\"]\n"
+                                       "max_length = 5\n"
+                                       "overflow = drop-oldest\n"
+                                       "bind = ev.#\n"
+                                       "[queue \"blocking\"]\n"
+                                       "max_length = 5\n"
+                                       "overflow = block\n"
+                                       "bind = ev.#\n"),
+                     0);
+    ck_assert_int_eq(ferryd_restart(&daemon_, NULL), 0);
+    ferry_conn *c = connect_or_fail();
+    /* Two of them full before the first copy. */
+    for (int i = 0; i < 5; i++) {
+        ok(ferry_publish(c, "rejecting", "old", 3, NULL, 0, FERRY_PUBLISH_CONFIRM), "fill");
+        ok(ferry_publish(c, "blocking", "old", 3, NULL, 0, FERRY_PUBLISH_CONFIRM), "fill");
+    }
+    enum { N = 1000 };
+    char text[32];
+    for (int i = 0; i < N; i++) {
+        int n = snprintf(text, sizeof text, "e%d", i);
+        ok(ferry_publish_topic(c, "ev.created", text, (size_t)n, NULL), "publish");
+    }
+    ok(ferry_flush(c, WAIT_MS), "every topic publish confirmed");
+
+    struct ferry_queue_info all = queue_info(c, "all");
+    struct ferry_queue_info rejecting = queue_info(c, "rejecting");
+    struct ferry_queue_info dropping = queue_info(c, "dropping");
+    struct ferry_queue_info blocking = queue_info(c, "blocking");
+    ck_assert_uint_eq(all.depth, N);
+    ck_assert_uint_eq(rejecting.depth, 5);
+    ck_assert_uint_eq(rejecting.rejected, N);
+    ck_assert_uint_eq(dropping.depth, 5);
+    ck_assert_uint_eq(dropping.dropped_oldest, N - 5);
+    ck_assert_uint_eq(blocking.depth, 5);
+    ck_assert_uint_eq(blocking.rejected, N); /* block is reject for a copy */
+    ck_assert_uint_eq(blocking.blocked, 0);
+    struct ferry_stats *st = NULL;
+    ok(ferry_stats(c, NULL, &st), "stats");
+    ck_assert_uint_eq(st->copies, N + N);
+    ck_assert_uint_eq(st->skipped, 2 * N);
+    ferry_stats_free(st);
+    /* Every message, in order, in the unbounded one; the last five in drop-oldest's. */
+    for (int i = 0; i < N; i++) {
+        ferry_message *m = NULL;
+        ok(ferry_get(c, "all", WAIT_MS, &m), "get");
+        int n = snprintf(text, sizeof text, "e%d", i);
+        ck_assert_msg(m->len == (size_t)n && memcmp(m->data, text, m->len) == 0,
+                      "message %d of 'all' is not e%d", i, i);
+        ok(ferry_ack(c, m->tag), "ack");
+        ferry_message_free(m);
+    }
+    for (int i = N - 5; i < N; i++) {
+        ferry_message *m = NULL;
+        ok(ferry_get(c, "dropping", WAIT_MS, &m), "get");
+        int n = snprintf(text, sizeof text, "e%d", i);
+        ck_assert(m->len == (size_t)n && memcmp(m->data, text, m->len) == 0);
+        ok(ferry_ack(c, m->tag), "ack");
+        ferry_message_free(m);
+    }
+    ferry_close(c);
+    stop_daemon();
+}
+END_TEST
+
 /* ---- hostile input on the wire ---- */
 
 START_TEST(test_bad_topics_and_patterns_on_the_wire_are_refused_and_not_fatal)
@@ -602,6 +679,7 @@ static Suite *topics_suite(void)
     tcase_set_timeout(fan, 60);
     tcase_add_test(fan, test_every_bound_queue_gets_every_message_in_order);
     tcase_add_test(fan, test_bad_topics_and_patterns_are_refused_and_the_connection_lives);
+    tcase_add_test(fan, test_a_full_bound_queue_holds_up_none_of_the_others);
     tcase_add_test(fan, test_a_durable_queue_gets_its_conf_bindings_back_after_a_restart);
     tcase_add_test(fan, test_a_temporary_queue_is_private_and_goes_with_its_connection);
     tcase_add_test(fan, test_bad_topics_and_patterns_on_the_wire_are_refused_and_not_fatal);
