@@ -413,6 +413,38 @@ START_TEST(test_a_pattern_of_many_hashes_does_not_slow_publishing)
 }
 END_TEST
 
+START_TEST(test_a_reload_adds_the_bindings_of_the_conf_and_removes_none)
+{
+    ck_assert_int_eq(ferryd_prepare(&daemon_), 0);
+    ck_assert_int_eq(ferryd_write_conf(&daemon_, "[queue \"one\"]\nbind = a.#\n"), 0);
+    ck_assert_int_eq(ferryd_restart(&daemon_, NULL), 0);
+    ferry_conn *c = connect_or_fail();
+    ck_assert_uint_eq(queue_info(c, "one").bindings, 1);
+    ck_assert_int_eq(ferryd_write_conf(&daemon_, "[queue \"one\"]\nbind = b.*\n"
+                                                 "[queue \"two\"]\nbind = c\n"),
+                     0);
+    ck_assert_int_eq(kill(daemon_.pid, SIGHUP), 0);
+    long long deadline = harness_now_ms() + WAIT_MS;
+    struct ferry_stats *st = NULL;
+    uint64_t bindings = 0;
+    while (bindings < 3 && harness_now_ms() < deadline) {
+        ok(ferry_stats(c, NULL, &st), "stats");
+        bindings = st->bindings;
+        ferry_stats_free(st);
+        if (bindings < 3)
+            harness_sleep_ms(10);
+    }
+    ck_assert_uint_eq(bindings, 3); /* a.# stays, b.* and c are added */
+    ok(ferry_publish_topic(c, "a.x", "1", 1, NULL), "publish");
+    ok(ferry_publish_topic(c, "b.y", "2", 1, NULL), "publish");
+    ok(ferry_publish_topic(c, "c", "3", 1, &confirmed), "publish");
+    ck_assert_uint_eq(queue_info(c, "one").depth, 2);
+    ck_assert_uint_eq(queue_info(c, "two").depth, 1);
+    ferry_close(c);
+    stop_daemon();
+}
+END_TEST
+
 /* ---- temporary queues ---- */
 
 START_TEST(test_a_temporary_queue_is_private_and_goes_with_its_connection)
@@ -681,6 +713,7 @@ static Suite *topics_suite(void)
     tcase_add_test(fan, test_bad_topics_and_patterns_are_refused_and_the_connection_lives);
     tcase_add_test(fan, test_a_full_bound_queue_holds_up_none_of_the_others);
     tcase_add_test(fan, test_a_durable_queue_gets_its_conf_bindings_back_after_a_restart);
+    tcase_add_test(fan, test_a_reload_adds_the_bindings_of_the_conf_and_removes_none);
     tcase_add_test(fan, test_a_temporary_queue_is_private_and_goes_with_its_connection);
     tcase_add_test(fan, test_bad_topics_and_patterns_on_the_wire_are_refused_and_not_fatal);
     tcase_add_test(fan, test_bindings_and_temporary_queues_are_bounded);
