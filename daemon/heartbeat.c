@@ -35,9 +35,17 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
             continue; /* the handshake and closing timers cover the others */
         /* Parked on a full queue, it is not read, so its silence says
          * nothing; it holds no delivery (flow.c), so waiting costs only
-         * its slot. Judged again from its wake-up on. */
-        if (c->parked)
+         * its slot. Judged again from its wake-up on. It is PINGed all
+         * the same, or the client, hearing nothing while it waits, would
+         * take the broker for gone (its PONGs wait unread, a few bytes). */
+        if (c->parked) {
+            if (now - c->pinged_ms >= quarter) {
+                struct ferry_frame ping = { .type = FERRY_F_PING };
+                conn_send(c, &ping);
+                c->pinged_ms = now;
+            }
             continue;
+        }
         uint64_t silent = now - c->heard_ms;
         if (silent >= timeout) {
             expire(c, silent);

@@ -11,6 +11,7 @@
 #include <check.h>
 #include <ferry.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -213,6 +214,50 @@ START_TEST(test_non_blocking_publish_says_would_block_once_the_output_is_full)
 }
 END_TEST
 
+START_TEST(test_a_reload_that_raises_the_bound_lets_the_blocked_producer_through)
+{
+    start_with("[queue \"q\"]\nmax_length = 2\n");
+    ferry_conn *admin = connect_plain();
+    ferry_conn *producer = connect_plain();
+    for (int i = 0; i < 3; i++)
+        ok(ferry_publish(producer, "q", "m", 1, NULL, 0, 0), "publish");
+    wait_parked(admin, 1);
+    ck_assert_int_eq(ferry_flush(producer, 200), FERRY_ETIMEDOUT); /* the third waits */
+    ck_assert_int_eq(ferryd_write_conf(&daemon_, "[queue \"q\"]\nmax_length = 10\n"), 0);
+    ck_assert_int_eq(kill(daemon_.pid, SIGHUP), 0);
+    ok(ferry_flush(producer, WAIT_MS), "the blocked publish after the reload");
+    struct snapshot s = snapshot_of(admin, "q");
+    ck_assert_uint_eq(s.q.depth, 3);
+    ck_assert_uint_eq(s.q.max_length, 10);
+    ck_assert_uint_eq(s.parked, 0);
+    ferry_close(producer);
+    ferry_close(admin);
+}
+END_TEST
+
+START_TEST(test_a_producer_blocked_longer_than_the_heartbeat_timeout_stays_connected)
+{
+    start_with("[limits]\nheartbeat_timeout = 400ms\n[queue \"q\"]\nmax_length = 1\n");
+    ferry_conn *admin = connect_plain();
+    ferry_conn *producer = connect_plain();
+    ok(ferry_publish(producer, "q", "a", 1, NULL, 0, 0), "publish a");
+    ok(ferry_publish(producer, "q", "b", 1, NULL, 0, 0), "publish b");
+    wait_parked(admin, 1);
+    /* Five heartbeat timeouts: ferryd does not read it, yet neither side
+     * gives the other up. */
+    ck_assert_int_eq(ferry_flush(producer, 2000), FERRY_ETIMEDOUT);
+    ck_assert_uint_eq(parked_now(admin), 1);
+    ferry_message *m = NULL;
+    ok(ferry_get(admin, "q", WAIT_MS, &m), "get");
+    ok(ferry_ack(admin, m->tag), "ack");
+    ferry_message_free(m);
+    ok(ferry_flush(producer, WAIT_MS), "the blocked publish");
+    ck_assert_uint_eq(snapshot_of(admin, "q").q.depth, 1);
+    ferry_close(producer);
+    ferry_close(admin);
+}
+END_TEST
+
 /* ---- reject ---- */
 
 struct refusals {
@@ -355,6 +400,39 @@ START_TEST(test_max_queued_memory_bounds_all_queues_with_each_queues_policy)
 }
 END_TEST
 
+/* ---- credit ---- */
+
+static void count_message(ferry_conn *c, const ferry_message *m, void *arg)
+{
+    (*(int *)arg)++; /* and never acks */
+}
+
+START_TEST(test_a_consumer_that_does_not_ack_gets_no_more_than_its_credit)
+{
+    start_with("[queues]\nmax_length = 1000\n");
+    ferry_conn *admin = connect_plain();
+    for (int i = 0; i < 100; i++)
+        ok(ferry_publish(admin, "q", "m", 1, NULL, 0, 0), "publish");
+    ok(ferry_flush(admin, WAIT_MS), "flush");
+    ferry_conn *c = connect_plain();
+    int got = 0;
+    struct ferry_consume_options o = { .credit = 5, .on_message = count_message, .arg = &got };
+    uint64_t sub;
+    ok(ferry_consume(c, "q", &o, &sub), "consume");
+    long long until = harness_now_ms() + 500;
+    while (harness_now_ms() < until) {
+        ok(ferry_process(c), "process");
+        harness_sleep_ms(10);
+    }
+    ck_assert_int_eq(got, 5);
+    struct snapshot s = snapshot_of(admin, "q");
+    ck_assert_uint_eq(s.q.inflight, 5);
+    ck_assert_uint_eq(s.q.depth, 95);
+    ferry_close(c);
+    ferry_close(admin);
+}
+END_TEST
+
 /* ---- the slow consumer ---- */
 
 /* Messages in all, and the memory limit, sized to run in about 20 s. */
@@ -486,9 +564,12 @@ static Suite *flow_suite(void)
     tcase_add_checked_fixture(t, NULL, teardown);
     tcase_add_test(t, test_block_holds_the_producer_until_a_consumer_drains_and_others_go_on);
     tcase_add_test(t, test_non_blocking_publish_says_would_block_once_the_output_is_full);
+    tcase_add_test(t, test_a_reload_that_raises_the_bound_lets_the_blocked_producer_through);
+    tcase_add_test(t, test_a_producer_blocked_longer_than_the_heartbeat_timeout_stays_connected);
     tcase_add_test(t, test_reject_refuses_each_publish_past_the_bound_by_its_id);
     tcase_add_test(t, test_drop_oldest_keeps_the_newest_and_counts_the_dropped);
     tcase_add_test(t, test_max_queued_memory_bounds_all_queues_with_each_queues_policy);
+    tcase_add_test(t, test_a_consumer_that_does_not_ack_gets_no_more_than_its_credit);
     tcase_add_test(t, test_a_slow_consumer_and_a_million_publishes_keep_ferryd_within_its_limits);
     suite_add_tcase(s, t);
     return s;
