@@ -330,6 +330,89 @@ bool ferry_iter_item(struct ferry_iter *it, struct ferry_item *item)
 
 /* ---- stats maps --------------------------------------------------------- */
 
+/* How one kind of stats map is read: its keys, the reader of one value
+ * (key is an index into keys), and the reasons given for a bad map. */
+struct keyed_map {
+    const char *const *keys;
+    int key_count;
+    enum mpack_result (*read_value)(struct mpack_reader *r, int key, void *out);
+    const char *keys_not_str;
+    const char *duplicate;
+    const char *wrong_type;
+};
+
+/* Reads a map of m's keys into out: unknown keys are skipped, a known one
+ * twice is refused. *seen gets bit k for each key k that was there. */
+static bool read_keyed_map(struct mpack_reader *r, const struct field_whys *w,
+                           const struct keyed_map *m, void *out, unsigned *seen,
+                           const char **why)
+{
+    uint32_t pairs;
+    enum mpack_result res = mpack_read_map(r, &pairs);
+    if (res != MPACK_OK)
+        return fail(why, proto_read_why(res, w));
+    *seen = 0;
+    for (uint32_t i = 0; i < pairs; i++) {
+        struct ferry_bytes name;
+        res = mpack_read_str(r, &name);
+        if (res == MPACK_WRONG_TYPE)
+            return fail(why, m->keys_not_str);
+        if (res != MPACK_OK)
+            return fail(why, proto_read_why(res, w));
+
+        int key = key_index(name, m->keys, m->key_count);
+        if (key < 0) {
+            res = mpack_skip(r);
+        } else if (*seen & (1u << key)) {
+            return fail(why, m->duplicate);
+        } else {
+            *seen |= 1u << key;
+            res = m->read_value(r, key, out);
+            if (res == MPACK_WRONG_TYPE)
+                return fail(why, m->wrong_type);
+        }
+        if (res != MPACK_OK)
+            return fail(why, proto_read_why(res, w));
+    }
+    return true;
+}
+
+/* Reads one entry of a list into out (a struct of the list's kind). */
+typedef bool read_entry_fn(struct mpack_reader *r, const struct field_whys *w, void *out,
+                           const char **why);
+
+/* An array of 0..65536 entries, each valid; `one` is room for an entry. */
+static bool check_list_of(struct mpack_reader *r, const struct field_whys *w,
+                          read_entry_fn *read_entry, void *one, struct ferry_bytes *list,
+                          uint32_t *count, const char **why)
+{
+    if (!read_list_header(r, w, 0, list, count, why))
+        return false;
+    for (uint32_t i = 0; i < *count; i++) {
+        if (!read_entry(r, w, one, why))
+            return false;
+    }
+    end_list(r, list);
+    return true;
+}
+
+/* The next entry of a validated list. */
+static bool iter_next(struct ferry_iter *it, read_entry_fn *read_entry, void *out)
+{
+    static const struct field_whys whys = { "", "", "" };
+    const char *ignored;
+    if (it->left == 0)
+        return false;
+    struct mpack_reader r = { it->pos, it->end };
+    if (!read_entry(&r, &whys, out, &ignored)) {
+        it->left = 0;
+        return false;
+    }
+    it->pos = r.pos;
+    it->left--;
+    return true;
+}
+
 enum queue_stat_key {
     QS_Q, QS_DEPTH, QS_INFLIGHT, QS_CONSUMERS, QS_PUBLISHED, QS_DELIVERED,
     QS_ACKED, QS_REDELIVERED, QS_DROPPED, QS_BYTES, QS_ENDED, QS_DEPTH_PRIO, QS_DELAYED,
@@ -359,10 +442,10 @@ static enum mpack_result read_depth_by_priority(struct mpack_reader *r, uint64_t
     return res;
 }
 
-/* One value of a queue stats map, stored into *qs. */
-static enum mpack_result read_queue_stat(struct mpack_reader *r, int key,
-                                         struct ferry_queue_stats *qs)
+/* One value of a queue stats map, stored into *out (a ferry_queue_stats). */
+static enum mpack_result read_queue_stat(struct mpack_reader *r, int key, void *out)
 {
+    struct ferry_queue_stats *qs = out;
     uint64_t *const counters[QS_KEY_COUNT] = {
         [QS_DEPTH] = &qs->depth, [QS_INFLIGHT] = &qs->inflight,
         [QS_CONSUMERS] = &qs->consumers, [QS_PUBLISHED] = &qs->published,
@@ -385,39 +468,22 @@ static enum mpack_result read_queue_stat(struct mpack_reader *r, int key,
     return mpack_read_uint(r, counters[key]);
 }
 
-static bool read_queue_stats(struct mpack_reader *r, const struct field_whys *w,
-                             struct ferry_queue_stats *qs, const char **why)
+static const struct keyed_map queue_map = {
+    queue_stat_keys, QS_KEY_COUNT, read_queue_stat,
+    "field 'queues': keys must be str",
+    "field 'queues': duplicate key in a queue",
+    "field 'queues': 'q' and 'overflow' must be str, 'ended' bool, 'depth_prio' an "
+    "array of 10 uints, the rest uint",
+};
+
+static bool read_queue_stats(struct mpack_reader *r, const struct field_whys *w, void *out,
+                             const char **why)
 {
+    struct ferry_queue_stats *qs = out;
     *qs = (struct ferry_queue_stats){ .name = { NULL, 0 } };
-    uint32_t pairs;
-    enum mpack_result res = mpack_read_map(r, &pairs);
-    if (res != MPACK_OK)
-        return fail(why, proto_read_why(res, w));
-
-    unsigned seen = 0;
-    for (uint32_t i = 0; i < pairs; i++) {
-        struct ferry_bytes name;
-        res = mpack_read_str(r, &name);
-        if (res == MPACK_WRONG_TYPE)
-            return fail(why, "field 'queues': keys must be str");
-        if (res != MPACK_OK)
-            return fail(why, proto_read_why(res, w));
-
-        int key = key_index(name, queue_stat_keys, QS_KEY_COUNT);
-        if (key < 0) {
-            res = mpack_skip(r);
-        } else if (seen & (1u << key)) {
-            return fail(why, "field 'queues': duplicate key in a queue");
-        } else {
-            seen |= 1u << key;
-            res = read_queue_stat(r, key, qs);
-            if (res == MPACK_WRONG_TYPE)
-                return fail(why, "field 'queues': 'q' and 'overflow' must be str, 'ended' "
-                                "bool, 'depth_prio' an array of 10 uints, the rest uint");
-        }
-        if (res != MPACK_OK)
-            return fail(why, proto_read_why(res, w));
-    }
+    unsigned seen;
+    if (!read_keyed_map(r, w, &queue_map, qs, &seen, why))
+        return false;
     /* The keys after "ended" came later: absent, they are 0, so that a
      * newer reader takes an older server's stats. */
     const unsigned required = (1u << QS_DEPTH_PRIO) - 1;
@@ -429,31 +495,13 @@ static bool read_queue_stats(struct mpack_reader *r, const struct field_whys *w,
 bool proto_check_queue_stats(struct mpack_reader *r, const struct field_whys *w,
                              struct ferry_bytes *list, uint32_t *count, const char **why)
 {
-    if (!read_list_header(r, w, 0, list, count, why))
-        return false;
-    for (uint32_t i = 0; i < *count; i++) {
-        struct ferry_queue_stats qs;
-        if (!read_queue_stats(r, w, &qs, why))
-            return false;
-    }
-    end_list(r, list);
-    return true;
+    struct ferry_queue_stats one;
+    return check_list_of(r, w, read_queue_stats, &one, list, count, why);
 }
 
 bool ferry_iter_stats(struct ferry_iter *it, struct ferry_queue_stats *qs)
 {
-    static const struct field_whys whys = { "", "", "" };
-    const char *ignored;
-    if (it->left == 0)
-        return false;
-    struct mpack_reader r = { it->pos, it->end };
-    if (!read_queue_stats(&r, &whys, qs, &ignored)) {
-        it->left = 0;
-        return false;
-    }
-    it->pos = r.pos;
-    it->left--;
-    return true;
+    return iter_next(it, read_queue_stats, qs);
 }
 
 enum conn_stat_key {
@@ -465,10 +513,10 @@ static const char *const conn_stat_keys[CS_KEY_COUNT] = {
     "id", "peer", "name", "out", "throttled", "subs", "inflight", "age_ms", "idle_ms",
 };
 
-/* One value of a connection stats map, stored into *cs. */
-static enum mpack_result read_conn_stat(struct mpack_reader *r, int key,
-                                        struct ferry_conn_stats *cs)
+/* One value of a connection stats map, stored into *out (a ferry_conn_stats). */
+static enum mpack_result read_conn_stat(struct mpack_reader *r, int key, void *out)
 {
+    struct ferry_conn_stats *cs = out;
     uint64_t *const counters[CS_KEY_COUNT] = {
         [CS_ID] = &cs->id, [CS_OUT] = &cs->out, [CS_SUBS] = &cs->subs,
         [CS_INFLIGHT] = &cs->inflight, [CS_AGE_MS] = &cs->age_ms, [CS_IDLE_MS] = &cs->idle_ms,
@@ -485,39 +533,21 @@ static enum mpack_result read_conn_stat(struct mpack_reader *r, int key,
     }
 }
 
-static bool read_conn_stats(struct mpack_reader *r, const struct field_whys *w,
-                            struct ferry_conn_stats *cs, const char **why)
+static const struct keyed_map conn_map = {
+    conn_stat_keys, CS_KEY_COUNT, read_conn_stat,
+    "field 'conns': keys must be str",
+    "field 'conns': duplicate key in a connection",
+    "field 'conns': 'peer' and 'name' must be str, 'throttled' bool, the rest uint",
+};
+
+static bool read_conn_stats(struct mpack_reader *r, const struct field_whys *w, void *out,
+                            const char **why)
 {
+    struct ferry_conn_stats *cs = out;
     *cs = (struct ferry_conn_stats){ .id = 0 };
-    uint32_t pairs;
-    enum mpack_result res = mpack_read_map(r, &pairs);
-    if (res != MPACK_OK)
-        return fail(why, proto_read_why(res, w));
-
-    unsigned seen = 0;
-    for (uint32_t i = 0; i < pairs; i++) {
-        struct ferry_bytes name;
-        res = mpack_read_str(r, &name);
-        if (res == MPACK_WRONG_TYPE)
-            return fail(why, "field 'conns': keys must be str");
-        if (res != MPACK_OK)
-            return fail(why, proto_read_why(res, w));
-
-        int key = key_index(name, conn_stat_keys, CS_KEY_COUNT);
-        if (key < 0) {
-            res = mpack_skip(r);
-        } else if (seen & (1u << key)) {
-            return fail(why, "field 'conns': duplicate key in a connection");
-        } else {
-            seen |= 1u << key;
-            res = read_conn_stat(r, key, cs);
-            if (res == MPACK_WRONG_TYPE)
-                return fail(why, "field 'conns': 'peer' and 'name' must be str, 'throttled' bool, "
-                                 "the rest uint");
-        }
-        if (res != MPACK_OK)
-            return fail(why, proto_read_why(res, w));
-    }
+    unsigned seen;
+    if (!read_keyed_map(r, w, &conn_map, cs, &seen, why))
+        return false;
     if (seen != (1u << CS_KEY_COUNT) - 1)
         return fail(why, "field 'conns': a connection lacks a key");
     if (cs->peer.len > FERRY_PEER_MAX || cs->name.len > FERRY_CLIENT_NAME_MAX)
@@ -528,31 +558,13 @@ static bool read_conn_stats(struct mpack_reader *r, const struct field_whys *w,
 bool proto_check_conn_stats(struct mpack_reader *r, const struct field_whys *w,
                             struct ferry_bytes *list, uint32_t *count, const char **why)
 {
-    if (!read_list_header(r, w, 0, list, count, why))
-        return false;
-    for (uint32_t i = 0; i < *count; i++) {
-        struct ferry_conn_stats cs;
-        if (!read_conn_stats(r, w, &cs, why))
-            return false;
-    }
-    end_list(r, list);
-    return true;
+    struct ferry_conn_stats one;
+    return check_list_of(r, w, read_conn_stats, &one, list, count, why);
 }
 
 bool ferry_iter_conn(struct ferry_iter *it, struct ferry_conn_stats *cs)
 {
-    static const struct field_whys whys = { "", "", "" };
-    const char *ignored;
-    if (it->left == 0)
-        return false;
-    struct mpack_reader r = { it->pos, it->end };
-    if (!read_conn_stats(&r, &whys, cs, &ignored)) {
-        it->left = 0;
-        return false;
-    }
-    it->pos = r.pos;
-    it->left--;
-    return true;
+    return iter_next(it, read_conn_stats, cs);
 }
 
 enum server_stat_key {
@@ -565,42 +577,31 @@ static const char *const server_stat_keys[SS_KEY_COUNT] = {
     "copies", "skipped", "bindings", "memory", "max_memory", "parked",
 };
 
+/* One value of the server stats map, stored into *out (a ferry_server_stats). */
+static enum mpack_result read_server_stat(struct mpack_reader *r, int key, void *out)
+{
+    struct ferry_server_stats *s = out;
+    uint64_t *const counters[SS_KEY_COUNT] = {
+        &s->connections, &s->queues, &s->uptime_ms, &s->messages, &s->bytes,
+        &s->topic_publishes, &s->unroutable, &s->copies, &s->skipped, &s->bindings,
+        &s->memory, &s->max_memory, &s->parked,
+    };
+    return mpack_read_uint(r, counters[key]);
+}
+
+static const struct keyed_map server_map = {
+    server_stat_keys, SS_KEY_COUNT, read_server_stat,
+    "field 'server': keys must be str",
+    "field 'server': duplicate key",
+    "field 'server': values must be uint",
+};
+
 bool proto_check_server_stats(struct mpack_reader *r, const struct field_whys *w,
                               struct ferry_server_stats *out, const char **why)
 {
-    uint64_t *const counters[SS_KEY_COUNT] = {
-        &out->connections, &out->queues, &out->uptime_ms, &out->messages, &out->bytes,
-        &out->topic_publishes, &out->unroutable, &out->copies, &out->skipped, &out->bindings,
-        &out->memory, &out->max_memory, &out->parked,
-    };
-    uint32_t pairs;
-    enum mpack_result res = mpack_read_map(r, &pairs);
-    if (res != MPACK_OK)
-        return fail(why, proto_read_why(res, w));
-
-    unsigned seen = 0;
-    for (uint32_t i = 0; i < pairs; i++) {
-        struct ferry_bytes name;
-        res = mpack_read_str(r, &name);
-        if (res == MPACK_WRONG_TYPE)
-            return fail(why, "field 'server': keys must be str");
-        if (res != MPACK_OK)
-            return fail(why, proto_read_why(res, w));
-
-        int key = key_index(name, server_stat_keys, SS_KEY_COUNT);
-        if (key < 0) {
-            res = mpack_skip(r);
-        } else if (seen & (1u << key)) {
-            return fail(why, "field 'server': duplicate key");
-        } else {
-            seen |= 1u << key;
-            res = mpack_read_uint(r, counters[key]);
-            if (res == MPACK_WRONG_TYPE)
-                return fail(why, "field 'server': values must be uint");
-        }
-        if (res != MPACK_OK)
-            return fail(why, proto_read_why(res, w));
-    }
+    unsigned seen;
+    if (!read_keyed_map(r, w, &server_map, out, &seen, why))
+        return false;
     /* The keys after "bytes" (topics, memory) came later: a map without
      * them is read as zeros. */
     const unsigned required = (1u << SS_TOPIC_PUBS) - 1;
