@@ -12,6 +12,12 @@
 
 #include "conn.h"
 
+#include <fcntl.h>
+#include <sys/random.h>
+
+static int adopt(int fd, const struct ferry_options *o, const struct ferry_addr *addr,
+                 int64_t deadline, ferry_conn **out);
+
 /* Bumped in every child right after fork(): a connection remembers the
  * value it was opened under, so an inherited one is recognised without a
  * getpid() system call on every operation. Only the child writes it, while
@@ -72,10 +78,22 @@ void conn__wake(struct ferry_conn *c)
 
 void conn__fail(struct ferry_conn *c, int status)
 {
-    if (!c->dead) {
-        c->dead = status;
+    if (!c->dead && !c->broken) {
         /* A thread blocked in poll() on the socket wakes with POLLHUP. */
         shutdown(c->fd, SHUT_RDWR);
+        if (reconnect__wanted(c, status)) {
+            /* Made again by the next thread that waits (reconnect.c). The
+             * descriptor now names a pipe that is never readable, so that
+             * an event loop does not spin on the dead socket meanwhile. */
+            c->broken = true;
+            c->attempts = 0;
+            c->next_attempt_ms = conn__now_ms() + c->reconnect_base_ms;
+            dup2(c->silent_fd, c->fd);
+            if (c->keeper_started)
+                pthread_cond_signal(&c->keeper_cv);
+        } else {
+            c->dead = status;
+        }
     }
     conn__wake(c);
 }
@@ -216,6 +234,7 @@ static struct ferry_conn *conn_new(int fd, const struct ferry_options *o)
     c->next_publish_id = 1;
     c->next_sub = 1;
     c->heard_ms = conn__now_ms();
+    c->silent_fd = c->silent_peer = -1;
     return c;
 fail:
     free(c);
@@ -223,13 +242,13 @@ fail:
 }
 
 /* Sends HELLO and waits for WELCOME (inbound.c sets `welcomed`). */
-static int handshake(struct ferry_conn *c, const char *name, int64_t deadline)
+static int handshake(struct ferry_conn *c, int64_t deadline)
 {
-    size_t name_len = strnlen(name, FERRY_CLIENT_NAME_MAX);
     struct ferry_frame hello = {
         .type = FERRY_F_HELLO,
         .version = FERRY_PROTO_VERSION,
-        .name = { (const uint8_t *)name, name_len },
+        .name = conn__bytes(c->name),
+        .producer = c->producer,
     };
     pthread_mutex_lock(&c->mu);
     int rc = io__append(c, &hello);
@@ -266,10 +285,51 @@ int ferry_connect_opts(const struct ferry_options *opts, ferry_conn **out)
     int rc = io__connect(&addr, deadline, &fd);
     if (rc != FERRY_OK)
         return rc;
-    return conn__adopt_fd(fd, &o, deadline, out);
+    return adopt(fd, &o, &addr, deadline, out);
+}
+
+/* A random producer identity for HELLO: nonzero, so that it means one. */
+static uint64_t random_producer(void)
+{
+    uint64_t id = 0;
+    while (id == 0) {
+        if (getrandom(&id, sizeof id, 0) != (ssize_t)sizeof id)
+            id = (uint64_t)conn__now_ms() * 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid();
+    }
+    return id;
+}
+
+/* What a reconnect needs: the address, the options, a producer identity
+ * and the never-readable pipe that stands in for the socket while broken. */
+static int prepare_reconnect(struct ferry_conn *c, const struct ferry_options *o,
+                             const struct ferry_addr *addr)
+{
+    int pipe_fds[2];
+    if (pipe2(pipe_fds, O_CLOEXEC | O_NONBLOCK) != 0)
+        return FERRY_ENOMEM;
+    c->silent_fd = pipe_fds[0]; /* both owned by c, closed by reconnect__free */
+    c->silent_peer = pipe_fds[1];
+    c->reconnect = true;
+    c->addr = *addr;
+    c->producer = random_producer();
+    c->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms
+                                                  : CONN_DEFAULT_CONNECT_TIMEOUT_MS;
+    c->reconnect_base_ms = o->reconnect_base_ms > 0 ? o->reconnect_base_ms
+                                                    : CONN_DEFAULT_RECONNECT_BASE_MS;
+    c->reconnect_max_ms = o->reconnect_max_ms > 0 ? o->reconnect_max_ms
+                                                  : CONN_DEFAULT_RECONNECT_MAX_MS;
+    if (c->reconnect_max_ms < c->reconnect_base_ms)
+        c->reconnect_max_ms = c->reconnect_base_ms;
+    return FERRY_OK;
 }
 
 int conn__adopt_fd(int fd, const struct ferry_options *o, int64_t deadline, ferry_conn **out)
+{
+    return adopt(fd, o, NULL, deadline, out);
+}
+
+static int adopt(int fd, const struct ferry_options *o, const struct ferry_addr *addr,
+                 int64_t deadline, ferry_conn **out)
 {
     *out = NULL;
     pthread_once(&atfork_once, register_fork_handler);
@@ -279,7 +339,14 @@ int conn__adopt_fd(int fd, const struct ferry_options *o, int64_t deadline, ferr
         close(fd);
         return FERRY_ENOMEM;
     }
-    int rc = handshake(c, name, deadline);
+    size_t name_len = strnlen(name, FERRY_CLIENT_NAME_MAX);
+    memcpy(c->name, name, name_len);
+    c->name[name_len] = '\0';
+    int rc = FERRY_OK;
+    if (o->reconnect && addr)
+        rc = prepare_reconnect(c, o, addr);
+    if (rc == FERRY_OK)
+        rc = handshake(c, deadline);
     if (rc == FERRY_OK)
         rc = heartbeat__start(c);
     if (rc != FERRY_OK) {
@@ -293,6 +360,7 @@ int conn__adopt_fd(int fd, const struct ferry_options *o, int64_t deadline, ferr
 static void free_memory(struct ferry_conn *c)
 {
     consume__free_all(c);
+    reconnect__free(c);
     ferry_buf_free(&c->in);
     ferry_buf_free(&c->out);
     ferry_buf_free(&c->sending);

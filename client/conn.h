@@ -25,12 +25,27 @@
 #define CONN_DEFAULT_CONNECT_TIMEOUT_MS 5000
 #define CONN_DEFAULT_REQUEST_TIMEOUT_MS 30000
 #define CONN_DEFAULT_MAX_OUTPUT (8u * 1024u * 1024u)
+#define CONN_DEFAULT_RECONNECT_BASE_MS 100
+#define CONN_DEFAULT_RECONNECT_MAX_MS 5000
+
+/* With reconnect, a tag the caller sees is the broker's tag (low bits) and
+ * the connection's epoch (high bits): an ack of a tag from before a
+ * reconnect is dropped instead of settling a new delivery of that number. */
+#define CONN_TAG_BITS 48
+#define CONN_TAG_MASK ((UINT64_C(1) << CONN_TAG_BITS) - 1)
 
 /* A deadline on the monotonic clock in milliseconds; CONN_NO_DEADLINE waits
  * without limit. */
 #define CONN_NO_DEADLINE INT64_C(-1)
 
 struct ferry_events; /* event.c: the libevent glue, opaque everywhere else */
+
+/* One publish kept for sending again (reconnect.c). */
+struct resend_rec {
+    uint64_t id;
+    size_t len;    /* its frame's bytes in conn->resend */
+    bool settled;  /* confirmed or refused: dropped once it is the oldest */
+};
 
 /* A broker error as the library keeps it: code and NUL-terminated text. */
 struct server_error {
@@ -45,6 +60,7 @@ struct ferry_sub {
     ferry_message_fn on_message;
     ferry_eos_fn on_eos;
     void *arg;
+    uint32_t credit; /* its window, CREDITs included: what a reconnect asks for again */
     /* Set by ferry_cancel(). The entry (and `queue`) is freed only by the
      * reader between batches, never while a callback may hold `queue`. */
     bool cancelled;
@@ -147,6 +163,28 @@ struct ferry_conn {
     uint64_t rpc_next_id;
     struct rpc_waiter *rpc_waiters; /* on the callers' stacks */
 
+    /* Reconnecting (reconnect.c). Set at connect when asked for. */
+    bool reconnect;
+    struct ferry_addr addr;       /* where to connect again */
+    char name[FERRY_CLIENT_NAME_MAX + 1];
+    uint64_t producer;            /* HELLO "producer": random, kept for every reconnect */
+    int connect_timeout_ms;
+    int reconnect_base_ms, reconnect_max_ms;
+    /* The connection broke and is to be made again: not dead, no I/O. */
+    bool broken;
+    bool reconnecting;            /* a thread is connecting (mutex released) */
+    bool no_reconnect;            /* the break is not one to reconnect after */
+    unsigned attempts;            /* failed attempts since the break */
+    int64_t next_attempt_ms;
+    uint64_t epoch;               /* reconnects so far: the high bits of tags */
+    int silent_fd;                /* a pipe's read end, put at `fd` while broken; -1 */
+    int silent_peer;              /* its write end, kept open; -1 */
+    /* Unconfirmed publishes, their frames as sent, oldest first (ids
+     * count up by one, so the record of id i is at i - recs[head].id). */
+    struct ferry_buf resend;
+    struct resend_rec *recs;
+    size_t rec_head, rec_count, rec_cap;
+
     /* Heartbeat (heartbeat.c): the broker's timeout from WELCOME (0: none),
      * when we last read a byte from it, when we last sent it a PING. */
     uint64_t heartbeat_ms;
@@ -240,6 +278,31 @@ int io__read_available(struct ferry_conn *c);
 
 /* Processes every whole frame in c->in (reader role, mutex held). */
 void inbound__process(struct ferry_conn *c);
+
+/* ---- reconnect.c ------------------------------------------------------ */
+
+/* true if the connection should be made again after failing with status. */
+bool reconnect__wanted(const struct ferry_conn *c, int status);
+/* Blocking use (mutex held, c->broken): waits for the next attempt and
+ * makes it, or waits for the thread making it. FERRY_OK (re-check your
+ * condition), FERRY_ETIMEDOUT, or the dead status. */
+int reconnect__pump(struct ferry_conn *c, int64_t deadline);
+/* Loop use (mutex held, c->broken): one attempt if one is due. */
+void reconnect__step(struct ferry_conn *c);
+/* ms until the next attempt, 0 if due; -1 if not broken. Mutex held. */
+int reconnect__due_in(const struct ferry_conn *c);
+/* The tag a caller sees for the broker's tag, and back (false: a tag from
+ * before a reconnect, which must not be sent). */
+uint64_t reconnect__user_tag(const struct ferry_conn *c, uint64_t broker_tag);
+bool reconnect__broker_tag(const struct ferry_conn *c, uint64_t user_tag, uint64_t *broker_tag);
+/* Keeps the frame of publish `id` (its bytes just appended to `out`) for
+ * sending again. FERRY_OK or FERRY_ENOMEM. */
+int resend__record(struct ferry_conn *c, uint64_t id, const uint8_t *frame, size_t len);
+/* Publish `id` is confirmed or refused. */
+void resend__settle(struct ferry_conn *c, uint64_t id);
+/* Bytes kept for sending again. */
+size_t resend__pending(const struct ferry_conn *c);
+void reconnect__free(struct ferry_conn *c);
 
 /* ---- heartbeat.c ------------------------------------------------------ */
 

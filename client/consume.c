@@ -53,6 +53,7 @@ static int add_sub(struct ferry_conn *c, const char *queue, const struct ferry_c
         .on_message = o->on_message,
         .on_eos = o->on_eos,
         .arg = o->arg,
+        .credit = o->credit ? o->credit : DEFAULT_CREDIT,
     };
     return FERRY_OK;
 }
@@ -123,7 +124,8 @@ static void deliver_to_get(struct ferry_conn *c, const struct ferry_frame *f)
         give_back(c, f->tag); /* its ferry_get() timed out and left */
         return;
     }
-    w->message = message__new(f->tag, 0, f->attempt, w->get_queue, f->payload, f->headers);
+    w->message = message__new(reconnect__user_tag(c, f->tag), 0, f->attempt, w->get_queue,
+                              f->payload, f->headers);
     if (!w->message) {
         give_back(c, f->tag);
         request__finish(c, w, FERRY_ENOMEM, NULL);
@@ -146,7 +148,7 @@ void consume__on_deliver(struct ferry_conn *c, const struct ferry_frame *f)
     /* Zero copy: the message points into the input buffer, which the
      * reader leaves alone until the batch ends. */
     ferry_message m = {
-        .tag = f->tag,
+        .tag = reconnect__user_tag(c, f->tag),
         .sub = f->sub,
         .attempt = f->attempt > UINT32_MAX ? UINT32_MAX : (uint32_t)f->attempt,
         .queue = s->queue,
@@ -214,6 +216,8 @@ int ferry_consume(ferry_conn *c, const char *queue, const struct ferry_consume_o
         };
         struct ferry_waiter w = { 0 };
         rc = request__roundtrip(c, &f, &w, c->request_timeout_ms);
+        if (rc == FERRY_EIO && c->reconnect && !c->dead)
+            rc = FERRY_OK; /* cut by a reconnect, which opened it with the others */
         struct ferry_sub *s = find_sub(c, sub);
         if (rc == FERRY_OK && sub_out)
             *sub_out = sub;
@@ -241,6 +245,7 @@ int ferry_credit(ferry_conn *c, uint64_t sub, uint32_t n)
         rc = FERRY_EINVAL;
     } else {
         struct ferry_frame f = { .type = FERRY_F_CREDIT, .sub = sub, .credit = n };
+        s->credit = n > UINT32_MAX - s->credit ? UINT32_MAX : s->credit + n;
         rc = send_control(c, &f);
     }
     conn__unlock(c);
@@ -273,7 +278,10 @@ int ferry_ack_many(ferry_conn *c, const uint64_t *tags, size_t n)
     if (conn__in_dispatch(c)) {
         /* Batched: one ACK frame at the end of the reader's batch. */
         for (size_t i = 0; i < n && !c->dead; i++) {
-            c->pending_acks[c->pending_ack_count++] = tags[i];
+            uint64_t tag;
+            if (!reconnect__broker_tag(c, tags[i], &tag))
+                continue; /* from before a reconnect: the broker took it back */
+            c->pending_acks[c->pending_ack_count++] = tag;
             if (c->pending_ack_count == CONN_ACK_BATCH) {
                 consume__flush_acks(c);
                 io__write_now(c);
@@ -282,11 +290,16 @@ int ferry_ack_many(ferry_conn *c, const uint64_t *tags, size_t n)
         rc = c->dead;
     } else {
         while (n > 0 && rc == FERRY_OK) {
-            size_t chunk = n < FERRY_LIST_MAX ? n : FERRY_LIST_MAX;
-            struct ferry_frame f = { .type = FERRY_F_ACK, .uints = tags, .uint_count = chunk };
+            /* The broker's tags, a chunk at a time (the same values without reconnect). */
+            uint64_t chunk_tags[CONN_ACK_BATCH];
+            size_t chunk = 0;
+            for (; n > 0 && chunk < CONN_ACK_BATCH; tags++, n--)
+                if (reconnect__broker_tag(c, *tags, &chunk_tags[chunk]))
+                    chunk++;
+            if (chunk == 0)
+                break;
+            struct ferry_frame f = { .type = FERRY_F_ACK, .uints = chunk_tags, .uint_count = chunk };
             rc = send_control(c, &f);
-            tags += chunk;
-            n -= chunk;
         }
     }
     conn__unlock(c);
@@ -299,8 +312,13 @@ int ferry_nack(ferry_conn *c, uint64_t tag, bool requeue)
     if (rc != FERRY_OK)
         return rc;
     consume__flush_acks(c); /* keep settlements in the order they were made */
+    uint64_t broker_tag;
+    if (!reconnect__broker_tag(c, tag, &broker_tag)) {
+        conn__unlock(c);
+        return FERRY_OK; /* from before a reconnect: the broker took it back */
+    }
     struct ferry_frame f = {
-        .type = FERRY_F_NACK, .uints = &tag, .uint_count = 1, .requeue = requeue,
+        .type = FERRY_F_NACK, .uints = &broker_tag, .uint_count = 1, .requeue = requeue,
     };
     rc = send_control(c, &f);
     conn__unlock(c);
@@ -348,6 +366,8 @@ int ferry_get(ferry_conn *c, const char *queue, int timeout_ms, ferry_message **
             wait_ms = left < 0 ? 0 : (left < wait_ms ? left : wait_ms);
         }
         rc = get_once(c, queue, (int)wait_ms, out);
+        if (rc == FERRY_EIO && c->reconnect && !c->dead)
+            continue; /* cut by a reconnect: ask the new connection */
         if (rc != FERRY_OK || *out)
             break;
         if (deadline != CONN_NO_DEADLINE && conn__now_ms() >= deadline) {

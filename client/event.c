@@ -14,6 +14,7 @@ struct ferry_events {
     struct event *readable; /* EV_READ | EV_PERSIST: ferry_process() */
     struct event *writable; /* EV_WRITE, added while the loop's own output waits */
     struct event *heartbeat; /* a timer at ferry_next_timeout(): ferry_process() */
+    uint64_t epoch;          /* the connection's epoch the read event was added for */
 };
 
 int ferry_fd(const ferry_conn *c)
@@ -39,6 +40,8 @@ int ferry_process(ferry_conn *c)
     c->loop_thread = pthread_self();
     if (c->keeper_started)
         pthread_cond_signal(&c->keeper_cv); /* this loop takes over its work */
+    if (c->broken)
+        reconnect__step(c); /* when due; blocks at most connect_timeout_ms */
     io__read_available(c);
     heartbeat__tick(c);
     io__write_now(c);
@@ -58,7 +61,8 @@ bool ferry_want_write(ferry_conn *c)
     pthread_mutex_lock(&c->mu);
     /* Not while another thread drains the output: it writes everything,
      * and the loop would only spin on a writable socket meanwhile. */
-    bool want = !c->dead && io__output_pending(c) > 0 && !(c->writing && c->draining);
+    bool want = !c->dead && !c->broken && io__output_pending(c) > 0
+             && !(c->writing && c->draining);
     pthread_mutex_unlock(&c->mu);
     return want;
 }
@@ -78,9 +82,19 @@ int ferry_next_timeout(ferry_conn *c)
     if (!c || conn__forked(c))
         return -1;
     pthread_mutex_lock(&c->mu);
-    int ms = c->dead ? 0 : heartbeat__due_in(c); /* dead: ferry_process reports it */
+    int ms = c->dead ? 0 : c->broken ? reconnect__due_in(c) : heartbeat__due_in(c);
     pthread_mutex_unlock(&c->mu);
     return ms;
+}
+
+uint64_t ferry_reconnects(ferry_conn *c)
+{
+    if (!c || conn__forked(c))
+        return 0;
+    pthread_mutex_lock(&c->mu);
+    uint64_t n = c->epoch;
+    pthread_mutex_unlock(&c->mu);
+    return n;
 }
 
 /* ---- libevent --------------------------------------------------------- */
@@ -94,6 +108,21 @@ static void rearm(ferry_conn *c, int rc)
         event_del(c->events->writable);
         event_del(c->events->heartbeat);
         return;
+    }
+    pthread_mutex_lock(&c->mu);
+    bool broken = c->broken;
+    uint64_t epoch = c->epoch;
+    pthread_mutex_unlock(&c->mu);
+    if (broken) {
+        /* Nothing to watch but the clock until the next attempt. */
+        event_del(c->events->readable);
+        event_del(c->events->writable);
+    } else if (epoch != c->events->epoch) {
+        /* Reconnected: the same descriptor number names a new socket,
+         * which the backend (epoll) must be told about. */
+        event_del(c->events->readable);
+        event_add(c->events->readable, NULL);
+        c->events->epoch = epoch;
     }
     if (ferry_want_write(c))
         event_add(c->events->writable, NULL);
@@ -171,6 +200,7 @@ int ferry_attach(ferry_conn *c, struct event_base *base)
         return FERRY_ENOMEM;
     }
     c->events = ev;
+    ev->epoch = c->epoch;
     c->loop_driven = true;
     c->loop_thread = pthread_self(); /* until the loop's thread calls ferry_process() */
     if (c->keeper_started)

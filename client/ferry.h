@@ -95,7 +95,18 @@ struct ferry_options {
     int connect_timeout_ms;   /* default 5000 */
     int request_timeout_ms;   /* blocking round trips (declare, stats...); default 30000 */
     size_t max_output_bytes;  /* bound of the unsent output buffer; default 8 MiB.
-                                 ferry_publish blocks while it is full. */
+                                 ferry_publish blocks while it is full. With
+                                 reconnect, it also bounds the unconfirmed
+                                 publishes kept for sending again. */
+    /* Reconnect when the connection breaks (off by default; see libferry(3),
+     * "Reconnecting"): after reconnect_base_ms, then twice as long after
+     * each failed attempt up to reconnect_max_ms, until it succeeds; then
+     * subscriptions are opened again with their credit and unconfirmed
+     * publishes sent again with their ids, which the broker confirms
+     * without queueing twice. */
+    bool reconnect;
+    int reconnect_base_ms;    /* default 100 */
+    int reconnect_max_ms;     /* default 5000 */
 };
 
 /* The URL used when none is given: $FERRY_URL, else
@@ -312,8 +323,12 @@ FERRY_API bool ferry_want_write(ferry_conn *c);
 /* Writes pending output without blocking. FERRY_OK or an I/O status. */
 FERRY_API int ferry_write_pending(ferry_conn *c);
 /* Milliseconds until ferry_process() should be called again even without
- * input (heartbeats), or -1 for no deadline. */
+ * input (heartbeats, the next reconnect attempt), or -1 for no deadline. */
 FERRY_API int ferry_next_timeout(ferry_conn *c);
+/* How many times the connection was made again (ferry_options.reconnect).
+ * ferry_fd() keeps its number across a reconnect, but names a new socket:
+ * an epoll loop must register it again when this count changes. */
+FERRY_API uint64_t ferry_reconnects(ferry_conn *c);
 
 struct event_base;
 /* Drives the connection from a libevent loop: adds read/write/timer events

@@ -10,6 +10,9 @@
 
 #include "conn.h"
 
+/* While broken, the keeper looks at the connection this often. */
+#define KEEPER_RECONNECT_STEP_MS 100
+
 static int64_t quarter_of(const struct ferry_conn *c)
 {
     int64_t q = (int64_t)c->heartbeat_ms / 4;
@@ -18,7 +21,7 @@ static int64_t quarter_of(const struct ferry_conn *c)
 
 int heartbeat__due_in(const struct ferry_conn *c)
 {
-    if (c->heartbeat_ms == 0 || c->dead)
+    if (c->heartbeat_ms == 0 || c->dead || c->broken)
         return -1;
     int64_t quarter = quarter_of(c);
     int64_t next_ping = (c->heard_ms > c->pinged_ms ? c->heard_ms : c->pinged_ms) + quarter;
@@ -32,7 +35,7 @@ int heartbeat__due_in(const struct ferry_conn *c)
 
 int heartbeat__tick(struct ferry_conn *c)
 {
-    if (c->heartbeat_ms == 0 || c->dead)
+    if (c->heartbeat_ms == 0 || c->dead || c->broken)
         return -1;
     int64_t now = conn__now_ms();
     int64_t quarter = quarter_of(c);
@@ -60,13 +63,20 @@ static void *keeper_main(void *arg)
     struct ferry_conn *c = arg;
     pthread_mutex_lock(&c->mu);
     while (!c->keeper_stop && !c->loop_driven && !c->dead) {
+        if (c->broken) {
+            /* Made again here if no call is waiting to do it. */
+            reconnect__pump(c, conn__now_ms() + KEEPER_RECONNECT_STEP_MS);
+            continue;
+        }
         /* What came between calls: the broker's PINGs above all. A thread
          * in a blocking call reads for itself; then this does nothing. */
         if (!c->reading)
             io__read_available(c);
         int wait_ms = heartbeat__tick(c);
-        if (wait_ms < 0)
+        if (wait_ms < 0 && !c->reconnect)
             break;
+        if (wait_ms < 0)
+            wait_ms = KEEPER_RECONNECT_STEP_MS; /* no heartbeat: it only watches for a break */
         if (wait_ms == 0)
             wait_ms = 1;
         int64_t until = conn__now_ms() + wait_ms;
@@ -80,7 +90,7 @@ static void *keeper_main(void *arg)
 
 int heartbeat__start(struct ferry_conn *c)
 {
-    if (c->heartbeat_ms == 0)
+    if (c->heartbeat_ms == 0 && !c->reconnect)
         return FERRY_OK;
     pthread_condattr_t attr;
     if (pthread_condattr_init(&attr) != 0)
@@ -105,6 +115,7 @@ void heartbeat__stop(struct ferry_conn *c)
     pthread_mutex_lock(&c->mu);
     c->keeper_stop = true;
     pthread_cond_signal(&c->keeper_cv);
+    conn__wake(c); /* it may sleep on the connection's own while it reconnects */
     pthread_mutex_unlock(&c->mu);
     if (pthread_equal(c->keeper, pthread_self())) {
         /* ferry_close() from a callback the keeper ran: it ends by itself. */

@@ -39,8 +39,14 @@ static void on_error(struct ferry_conn *c, const struct ferry_frame *f)
     else if (!f->rid)
         conn__report_error(c, (int)f->code, f->text);
     /* else: the answer to a request whose caller timed out and left. */
-    if (f->fatal)
-        conn__fail(c, FERRY_ECLOSED);
+    if (!f->fatal)
+        return;
+    /* The broker stopping, a heartbeat it missed, an operator's KILL: worth
+     * a reconnect. Any other fatal error would only come again. */
+    if (f->code != FERRY_CODE_SHUTTING_DOWN && f->code != FERRY_CODE_HEARTBEAT
+        && f->code != FERRY_CODE_KILLED)
+        c->no_reconnect = true;
+    conn__fail(c, FERRY_ECLOSED);
 }
 
 static void on_ping(struct ferry_conn *c, const struct ferry_frame *f)
@@ -72,7 +78,7 @@ static void route(struct ferry_conn *c, const struct ferry_frame *f)
 void inbound__process(struct ferry_conn *c)
 {
     size_t pos = c->in.off;
-    while (!c->dead && pos < c->in.len) {
+    while (!c->dead && !c->broken && pos < c->in.len) {
         struct ferry_bytes body;
         size_t used;
         enum ferry_split split = ferry_frame_split(c->in.data + pos, c->in.len - pos,
@@ -93,6 +99,10 @@ void inbound__process(struct ferry_conn *c)
          * frame stays where it is (the buffer is not touched until the end). */
         pos += used;
         route(c, &f);
+    }
+    if (c->broken) {
+        ferry_buf_consume(&c->in, ferry_buf_pending(&c->in)); /* the old connection's */
+        return;
     }
     ferry_buf_consume(&c->in, pos - c->in.off);
 }

@@ -28,6 +28,9 @@
 /* A writer stops after this many send() calls so that one thread does not
  * write for everybody forever; threads still waiting take over. */
 #define WRITE_ROUNDS_MAX 64
+/* With reconnect, the longest one poll() waits before it looks at the
+ * connection's state again. */
+#define RECONNECT_POLL_MS 200
 
 static int poll_timeout(int64_t deadline)
 {
@@ -193,7 +196,7 @@ static int write_available(struct ferry_conn *c)
 
 int io__write_now(struct ferry_conn *c)
 {
-    if (c->writing || io__output_pending(c) == 0)
+    if (c->writing || c->broken || io__output_pending(c) == 0)
         return c->dead;
     c->writing = true;
     c->draining = false; /* it stops at EAGAIN */
@@ -203,10 +206,15 @@ int io__write_now(struct ferry_conn *c)
     return rc == FERRY_EAGAIN ? FERRY_OK : rc;
 }
 
+/* Room for `need` more bytes of output; with reconnect, the publishes
+ * kept for sending again count against the same bound: they leave only
+ * with their confirms. */
 static bool has_room(const struct ferry_conn *c, size_t need)
 {
     size_t pending = io__output_pending(c);
-    return pending == 0 || pending + need <= c->max_output;
+    size_t kept = resend__pending(c);
+    return (pending == 0 || pending + need <= c->max_output)
+        && (kept == 0 || kept + need <= c->max_output);
 }
 
 int io__try_room(struct ferry_conn *c, size_t need)
@@ -226,7 +234,10 @@ int io__wait_for_room(struct ferry_conn *c, size_t need, int64_t deadline)
             return FERRY_OK;
         if (conn__in_dispatch(c))
             return io__try_room(c, need); /* a callback must not block */
-        int rc = io__pump(c, PUMP_OUTPUT, deadline);
+        /* Room in the output comes from writing; room in the store from confirms. */
+        size_t pending = io__output_pending(c);
+        bool out_room = pending == 0 || pending + need <= c->max_output;
+        int rc = io__pump(c, out_room ? PUMP_INPUT : PUMP_OUTPUT, deadline);
         if (rc != FERRY_OK)
             return rc;
     }
@@ -318,7 +329,7 @@ int io__read_available(struct ferry_conn *c)
 {
     if (c->dead)
         return c->dead;
-    if (c->reading)
+    if (c->reading || c->broken)
         return FERRY_OK; /* another thread reads; it dispatches too */
     c->reading = true;
     int rc = FERRY_OK;
@@ -342,6 +353,8 @@ int io__pump(struct ferry_conn *c, enum pump_need need, int64_t deadline)
 {
     if (c->dead)
         return c->dead;
+    if (c->broken)
+        return reconnect__pump(c, deadline);
     bool write = !c->writing && io__output_pending(c) > 0;
     if (write) {
         c->writing = true;
@@ -363,8 +376,13 @@ int io__pump(struct ferry_conn *c, enum pump_need need, int64_t deadline)
         c->reading = true;
 
     struct pollfd pfd = { .fd = c->fd, .events = (short)((read ? POLLIN : 0) | (write ? POLLOUT : 0)) };
+    int timeout = poll_timeout(deadline);
+    /* A break can swap the socket for a silent pipe under a poll that has
+     * not started yet: with reconnect, look again now and then. */
+    if (c->reconnect && (timeout < 0 || timeout > RECONNECT_POLL_MS))
+        timeout = RECONNECT_POLL_MS;
     pthread_mutex_unlock(&c->mu);
-    int n = poll(&pfd, 1, poll_timeout(deadline));
+    int n = poll(&pfd, 1, timeout);
     int err = errno;
     pthread_mutex_lock(&c->mu);
 
@@ -384,5 +402,5 @@ int io__pump(struct ferry_conn *c, enum pump_need need, int64_t deadline)
         return c->dead;
     if (n == 0 && poll_timeout(deadline) == 0)
         return FERRY_ETIMEDOUT;
-    return FERRY_OK;
+    return c->dead;
 }

@@ -87,9 +87,20 @@ static int publish_frame(struct ferry_conn *c, struct ferry_frame *f, bool confi
     uint64_t id = c->next_publish_id;
     f->id = id;
     f->has_id = true;
+    size_t before = ferry_buf_pending(&c->out);
     int rc = io__append(c, f);
     if (rc != FERRY_OK)
         return rc; /* nothing was queued: the caller may retry */
+    if (c->reconnect) {
+        /* Kept (one copy) until confirmed, to be sent again after a reconnect. */
+        size_t len = ferry_buf_pending(&c->out) - before;
+        rc = resend__record(c, id, c->out.data + c->out.off + before, len);
+        if (rc != FERRY_OK) {
+            c->out.len = c->out.off + before; /* taken back: nothing was queued */
+            c->out_total -= len;
+            return rc;
+        }
+    }
     c->next_publish_id++;
     c->unconfirmed++;
     last_publish_id = id;
@@ -284,6 +295,8 @@ static bool settle(struct ferry_conn *c, uint64_t id)
     if (id == 0 || id >= c->next_publish_id || c->unconfirmed == 0)
         return false;
     c->unconfirmed--;
+    if (c->reconnect)
+        resend__settle(c, id);
     return true;
 }
 

@@ -129,6 +129,7 @@ void commit_wait(struct conn *c, bool has_id, uint64_t id, uint64_t lsn)
     }
     *entry(q, q->count++) = (struct pending_confirm){
         .conn = c, .id = id, .lsn = lsn, .has_id = has_id, .anonymous = has_id ? 0 : 1,
+        .producer = c->producer,
     };
     c->pending_confirms++;
 }
@@ -174,6 +175,8 @@ static void resolve(struct conn_set *set, enum ferry_code code, uint64_t safe)
         if (code == FERRY_CODE_OK && p.lsn > safe)
             break; /* appended after this flush: the next one takes it */
         ring_pop(q);
+        if (code != FERRY_CODE_OK && p.has_id)
+            duplicates_forget(set, p.producer, p.id); /* not logged: a resend is new */
         if (!p.conn)
             continue;
         p.conn->pending_confirms--;

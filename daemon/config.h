@@ -37,6 +37,13 @@
 #define CONFIG_HEARTBEAT_MS_DEFAULT 30000u
 #define CONFIG_HEARTBEAT_MS_FLOOR 100u
 #define CONFIG_HEARTBEAT_MS_CEILING (3600u * 1000u)
+/* Duplicate publishes of reconnecting producers: how long and how many
+ * (producer, id) pairs are remembered. A window of 0 turns it off. */
+#define CONFIG_DEDUP_WINDOW_MS_DEFAULT 60000u
+#define CONFIG_DEDUP_WINDOW_MS_FLOOR 100u
+#define CONFIG_DEDUP_WINDOW_MS_CEILING (24u * 3600u * 1000u)
+#define CONFIG_DEDUP_ENTRIES_DEFAULT 100000u
+#define CONFIG_DEDUP_ENTRIES_CEILING 100000000u
 #define CONFIG_MAX_QUEUES_DEFAULT 10000u
 #define CONFIG_MAX_QUEUES_CEILING 10000000u
 #define CONFIG_MAX_CONSUMERS_DEFAULT 10000u
@@ -132,6 +139,8 @@ struct config {
     size_t max_output;
     uint64_t handshake_timeout_ms;
     uint64_t heartbeat_ms;       /* heartbeat_timeout; 0: off */
+    uint64_t dedup_window_ms;    /* 0: no duplicate is dropped */
+    size_t dedup_entries;
     size_t max_queues;
     size_t max_consumers_per_queue;
     size_t max_queued_memory;    /* 0: no limit */

@@ -719,6 +719,7 @@ int conn_set_limits(struct conn_set *set, const struct conn_limits *limits)
     set->limits = *limits;
     if (heartbeat_changed)
         heartbeat_apply(set);
+    duplicates_apply(set);
     return 0;
 }
 
@@ -737,6 +738,7 @@ void conn_set_free(struct conn_set *set)
     event_free(set->heap_trim_ev);
     ticker_free(set);
     heartbeat_free(set);
+    duplicates_free(set);
     commit_free(set);
     free(set->confirms.ids);
     free(set);

@@ -27,6 +27,11 @@ struct conn_limits {
     /* A connection nothing was heard from for this long is closed (0:
      * never); one silent for a quarter of it is sent a PING. */
     uint64_t heartbeat_ms;
+    /* Publishes a producer (HELLO "producer") sends again within this
+     * window are confirmed, not queued again (0: off); at most
+     * dedup_entries pairs are remembered (fixed when the table is made). */
+    uint64_t dedup_window_ms;
+    size_t dedup_entries;
 };
 
 /* Every open connection, plus what they share while one input batch is

@@ -79,6 +79,10 @@ struct conn {
     size_t client_name_len;
     uint64_t opened_ms;            /* monotonic */
 
+    /* The producer identity from HELLO, while the set's duplicate window
+     * is on (duplicates.c); 0: none. */
+    uint64_t producer;
+
     /* Heartbeat (heartbeat.c). Heard: any byte read, or any byte written
      * after a write that left output behind (the peer took it). */
     uint64_t heard_ms;       /* monotonic */
@@ -116,6 +120,7 @@ struct pending_confirm {
     uint64_t lsn;        /* confirmable once the journal is safe up to it */
     uint32_t anonymous;  /* publishes without an id folded into this entry */
     bool has_id;
+    uint64_t producer;   /* its connection's producer identity (0: none) */
 };
 
 /* The pending confirms of every connection, oldest first (so LSNs grow
@@ -150,6 +155,7 @@ struct conn_set {
     struct event *tick_ev;    /* the broker's timers (ticker.c) */
     uint64_t tick_due;        /* broker clock ms tick_ev is armed for; UINT64_MAX: none */
     struct event *heartbeat_ev; /* heartbeat.c: every quarter of heartbeat_ms */
+    struct dedup *dedup;        /* duplicates.c: owned; NULL until a producer asks */
 
     /* Connections closed since the heap was last given back to the
      * system, and the timer that does it once a burst of closes is over. */
@@ -231,6 +237,24 @@ void conns_describe_peer(struct conn *c);
 void conns_on_list(struct conn *c, const struct ferry_frame *f);
 /* KILL: closes the connection whose id the frame names. */
 void conns_on_kill(struct conn *c, const struct ferry_frame *f);
+
+/* ---- provided by duplicates.c ---- */
+
+/* HELLO named producer `producer` (0: none): its publishes are checked
+ * from now on, if the window is on (the table is made at the first). */
+void duplicates_on_hello(struct conn *c, uint64_t producer);
+/* For a connection with c->producer: true if publish f was accepted
+ * within the window already; it is then confirmed again (or waits for
+ * the journal as the first did) and must not be queued. */
+bool duplicates_confirm_again(struct conn *c, const struct ferry_frame *f);
+/* For a connection with c->producer: publish f was accepted. */
+void duplicates_remember(struct conn *c, const struct ferry_frame *f, uint64_t wait_lsn);
+/* The journal refused publish `id` of `producer` after all: a resend of
+ * it is a new publish. */
+void duplicates_forget(struct conn_set *set, uint64_t producer, uint64_t id);
+/* A reload: the window's length. */
+void duplicates_apply(struct conn_set *set);
+void duplicates_free(struct conn_set *set);
 
 /* ---- provided by heartbeat.c ---- */
 

@@ -239,6 +239,7 @@ static void on_hello(struct conn *c, const struct ferry_frame *f)
     }
     event_del(c->timer_ev);
     c->state = CONN_OPEN;
+    duplicates_on_hello(c, f->producer);
     if (f->name.len > 0) {
         /* Shown by CONNS; without memory for it the connection goes on nameless. */
         c->client_name = malloc(f->name.len); /* owned by c, freed in conn_close */
@@ -281,6 +282,8 @@ static void refuse_publish(struct conn *c, const struct ferry_frame *f, enum fer
  * its queue is durable (wait_lsn != 0), once the journal has it safe. */
 static void accept_publish(struct conn *c, const struct ferry_frame *f, uint64_t wait_lsn)
 {
+    if (c->producer != 0)
+        duplicates_remember(c, f, wait_lsn);
     if (wait_lsn != 0)
         commit_wait(c, f->has_id, f->id, wait_lsn);
     else if (f->has_id)
@@ -681,8 +684,14 @@ void requests_handle_frame(struct conn *c, const struct ferry_frame *f)
     case FERRY_F_HELLO: conn_fail(c, FERRY_CODE_HANDSHAKE, "HELLO was already received"); break;
     case FERRY_F_PING: on_ping(c, f); break;
     case FERRY_F_PONG: break; /* the server sends no PING; a stray PONG is harmless */
-    case FERRY_F_PUBLISH: on_publish(c, f); break;
-    case FERRY_F_PUBLISH_BATCH: on_publish_batch(c, f); break;
+    case FERRY_F_PUBLISH:
+        if (c->producer == 0 || !duplicates_confirm_again(c, f))
+            on_publish(c, f);
+        break;
+    case FERRY_F_PUBLISH_BATCH:
+        if (c->producer == 0 || !duplicates_confirm_again(c, f))
+            on_publish_batch(c, f);
+        break;
     case FERRY_F_CONSUME: on_consume(c, f); break;
     case FERRY_F_CREDIT: on_credit(c, f); break;
     case FERRY_F_ACK: on_settle(c, f); break;
@@ -696,7 +705,10 @@ void requests_handle_frame(struct conn *c, const struct ferry_frame *f)
     case FERRY_F_PURGE: on_purge(c, f); break;
     case FERRY_F_JOIN: on_join(c, f); break;
     case FERRY_F_STATS: on_stats(c, f); break;
-    case FERRY_F_PUBLISH_TOPIC: on_publish_topic(c, f); break;
+    case FERRY_F_PUBLISH_TOPIC:
+        if (c->producer == 0 || !duplicates_confirm_again(c, f))
+            on_publish_topic(c, f);
+        break;
     case FERRY_F_BIND: on_binding(c, f); break;
     case FERRY_F_UNBIND: on_binding(c, f); break;
     case FERRY_F_DECLARE_TEMP: on_declare_temp(c, f); break;

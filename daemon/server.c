@@ -173,6 +173,8 @@ static struct conn_limits conn_limits_of(const struct config *cfg)
         .max_output = cfg->max_output,
         .handshake_timeout_ms = cfg->handshake_timeout_ms,
         .heartbeat_ms = cfg->heartbeat_ms,
+        .dedup_window_ms = cfg->dedup_window_ms,
+        .dedup_entries = cfg->dedup_entries,
     };
 }
 
@@ -313,7 +315,7 @@ static bool queue_settings_live(const struct server *s, const struct config *now
 static void warn_restart_needed(const struct server *s, const struct config *old,
                                 const struct config *now)
 {
-    const char *keys[6];
+    const char *keys[7];
     size_t n = 0;
     if (strcmp(old->data_dir, now->data_dir) != 0)
         keys[n++] = "data_dir";
@@ -321,6 +323,8 @@ static void warn_restart_needed(const struct server *s, const struct config *old
         keys[n++] = "pid_file";
     if (!storage_same(old, now))
         keys[n++] = "the [storage] section";
+    if (old->dedup_entries != now->dedup_entries)
+        keys[n++] = "dedup_entries";
     if (!queue_settings_same(old, now) && !queue_settings_live(s, now))
         keys[n++] = "the queue settings ([queues], [queue \"NAME\"]: a durable queue "
                     "needs the log opened for its fsync policy)";
@@ -461,9 +465,13 @@ static void apply_live(struct server *s, struct config *now)
     if (old->heartbeat_ms != now->heartbeat_ms)
         log_info("reload: heartbeat_timeout %" PRIu64 " ms -> %" PRIu64 " ms",
                  old->heartbeat_ms, now->heartbeat_ms);
+    if (old->dedup_window_ms != now->dedup_window_ms)
+        log_info("reload: dedup_window %" PRIu64 " ms -> %" PRIu64 " ms",
+                 old->dedup_window_ms, now->dedup_window_ms);
     if (old->shutdown_timeout_ms != now->shutdown_timeout_ms)
         log_info("reload: shutdown_timeout %" PRIu64 " ms -> %" PRIu64 " ms",
                  old->shutdown_timeout_ms, now->shutdown_timeout_ms);
+    now->dedup_entries = old->dedup_entries; /* restart-only: the table's size */
     struct conn_limits limits = conn_limits_of(now);
     if (conn_set_limits(s->conns, &limits) != 0) {
         log_error("reload: out of memory; connection limits unchanged");

@@ -171,11 +171,13 @@ static void put_start(struct encoder *e, const struct ferry_frame *f, size_t pai
 
 static void encode_hello(struct encoder *e, const struct ferry_frame *f)
 {
-    bool has_name = f->name.len > 0;
-    put_start(e, f, 2 + has_name);
+    bool has_name = f->name.len > 0, has_producer = f->producer != 0;
+    put_start(e, f, 2 + has_name + has_producer);
     put_uint(e, "v", f->version);
     if (has_name)
         put_str(e, "name", f->name);
+    if (has_producer)
+        put_uint(e, "producer", f->producer);
 }
 
 static void encode_welcome(struct encoder *e, const struct ferry_frame *f)

@@ -221,6 +221,8 @@ struct ferry_frame {
     uint64_t version;      /* HELLO, WELCOME */
     uint64_t max_frame;    /* WELCOME */
     uint64_t heartbeat_ms; /* WELCOME */
+    uint64_t producer;     /* HELLO: the client's producer identity, stable across
+                              reconnects (0: none; then no duplicate is dropped) */
     uint64_t delay_ms;     /* PUBLISH: not delivered before this many ms from now */
     uint64_t deliver_at;   /* PUBLISH: nor before this Unix time in ms (0: none) */
     uint64_t count;        /* OK: purged count (PURGE) */
@@ -324,7 +326,7 @@ enum ferry_code ferry_frame_decode(const uint8_t *body, size_t len,
  * when non-empty, STATS, DECLARE_TEMP and OK q when non-empty. An OK with server_stats carries
  * "server" and "queues" (from stats/stats_count, possibly empty); one
  * with has_conns "conns" (from conns/conn_count) and "next". CONNS
- * carries "before" when nonzero. NACK
+ * carries "before" when nonzero, HELLO "producer" when nonzero. NACK
  * always carries "requeue" (so set it: a zeroed frame means drop). */
 int ferry_frame_encode(struct ferry_buf *out, const struct ferry_frame *f);
 

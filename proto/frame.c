@@ -38,7 +38,7 @@ enum field_id {
     FIELD_CREDIT, FIELD_WAIT, FIELD_CODE, FIELD_MSG, FIELD_FATAL,
     FIELD_EMPTY, FIELD_SERVER, FIELD_QUEUES, FIELD_V, FIELD_NAME, FIELD_AUTH,
     FIELD_MAX_FRAME, FIELD_HB, FIELD_TOPIC, FIELD_PATTERN, FIELD_PRIO, FIELD_DELAY, FIELD_AT,
-    FIELD_BEFORE, FIELD_NEXT, FIELD_CONNS, FIELD_TTL, FIELD_COUNT,
+    FIELD_BEFORE, FIELD_NEXT, FIELD_CONNS, FIELD_TTL, FIELD_PRODUCER, FIELD_COUNT,
 };
 
 enum field_kind {
@@ -108,6 +108,7 @@ static const struct field_desc fields[FIELD_COUNT] = {
     [FIELD_NEXT] = FIELD("next", KIND_UINT, "uint", ""),
     [FIELD_CONNS] = FIELD("conns", KIND_CONN_STATS, "array of maps", "more than 65536 connections"),
     [FIELD_TTL] = FIELD("ttl", KIND_UINT, "uint", "above 10 years (315360000000 ms)"),
+    [FIELD_PRODUCER] = FIELD("producer", KIND_UINT, "uint", ""),
 };
 
 /* The field a key names, or FIELD_COUNT for a key no frame type knows. */
@@ -133,7 +134,8 @@ struct frame_spec {
 };
 
 static const struct frame_spec specs[] = {
-    [FERRY_F_HELLO] = { BIT(FIELD_V) | BIT(FIELD_NAME) | BIT(FIELD_AUTH), BIT(FIELD_V) },
+    [FERRY_F_HELLO] = { BIT(FIELD_V) | BIT(FIELD_NAME) | BIT(FIELD_AUTH) | BIT(FIELD_PRODUCER),
+                        BIT(FIELD_V) },
     [FERRY_F_WELCOME] = { BIT(FIELD_V) | BIT(FIELD_NAME) | BIT(FIELD_MAX_FRAME) | BIT(FIELD_HB),
                           BIT(FIELD_V) | BIT(FIELD_NAME) | BIT(FIELD_MAX_FRAME) | BIT(FIELD_HB) },
     [FERRY_F_ERROR] = { BIT(FIELD_CODE) | BIT(FIELD_MSG) | BIT(FIELD_FATAL) | BIT(FIELD_RID) | BIT(FIELD_ID),
@@ -231,6 +233,7 @@ static enum ferry_code store_uint(struct ferry_frame *f, enum field_id id, uint6
             return bad(why, fields[id].whys.bad_value);
         f->ttl_ms = v;
         break;
+    case FIELD_PRODUCER: f->producer = v; break;
     case FIELD_CODE:
         if (v > UINT32_MAX)
             return bad(why, fields[id].whys.bad_value);

@@ -142,6 +142,7 @@ static void compare_scalars(const struct ferry_frame *a, const struct ferry_fram
     if (a->tag != b->tag) mismatch("tag");
     if (a->attempt != b->attempt) mismatch("attempt");
     if (a->before != b->before) mismatch("before");
+    if (a->producer != b->producer) mismatch("producer");
     if (a->next != b->next) mismatch("next");
     if (a->has_conns != b->has_conns) mismatch("conns");
     if (a->credit != b->credit) mismatch("credit");

@@ -429,6 +429,59 @@ START_TEST(test_connections_beyond_one_page_are_all_listed_once)
 }
 END_TEST
 
+/* ---- duplicate publishes of a reconnecting producer ------------------------ */
+
+/* A raw producer: HELLO with `producer` (0: none), then PUBLISH ids
+ * first..last to `queue`, each confirmed (one CONFIRM may list many). */
+static void raw_publish_ids(uint64_t producer, const char *queue, uint64_t first, uint64_t last)
+{
+    struct raw r;
+    raw_open(&r, &daemon_);
+    raw_hello_with(&r, (struct ferry_frame){ .name = raw_bytes("raw-producer"),
+                                             .producer = producer }, NULL);
+    for (uint64_t id = first; id <= last; id++) {
+        char payload[32];
+        snprintf(payload, sizeof payload, "id %llu", (unsigned long long)id);
+        struct ferry_frame pub = { .type = FERRY_F_PUBLISH, .queue = raw_bytes(queue),
+                                   .payload = raw_bytes(payload), .id = id, .has_id = true };
+        raw_send(&r, &pub);
+    }
+    uint64_t confirmed = 0;
+    struct ferry_frame f;
+    while (confirmed < last - first + 1) {
+        ck_assert_msg(raw_next(&r, &f), "no CONFIRM");
+        ck_assert_msg(f.type == FERRY_F_CONFIRM, "got %s", ferry_frame_type_name(f.type));
+        confirmed += f.list_count;
+    }
+    raw_close(&r);
+}
+
+static uint64_t depth_of(ferry_conn *c, const char *queue)
+{
+    struct ferry_stats *st = NULL;
+    ck_assert_int_eq(ferry_stats(c, queue, &st), FERRY_OK);
+    uint64_t depth = st->queues[0].depth;
+    ferry_stats_free(st);
+    return depth;
+}
+
+/* Publishes 1..3, a cut, then 2..5 again from a new connection of the same
+ * producer: 2 and 3 are confirmed but queued once; another producer's and
+ * an anonymous connection's same ids are queued (they are other messages). */
+START_TEST(test_a_producer_sending_ids_again_after_a_reconnect_is_confirmed_once)
+{
+    ferry_conn *admin = connect_named("admin");
+    raw_publish_ids(0x1234, "dedup", 1, 3);
+    raw_publish_ids(0x1234, "dedup", 2, 5);
+    ck_assert_uint_eq(depth_of(admin, "dedup"), 5);
+    raw_publish_ids(0x9999, "dedup", 1, 2);
+    ck_assert_uint_eq(depth_of(admin, "dedup"), 7);
+    raw_publish_ids(0, "dedup", 1, 2);
+    ck_assert_uint_eq(depth_of(admin, "dedup"), 9);
+    ferry_close(admin);
+}
+END_TEST
+
 static Suite *liveness_suite(void)
 {
     Suite *s = suite_create("liveness");
@@ -449,6 +502,7 @@ static Suite *liveness_suite(void)
     tcase_set_timeout(conns, harness_valgrind() ? 600 : 60);
     tcase_add_test(conns, test_connections_name_the_slow_consumer_and_kill_frees_its_messages);
     tcase_add_test(conns, test_connections_beyond_one_page_are_all_listed_once);
+    tcase_add_test(conns, test_a_producer_sending_ids_again_after_a_reconnect_is_confirmed_once);
     suite_add_tcase(s, conns);
     return s;
 }

@@ -137,6 +137,9 @@ int main(void)
         struct ferry_frame f;
     } examples[] = {
         { "HELLO", { .type = FERRY_F_HELLO, .version = 1, .name = S("ferry-cli") } },
+        { "HELLO of a producer that reconnects", { .type = FERRY_F_HELLO, .version = 1,
+                                                   .name = S("worker"),
+                                                   .producer = 0x1f2e3d4c5b6a7988ull } },
         { "WELCOME", { .type = FERRY_F_WELCOME, .version = 1, .name = S("ferryd 0.1.0"),
                        .max_frame = FERRY_FRAME_MAX_DEFAULT, .heartbeat_ms = 30000 } },
         { "ERROR refusing publish 7", { .type = FERRY_F_ERROR, .code = FERRY_CODE_QUEUE_FULL,

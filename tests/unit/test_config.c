@@ -100,6 +100,8 @@ START_TEST(test_defaults_are_the_documented_ones)
     ck_assert_uint_eq(cfg.max_output, 64u * 1024 * 1024);
     ck_assert_uint_eq(cfg.handshake_timeout_ms, 10000);
     ck_assert_uint_eq(cfg.heartbeat_ms, 30000);
+    ck_assert_uint_eq(cfg.dedup_window_ms, 60000);
+    ck_assert_uint_eq(cfg.dedup_entries, 100000);
     ck_assert_uint_eq(cfg.max_queues, 10000);
     ck_assert_uint_eq(cfg.max_consumers_per_queue, 10000);
     ck_assert_uint_eq(cfg.max_queued_memory, 1024u * 1024 * 1024);
@@ -389,7 +391,7 @@ START_TEST(test_a_duplicate_section_is_an_error)
 }
 END_TEST
 
-START_TEST(test_heartbeat_timeout_takes_a_duration_or_0_for_off)
+START_TEST(test_heartbeat_timeout_and_dedup_window_take_a_duration_or_0_for_off)
 {
     struct config cfg;
     load_ok(&cfg, "[limits]\nheartbeat_timeout = 5s\n");
@@ -397,6 +399,10 @@ START_TEST(test_heartbeat_timeout_takes_a_duration_or_0_for_off)
     config_free(&cfg);
     load_ok(&cfg, "[limits]\nheartbeat_timeout = 0s\n");
     ck_assert_uint_eq(cfg.heartbeat_ms, 0);
+    config_free(&cfg);
+    load_ok(&cfg, "[limits]\ndedup_window = 0s\ndedup_entries = 5\n");
+    ck_assert_uint_eq(cfg.dedup_window_ms, 0);
+    ck_assert_uint_eq(cfg.dedup_entries, 5);
     config_free(&cfg);
 }
 END_TEST
@@ -869,7 +875,7 @@ int main(void)
     tcase_add_test(errors, test_a_key_outside_any_section_is_an_error);
     tcase_add_test(errors, test_a_duplicate_key_is_an_error);
     tcase_add_test(errors, test_a_duplicate_section_is_an_error);
-    tcase_add_test(errors, test_heartbeat_timeout_takes_a_duration_or_0_for_off);
+    tcase_add_test(errors, test_heartbeat_timeout_and_dedup_window_take_a_duration_or_0_for_off);
     tcase_add_test(errors, test_a_value_out_of_range_is_an_error_with_the_range);
     tcase_add_test(errors, test_a_bad_number_or_level_or_path_is_an_error);
     tcase_add_test(errors, test_a_line_that_is_not_a_key_value_pair_is_an_error);

@@ -149,7 +149,7 @@ static const struct ferry_conn_stats sample_conn_stats[] = {
 
 /* Frames with every optional key present. */
 static const struct ferry_frame full_samples[] = {
-    { .type = FERRY_F_HELLO, .version = 1, .name = Q("ferry-cli/0.1") },
+    { .type = FERRY_F_HELLO, .version = 1, .name = Q("ferry-cli/0.1"), .producer = UINT64_MAX - 1 },
     { .type = FERRY_F_WELCOME, .version = 1, .name = Q("ferryd 0.1.0"), .max_frame = 16777216,
       .heartbeat_ms = 30000 },
     { .type = FERRY_F_ERROR, .code = FERRY_CODE_QUEUE_FULL, .text = Q("queue is full"), .fatal = false,
@@ -379,6 +379,7 @@ static void assert_decoded_equals(const struct ferry_frame *want, const struct f
     ck_assert_uint_eq(got->deliver_at, want->deliver_at);
     ck_assert_uint_eq(got->count, want->count);
     ck_assert_uint_eq(got->before, want->before);
+    ck_assert_uint_eq(got->producer, want->producer);
     ck_assert_uint_eq(got->code, want->code);
     ck_assert_int_eq(got->fatal, want->fatal);
     ck_assert_int_eq(got->requeue, want->requeue);
@@ -1084,7 +1085,8 @@ struct type_spec {
 #define REQ true
 #define OPT false
 static const struct type_spec type_specs[] = {
-    { FERRY_F_HELLO, { { "v", K_UINT, REQ }, { "name", K_STR, OPT }, { "auth", K_AUTH, OPT } } },
+    { FERRY_F_HELLO, { { "v", K_UINT, REQ }, { "name", K_STR, OPT }, { "auth", K_AUTH, OPT },
+                       { "producer", K_UINT, OPT } } },
     { FERRY_F_WELCOME, { { "v", K_UINT, REQ }, { "name", K_STR, REQ }, { "max_frame", K_UINT, REQ },
                          { "hb", K_UINT, REQ } } },
     { FERRY_F_ERROR, { { "code", K_UINT, REQ }, { "msg", K_STR, REQ }, { "fatal", K_BOOL, REQ },
