@@ -14,11 +14,13 @@
 
 #define EDGES_MIN_SLOTS 16u
 
+/* Owned by the trie: every node but the root is on the root's all_next
+ * list, which is how they are freed; the links below only find them. */
 struct topic_node {
     struct topic_node *parent;     /* NULL for the root */
     struct topic_node *all_next;   /* every node but the root, for freeing */
     struct topic_node *all_prev;
-    struct topic_node *star;       /* owned children */
+    struct topic_node *star;       /* the children for `*` and `#` */
     struct topic_node *hash;
     struct binding *bindings;      /* patterns that end here */
     size_t word_children;          /* children in the edge table */

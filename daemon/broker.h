@@ -436,7 +436,7 @@ size_t broker_parked_count(const struct broker *b);
 
 /* Server-wide counters of topic publishing. */
 struct topic_stats {
-    uint64_t published;     /* topic publishes accepted */
+    uint64_t published;     /* topic publishes with a valid topic */
     uint64_t unroutable;    /* of those, matched by no binding */
     uint64_t copies;        /* copies queued */
     uint64_t skipped;       /* copies a bound queue did not take: ended, or

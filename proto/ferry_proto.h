@@ -187,7 +187,7 @@ struct ferry_server_stats {
     uint64_t uptime_ms;
     uint64_t messages;    /* ready + in flight, all queues */
     uint64_t bytes;       /* their payload + header bytes */
-    uint64_t topic_publishes; /* publishes to topics accepted */
+    uint64_t topic_publishes; /* publishes to topics (with a valid topic) */
     uint64_t unroutable;  /* of those, matched by no binding */
     uint64_t copies;      /* copies they put into bound queues */
     uint64_t skipped;     /* copies a bound queue did not take (ended, full) */
