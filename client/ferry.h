@@ -401,7 +401,11 @@ FERRY_API int ferry_unbind(ferry_conn *c, const char *queue, const char *pattern
  * consume, get, bind, purge or delete it (others may publish to it), it is
  * never durable, and the broker deletes it with its messages when the
  * connection closes. queue NULL lets the broker choose a fresh name.
- * name_out (name_cap > 255 bytes) receives the queue's name. */
+ * name_out (name_cap > 255 bytes) receives the queue's name. A reconnect
+ * (ferry_options.reconnect) is a new connection: the queue is gone with
+ * the old one, and a subscription to it is not resumed (the broker
+ * refuses a 'tmp.' queue it does not have); declare and bind again.
+ * ferry_request() does that for its own reply queue. */
 FERRY_API int ferry_declare_temp(ferry_conn *c, const char *queue, char *name_out, size_t name_cap);
 
 struct ferry_queue_info {
