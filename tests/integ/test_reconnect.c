@@ -32,6 +32,16 @@ static void setup(void)
     ck_assert_int_eq(ferryd_restart(&daemon_, NULL), 0);
 }
 
+/* The queue "stream" durable (fsync always), the others in memory: a
+ * publish sent again waits for the log write of its first copy. */
+static void setup_durable(void)
+{
+    ck_assert_int_eq(ferryd_prepare(&daemon_), 0);
+    ck_assert_int_eq(ferryd_write_conf(&daemon_, "[server]\ndata_dir = @DATA@\n"
+                                                 "[queue \"stream\"]\ndurable = yes\n"), 0);
+    ck_assert_int_eq(ferryd_restart(&daemon_, NULL), 0);
+}
+
 static void teardown(void)
 {
     ck_assert_msg(ferryd_stop(&daemon_) == 0, "ferryd did not exit cleanly (see above)");
@@ -235,16 +245,15 @@ static int drain_counting(const char *queue, bool *seen, int n)
     return got;
 }
 
-START_TEST(test_confirmed_publishes_cut_again_and_again_arrive_each_once)
+static void publish_through_cuts(int n, int cuts)
 {
-    enum { N = 20000, CUTS = 8 };
     struct proxy proxy;
     proxy_start(&proxy);
     ferry_conn *c = connect_reconnecting(proxy.url, "producer");
-    struct cutter k = { .proxy = &proxy, .cuts = CUTS, .interval_ms = 60 };
+    struct cutter k = { .proxy = &proxy, .cuts = cuts, .interval_ms = 60 };
     pthread_t t;
     ck_assert_int_eq(pthread_create(&t, NULL, cut_repeatedly, &k), 0);
-    for (int i = 0; i < N; i++) {
+    for (int i = 0; i < n; i++) {
         char payload[32];
         int len = snprintf(payload, sizeof payload, "m%d", i);
         int rc = ferry_publish(c, "stream", payload, (size_t)len, NULL, 0, 0);
@@ -256,12 +265,26 @@ START_TEST(test_confirmed_publishes_cut_again_and_again_arrive_each_once)
     int rc = ferry_flush(c, 30000);
     ck_assert_msg(rc == FERRY_OK, "flush: %s", ferry_strerror(rc));
     ferry_close(c);
-    printf("reconnect: %d publishes through %d cuts\n", N, atomic_load(&proxy.cuts_done));
+    printf("reconnect: %d publishes through %d cuts\n", n, atomic_load(&proxy.cuts_done));
     proxy_stop(&proxy);
 
-    static bool seen[N];
-    memset(seen, 0, sizeof seen);
-    ck_assert_int_eq(drain_counting("stream", seen, N), N); /* none lost, none twice */
+    bool *seen = calloc((size_t)n, sizeof *seen);
+    ck_assert_ptr_nonnull(seen);
+    ck_assert_int_eq(drain_counting("stream", seen, n), n); /* none lost, none twice */
+    free(seen);
+}
+
+START_TEST(test_confirmed_publishes_cut_again_and_again_arrive_each_once)
+{
+    publish_through_cuts(20000, 8);
+}
+END_TEST
+
+/* The same into a durable queue: a resend waits for its first copy's log
+ * write, and is confirmed, not logged twice. */
+START_TEST(test_durable_publishes_cut_again_and_again_arrive_each_once)
+{
+    publish_through_cuts(3000, 5);
 }
 END_TEST
 
@@ -390,6 +413,11 @@ int main(void)
     tcase_add_test(tc, test_a_consumer_cut_again_and_again_resubscribes_and_carries_on);
     tcase_add_test(tc, test_a_consumer_killed_again_and_again_resubscribes_and_carries_on);
     suite_add_tcase(s, tc);
+    TCase *durable = tcase_create("durable");
+    tcase_add_checked_fixture(durable, setup_durable, teardown);
+    tcase_set_timeout(durable, harness_valgrind() ? 600 : 90);
+    tcase_add_test(durable, test_durable_publishes_cut_again_and_again_arrive_each_once);
+    suite_add_tcase(s, durable);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
