@@ -290,7 +290,10 @@ static void accept_publish(struct conn *c, const struct ferry_frame *f, uint64_t
         conn_confirm_add(c, f->id);
 }
 
-/* A full queue of policy block parked the session: the frame waits. */
+/* A full queue of policy block parked the session: the frame waits, and
+ * is handled again, whole, once the session is woken. So whatever a
+ * publish records (a duplicate-id window...) it must record only once the
+ * publish is accepted, never when it parks. */
 static bool parked(struct conn *c, enum ferry_code code)
 {
     if (code != FERRY_CODE_QUEUE_FULL || !broker_session_parked(c->session))
