@@ -160,6 +160,7 @@ struct ferry_conn {
      * ferry_request(), and the callers waiting for their replies. */
     enum { RPC_NONE, RPC_SETTING_UP, RPC_READY } rpc_state;
     char rpc_queue[FERRY_NAME_MAX + 1];
+    uint64_t rpc_sub;              /* its subscription, once READY */
     uint64_t rpc_next_id;
     struct rpc_waiter *rpc_waiters; /* on the callers' stacks */
 
@@ -360,6 +361,13 @@ void consume__flush_acks(struct ferry_conn *c);
 void consume__sweep(struct ferry_conn *c);
 /* Frees every subscription (ferry_close). */
 void consume__free_all(struct ferry_conn *c);
+
+/* ---- rpc.c ------------------------------------------------------------- */
+
+/* The connection was made again (reconnect.c, mutex held): the reply
+ * queue died with the old one, so its subscription is dropped here (not
+ * resumed) and the next ferry_request() makes a new queue. */
+void rpc__reset(struct ferry_conn *c);
 
 /* ---- admin.c ----------------------------------------------------------- */
 

@@ -186,9 +186,9 @@ static void install(struct ferry_conn *c, int fd, const struct ferry_frame *welc
     fail_requests(c);
     /* The private reply queue of ferry_request() died with the old
      * connection: the next request makes a new one (one waiting now for a
-     * reply gets its timeout). */
-    if (c->rpc_state == RPC_READY)
-        c->rpc_state = RPC_NONE;
+     * reply gets its timeout). Before resubscribe(): its subscription is
+     * not resumed. */
+    rpc__reset(c);
     c->broken = false;
     c->attempts = 0;
     int rc = resubscribe(c);

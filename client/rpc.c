@@ -80,11 +80,13 @@ static int rpc_setup(struct ferry_conn *c, int64_t deadline)
     char name[FERRY_NAME_MAX + 1];
     rc = ferry_declare_temp(c, NULL, name, sizeof name);
     struct ferry_consume_options o = { .credit = REPLY_CREDIT, .on_message = on_reply };
+    uint64_t sub = 0;
     if (rc == FERRY_OK)
-        rc = ferry_consume(c, name, &o, NULL);
+        rc = ferry_consume(c, name, &o, &sub);
     pthread_mutex_lock(&c->mu); /* even if the connection died: the state must move on */
     if (rc == FERRY_OK) {
         memcpy(c->rpc_queue, name, sizeof name);
+        c->rpc_sub = sub;
         c->rpc_state = RPC_READY;
     } else {
         c->rpc_state = RPC_NONE; /* the next request tries again */
@@ -92,6 +94,18 @@ static int rpc_setup(struct ferry_conn *c, int64_t deadline)
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
     return rc;
+}
+
+void rpc__reset(struct ferry_conn *c)
+{
+    if (c->rpc_state != RPC_READY)
+        return;
+    for (size_t i = 0; i < c->sub_count; i++) {
+        if (c->subs[i].id == c->rpc_sub)
+            c->subs[i].cancelled = true; /* freed by the reader between batches */
+    }
+    c->rpc_sub = 0;
+    c->rpc_state = RPC_NONE;
 }
 
 /* Waits (pumping) until w is answered or the deadline passes; unlinks w.

@@ -633,6 +633,48 @@ START_TEST(test_a_request_times_out_and_its_late_reply_goes_to_nobody)
 }
 END_TEST
 
+START_TEST(test_requests_go_on_after_a_reconnect_over_a_new_reply_queue)
+{
+    start_daemon();
+    struct ferry_options o = {
+        .url = daemon_.url, .reconnect = true, .reconnect_base_ms = 20, .reconnect_max_ms = 200,
+    };
+    ferry_conn *c = NULL;
+    ok(ferry_connect_opts(&o, &c), "connect");
+    struct responder s = { .url = daemon_.url };
+    pthread_t responder;
+    ck_assert_int_eq(pthread_create(&responder, NULL, run_responder, &s), 0);
+    ferry_message *reply = NULL;
+    ok(ferry_request(c, "rpc", "before", 6, NULL, WAIT_MS, &reply), "request before");
+    ferry_message_free(reply);
+    atomic_store(&s.stop, true);
+    pthread_join(responder, NULL);
+
+    ferryd_kill(&daemon_);
+    ck_assert_int_eq(ferryd_restart(&daemon_, NULL), 0);
+    atomic_store(&s.stop, false);
+    ck_assert_int_eq(pthread_create(&responder, NULL, run_responder, &s), 0);
+    /* The first calls may meet the broken connection; within the timeout
+     * libferry is connected again, with a new reply queue. */
+    int rc = FERRY_EIO;
+    long long deadline = harness_now_ms() + WAIT_MS;
+    for (int round = 0; round < 3; round++) {
+        do {
+            reply = NULL;
+            rc = ferry_request(c, "rpc", "after", 5, NULL, 2000, &reply);
+        } while (rc != FERRY_OK && harness_now_ms() < deadline);
+        ck_assert_msg(rc == FERRY_OK, "request after the restart: %s", ferry_strerror(rc));
+        ck_assert(reply->len == 8 && memcmp(reply->data, "re:after", 8) == 0);
+        ferry_message_free(reply);
+    }
+    ck_assert_uint_ge(ferry_reconnects(c), 1);
+    atomic_store(&s.stop, true);
+    pthread_join(responder, NULL);
+    ferry_close(c);
+    stop_daemon();
+}
+END_TEST
+
 /* ---- the CLI ---- */
 
 /* Runs `ferry ARGS...` with stdout into a pipe; returns its pid. */
@@ -726,6 +768,7 @@ static Suite *topics_suite(void)
     tcase_set_timeout(rpc, 120);
     tcase_add_test(rpc, test_a_thousand_requests_from_ten_threads_each_get_their_own_reply);
     tcase_add_test(rpc, test_a_request_times_out_and_its_late_reply_goes_to_nobody);
+    tcase_add_test(rpc, test_requests_go_on_after_a_reconnect_over_a_new_reply_queue);
     suite_add_tcase(s, rpc);
     return s;
 }
