@@ -164,6 +164,23 @@ static bool is_word(struct ferry_bytes w, char c)
     return w.len == 1 && w.ptr[0] == (uint8_t)c;
 }
 
+/* A pattern's words, each run of '#' folded into one (they match the
+ * same topics, and one costs less to match): the count, or more than
+ * FERRY_TOPIC_WORDS_MAX if the pattern has too many words. */
+static size_t pattern_words(struct ferry_bytes pattern, struct ferry_bytes *words)
+{
+    size_t n = ferry_topic_split(pattern, words, FERRY_TOPIC_WORDS_MAX);
+    if (n > FERRY_TOPIC_WORDS_MAX)
+        return n;
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (kept > 0 && is_word(words[i], '#') && is_word(words[kept - 1], '#'))
+            continue;
+        words[kept++] = words[i];
+    }
+    return kept;
+}
+
 static void node_link_all(struct bindings *t, struct topic_node *n)
 {
     n->all_prev = t->root;
@@ -210,7 +227,7 @@ static struct topic_node *child_get(struct bindings *t, struct topic_node *paren
 static struct topic_node *node_find(const struct bindings *t, struct ferry_bytes pattern)
 {
     struct ferry_bytes words[FERRY_TOPIC_WORDS_MAX];
-    size_t nw = ferry_topic_split(pattern, words, FERRY_TOPIC_WORDS_MAX);
+    size_t nw = pattern_words(pattern, words);
     if (nw > FERRY_TOPIC_WORDS_MAX)
         return NULL;
     struct topic_node *n = t->root;
@@ -272,7 +289,7 @@ enum ferry_code bindings_add(struct bindings *t, struct ferry_bytes pattern, voi
     if (b == NULL)
         return FERRY_CODE_NO_MEMORY;
     struct ferry_bytes words[FERRY_TOPIC_WORDS_MAX];
-    size_t nw = ferry_topic_split(pattern, words, FERRY_TOPIC_WORDS_MAX);
+    size_t nw = pattern_words(pattern, words);
     struct topic_node *n = t->root;
     for (size_t i = 0; i < nw; i++) {
         struct topic_node *child = child_get(t, n, words[i]);

@@ -48,7 +48,9 @@ void bindings_free(struct bindings *t);
 
 /* Binds target with a valid pattern (the caller checked it) and links the
  * binding into *list. Binding twice with the same pattern is a no-op
- * (*added false). OK or NO_MEMORY (nothing changed). */
+ * (*added false); so is binding with one that differs only by runs of
+ * '#' ("a.#.#.b" is "a.#.b": the trie keeps one '#' of a run). OK or
+ * NO_MEMORY (nothing changed). */
 enum ferry_code bindings_add(struct bindings *t, struct ferry_bytes pattern, void *target,
                              struct binding **list, bool *added);
 /* true if the target whose list this is is bound with this pattern. */
@@ -72,8 +74,8 @@ static inline size_t bindings_count(const struct bindings *t)
     return t->count;
 }
 
-/* The pattern of a binding, written into buf (at least FERRY_TOPIC_MAX
- * bytes); returns its length. */
+/* The pattern of a binding, runs of '#' folded, written into buf (at
+ * least FERRY_TOPIC_MAX bytes); returns its length. */
 size_t bindings_pattern(const struct binding *b, uint8_t *buf);
 
 #endif
