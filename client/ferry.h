@@ -162,7 +162,7 @@ struct ferry_msg {
 struct ferry_publish_options {
     const struct ferry_header *headers;
     size_t header_count;
-    int flags;           /* FERRY_PUBLISH_CONFIRM or 0 */
+    int flags;           /* FERRY_PUBLISH_CONFIRM, FERRY_PUBLISH_NONBLOCK or 0 */
     bool has_priority;   /* false: the queue's default priority */
     uint8_t priority;    /* 0..FERRY_PRIORITY_MAX: higher is delivered first */
     uint64_t delay_ms;   /* not delivered before this many ms from now (0: at once) */

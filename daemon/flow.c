@@ -170,6 +170,8 @@ enum ferry_code flow_admit(struct broker *b, struct queue *q, struct session *fr
         return FERRY_CODE_OK; /* the common case: no bound at all */
 
     enum overflow_at at = overflow_of(b, q, n, bytes);
+    if (at == FITS && q->parked.head == NULL && b->parked.head == NULL)
+        return FERRY_CODE_OK; /* room, and nobody waiting for it */
     /* Only a session with nothing in flight is parked: its acks could not
      * be read while it is, and its deliveries would hold the room others
      * wait for. */
