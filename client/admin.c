@@ -1,7 +1,7 @@
 /*
  * admin.c - queue administration: DECLARE, DELETE, PURGE, END, REOPEN,
- * JOIN and STATS, each a blocking round trip, and the decoding of the
- * STATS reply into caller-owned memory.
+ * JOIN, STATS, PEEK and MOVE, each a blocking round trip, and the decoding
+ * of the STATS and PEEK replies into caller-owned memory.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +104,79 @@ int ferry_join(ferry_conn *c, const char *queue, int timeout_ms)
     return queue_request(c, FERRY_F_JOIN, queue, false, timeout_ms, &w);
 }
 
+int ferry_move(ferry_conn *c, const char *queue, const char *to, uint64_t max, uint64_t *moved)
+{
+    if (!c || !conn__queue_valid(queue) || (to && !conn__queue_valid(to)))
+        return FERRY_EINVAL;
+    if (conn__in_dispatch(c))
+        return FERRY_EDEADLK;
+    int rc = conn__lock(c);
+    if (rc != FERRY_OK)
+        return rc;
+    struct ferry_waiter w = { 0 };
+    struct ferry_frame f = { .type = FERRY_F_MOVE, .queue = conn__bytes(queue), .count = max };
+    if (to)
+        f.to = conn__bytes(to);
+    rc = request__roundtrip(c, &f, &w, c->request_timeout_ms);
+    conn__unlock(c);
+    if (rc == FERRY_OK && moved)
+        *moved = w.count;
+    return rc;
+}
+
+int admin__decode_peek(const struct ferry_frame *f, struct ferry_waiter *w)
+{
+    size_t n = f->list_is_items ? f->list_count : 0;
+    w->peeked = calloc(n + 1, sizeof *w->peeked);
+    if (!w->peeked)
+        return FERRY_ENOMEM;
+    struct ferry_iter it;
+    struct ferry_item item;
+    ferry_iter_init(&it, f);
+    while (w->peeked_count < n && ferry_iter_item(&it, &item)) {
+        ferry_message *m = message__new(0, 0, 0, w->peek_queue, item.payload, item.headers);
+        if (!m)
+            return FERRY_ENOMEM; /* the caller frees what was copied */
+        w->peeked[w->peeked_count++] = m;
+    }
+    return FERRY_OK;
+}
+
+int ferry_peek(ferry_conn *c, const char *queue, size_t max, ferry_message ***msgs, size_t *count)
+{
+    if (!msgs || !count)
+        return FERRY_EINVAL;
+    *msgs = NULL;
+    *count = 0;
+    if (!c || !conn__queue_valid(queue) || max > FERRY_PEEK_MAX)
+        return FERRY_EINVAL;
+    if (conn__in_dispatch(c))
+        return FERRY_EDEADLK;
+    int rc = conn__lock(c);
+    if (rc != FERRY_OK)
+        return rc;
+    struct ferry_waiter w = { .peek_queue = queue };
+    struct ferry_frame f = { .type = FERRY_F_PEEK, .queue = conn__bytes(queue), .count = max };
+    rc = request__roundtrip(c, &f, &w, c->request_timeout_ms);
+    conn__unlock(c);
+    if (rc != FERRY_OK) {
+        ferry_peek_free(w.peeked, w.peeked_count);
+        return rc;
+    }
+    *msgs = w.peeked; /* the reader copied them for us; the caller owns them now */
+    *count = w.peeked_count;
+    return FERRY_OK;
+}
+
+void ferry_peek_free(ferry_message **msgs, size_t count)
+{
+    if (!msgs)
+        return;
+    for (size_t i = 0; i < count; i++)
+        ferry_message_free(msgs[i]);
+    free(msgs);
+}
+
 int ferry_stats(ferry_conn *c, const char *queue, struct ferry_stats **out)
 {
     if (!out)
@@ -152,6 +225,8 @@ static void copy_queue_stats(struct ferry_queue_info *q, const struct ferry_queu
         .dropped = qs->dropped,
         .bytes = qs->bytes,
         .delayed = qs->delayed,
+        .dead_lettered = qs->dead_lettered,
+        .timeouts = qs->timeouts,
         .ended = qs->ended,
         .max_length = qs->max_length,
         .max_bytes = qs->max_bytes,

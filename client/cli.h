@@ -135,5 +135,7 @@ int cli_cmd_reply(const struct cli_command *self, int argc, char **argv);
 /* true if `text` is a valid topic (pattern false) or binding pattern;
  * otherwise reports a usage error (cli_topic.c). */
 bool cli_topic_valid(const struct cli_command *cmd, const char *text, bool pattern);
+int cli_cmd_peek(const struct cli_command *self, int argc, char **argv);
+int cli_cmd_move(const struct cli_command *self, int argc, char **argv);
 
 #endif

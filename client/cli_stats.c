@@ -9,17 +9,19 @@
 
 #include "cli.h"
 
-enum { COLUMN_COUNT = 12 }; /* the numeric columns, after the name */
+enum { COLUMN_COUNT = 14 }; /* the numeric columns, after the name */
 
 static const char *const column_titles[COLUMN_COUNT] = {
     "DEPTH", "INFLIGHT", "CONSUMERS", "PUBLISHED", "DELIVERED",
-    "ACKED", "REDELIVERED", "DROPPED", "EXPIRED", "BYTES", "DELAYED", "BINDINGS",
+    "ACKED", "REDELIVERED", "DROPPED", "EXPIRED", "BYTES", "DELAYED", "BINDINGS", "DEAD",
+    "TIMEOUTS",
 };
 
 /* The same order, as JSON keys. */
 static const char *const column_keys[COLUMN_COUNT] = {
     "depth", "inflight", "consumers", "published", "delivered",
     "acked", "redelivered", "dropped", "expired", "bytes", "delayed", "bindings",
+    "dead_lettered", "timeouts",
 };
 
 static void queue_values(const struct ferry_queue_info *q, uint64_t values[COLUMN_COUNT])
@@ -27,6 +29,7 @@ static void queue_values(const struct ferry_queue_info *q, uint64_t values[COLUM
     const uint64_t in_column_order[COLUMN_COUNT] = {
         q->depth, q->inflight, q->consumers, q->published, q->delivered,
         q->acked, q->redelivered, q->dropped, q->expired, q->bytes, q->delayed, q->bindings,
+        q->dead_lettered, q->timeouts,
     };
     memcpy(values, in_column_order, sizeof in_column_order);
 }

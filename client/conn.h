@@ -61,6 +61,7 @@ struct ferry_sub {
     ferry_eos_fn on_eos;
     void *arg;
     uint32_t credit; /* its window, CREDITs included: what a reconnect asks for again */
+    uint64_t ack_deadline_ms; /* asked for again by a reconnect too */
     /* Set by ferry_cancel(). The entry (and `queue`) is freed only by the
      * reader between batches, never while a callback may hold `queue`. */
     bool cancelled;
@@ -90,6 +91,9 @@ struct ferry_waiter {
      * caller of ferry_connections); conns_next is the reply's cursor. */
     struct ferry_connections **conns;
     uint64_t conns_next;
+    const char *peek_queue;   /* PEEK: the queue name, borrowed; set: the reply's messages are wanted */
+    ferry_message **peeked;   /* PEEK: copies; ownership passes to the caller */
+    size_t peeked_count;
 };
 
 struct ferry_conn {
@@ -373,6 +377,9 @@ void rpc__reset(struct ferry_conn *c);
 
 /* Decodes an OK reply to STATS into one caller-owned allocation. */
 int admin__decode_stats(const struct ferry_frame *f, struct ferry_stats **out);
+/* Copies the messages of an OK reply to PEEK into w->peeked (owned).
+ * FERRY_OK or FERRY_ENOMEM. */
+int admin__decode_peek(const struct ferry_frame *f, struct ferry_waiter *w);
 
 /* ---- connections.c ----------------------------------------------------- */
 

@@ -54,6 +54,7 @@ static int add_sub(struct ferry_conn *c, const char *queue, const struct ferry_c
         .on_eos = o->on_eos,
         .arg = o->arg,
         .credit = o->credit ? o->credit : DEFAULT_CREDIT,
+        .ack_deadline_ms = o->ack_deadline_ms,
     };
     return FERRY_OK;
 }
@@ -213,6 +214,7 @@ int ferry_consume(ferry_conn *c, const char *queue, const struct ferry_consume_o
             .queue = conn__bytes(queue),
             .sub = sub,
             .credit = o->credit ? o->credit : DEFAULT_CREDIT,
+            .deadline_ms = o->ack_deadline_ms,
         };
         struct ferry_waiter w = { 0 };
         rc = request__roundtrip(c, &f, &w, c->request_timeout_ms);
@@ -306,7 +308,9 @@ int ferry_ack_many(ferry_conn *c, const uint64_t *tags, size_t n)
     return rc;
 }
 
-int ferry_nack(ferry_conn *c, uint64_t tag, bool requeue)
+/* Sends one NACK or TOUCH of `tag` (f's list is filled here) after the
+ * acks gathered so far. */
+static int send_after_acks(ferry_conn *c, uint64_t tag, struct ferry_frame *f)
 {
     int rc = conn__lock(c);
     if (rc != FERRY_OK)
@@ -317,12 +321,33 @@ int ferry_nack(ferry_conn *c, uint64_t tag, bool requeue)
         conn__unlock(c);
         return FERRY_OK; /* from before a reconnect: the broker took it back */
     }
-    struct ferry_frame f = {
-        .type = FERRY_F_NACK, .uints = &broker_tag, .uint_count = 1, .requeue = requeue,
-    };
-    rc = send_control(c, &f);
+    f->uints = &broker_tag;
+    f->uint_count = 1;
+    rc = send_control(c, f);
     conn__unlock(c);
     return rc;
+}
+
+int ferry_nack(ferry_conn *c, uint64_t tag, bool requeue)
+{
+    struct ferry_frame f = { .type = FERRY_F_NACK, .requeue = requeue };
+    return send_after_acks(c, tag, &f);
+}
+
+int ferry_nack_delay(ferry_conn *c, uint64_t tag, uint64_t delay_ms)
+{
+    if (delay_ms > FERRY_DELAY_MAX_MS)
+        return FERRY_EINVAL;
+    struct ferry_frame f = { .type = FERRY_F_NACK, .requeue = true, .delay_ms = delay_ms };
+    return send_after_acks(c, tag, &f);
+}
+
+int ferry_touch(ferry_conn *c, uint64_t tag, uint64_t deadline_ms)
+{
+    if (deadline_ms > FERRY_DELAY_MAX_MS)
+        return FERRY_EINVAL;
+    struct ferry_frame f = { .type = FERRY_F_TOUCH, .deadline_ms = deadline_ms };
+    return send_after_acks(c, tag, &f);
 }
 
 /* One GET waiting at most wait_ms at the broker. FERRY_OK with *out set,

@@ -277,6 +277,8 @@ struct ferry_consume_options {
     ferry_message_fn on_message; /* required */
     ferry_eos_fn on_eos;         /* optional */
     void *arg;                   /* given to both callbacks */
+    uint64_t ack_deadline_ms;    /* a delivery not acked (or touched) this long after it came
+                                  * is taken back and redelivered; 0: the queue's (ferryd.conf) */
 };
 
 /* Subscribes to `queue` (created if missing). Blocks for the broker's
@@ -293,8 +295,17 @@ FERRY_API int ferry_cancel(ferry_conn *c, uint64_t sub);
  * batched into one frame per read) or from any thread (written at once). */
 FERRY_API int ferry_ack(ferry_conn *c, uint64_t tag);
 FERRY_API int ferry_ack_many(ferry_conn *c, const uint64_t *tags, size_t n);
-/* Negative acknowledgement: requeue (to the front) or drop. */
+/* Negative acknowledgement: requeue (to the front) or drop. A message that
+ * used up its queue's max_attempts goes to its dead-letter queue instead. */
 FERRY_API int ferry_nack(ferry_conn *c, uint64_t tag, bool requeue);
+/* Negative acknowledgement with requeue after delay_ms (at most 366 days,
+ * else FERRY_EINVAL): the message waits, then joins the back of its queue. */
+FERRY_API int ferry_nack_delay(ferry_conn *c, uint64_t tag, uint64_t delay_ms);
+/* Extends the ack deadline of a delivery still being worked on: it is now
+ * due deadline_ms from now (0: its subscription's or queue's deadline
+ * again). A tag no longer in flight (its deadline passed, it was settled)
+ * is reported to the error handler as UNKNOWN_TAG. Does not wait. */
+FERRY_API int ferry_touch(ferry_conn *c, uint64_t tag, uint64_t deadline_ms);
 
 /* Blocking receive of one message for simple programs. Returns FERRY_OK
  * with *out set (caller owns it, must ack it), FERRY_ETIMEDOUT when none
@@ -407,6 +418,22 @@ FERRY_API int ferry_unbind(ferry_conn *c, const char *queue, const char *pattern
  * refuses a 'tmp.' queue it does not have); declare and bind again.
  * ferry_request() does that for its own reply queue. */
 FERRY_API int ferry_declare_temp(ferry_conn *c, const char *queue, char *name_out, size_t name_cap);
+/* Copies of up to `max` (at most 100; 0: 10) of the queue's ready messages,
+ * in the order they would be delivered, left in the queue (a dead-letter
+ * queue is browsed so). *msgs is an array of *count owned messages (tag
+ * 0: they are not in flight), freed with ferry_peek_free(). Fewer come
+ * when they would not fit one frame. FERRY_ESERVER with NOT_FOUND for a
+ * queue that does not exist. */
+FERRY_API int ferry_peek(ferry_conn *c, const char *queue, size_t max, ferry_message ***msgs,
+                         size_t *count);
+FERRY_API void ferry_peek_free(ferry_message **msgs, size_t count);
+/* Moves up to `max` (0: all) of the queue's ready messages, front first,
+ * to queue `to`, or with `to` NULL each back to the queue its "dlq-queue"
+ * header names (stopping at a message without one). They become new
+ * messages there, without their dlq-* headers and with attempts counted
+ * from 1 again. *moved (may be NULL) says how many moved. */
+FERRY_API int ferry_move(ferry_conn *c, const char *queue, const char *to, uint64_t max,
+                         uint64_t *moved);
 
 struct ferry_queue_info {
     char *name;
@@ -421,6 +448,8 @@ struct ferry_queue_info {
     uint64_t max_length, max_bytes;
     char overflow[16];
     uint64_t dropped_oldest, rejected, blocked;
+    uint64_t dead_lettered; /* used up max_attempts: moved to the dead-letter queue, or dropped */
+    uint64_t timeouts;      /* deliveries taken back at their ack deadline */
 };
 
 struct ferry_stats {

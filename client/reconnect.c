@@ -143,7 +143,7 @@ static int resubscribe(struct ferry_conn *c)
             continue;
         struct ferry_frame f = {
             .type = FERRY_F_CONSUME, .rid = c->next_rid++, .queue = conn__bytes(s->queue),
-            .sub = s->id, .credit = s->credit,
+            .sub = s->id, .credit = s->credit, .deadline_ms = s->ack_deadline_ms,
         };
         int rc = io__append(c, &f); /* its OK (or ERROR) has no waiter: dropped */
         if (rc != FERRY_OK)

@@ -124,5 +124,7 @@ void request__on_ok(struct ferry_conn *c, const struct ferry_frame *f)
         status = admin__decode_stats(f, &w->stats);
     else if (w->conns)
         status = connections__decode_page(f, w);
+    else if (w->peek_queue)
+        status = admin__decode_peek(f, w);
     request__finish(c, w, status, NULL);
 }

@@ -341,6 +341,30 @@ static void enqueue(struct broker *b, struct queue *q, struct message *m, uint64
     b->bytes += size;
 }
 
+enum ferry_code broker_publish_copy(struct broker *b, struct queue *to, const struct message *m,
+                                    struct ferry_bytes headers)
+{
+    if (to->stats.ended)
+        return FERRY_CODE_ENDED;
+    struct ferry_bytes payload = message_payload(m);
+    if (too_large(payload, headers))
+        return FERRY_CODE_LIMIT;
+    struct message *copy = message_new(payload, headers);
+    if (copy == NULL)
+        return FERRY_CODE_NO_MEMORY;
+    copy->priority = m->priority;
+    struct message_meta meta = { .has_priority = true, .priority = m->priority };
+    uint64_t lsn = 0;
+    enum ferry_code code = log_publish(b, to, copy, &meta, &lsn);
+    if (code != FERRY_CODE_OK) {
+        free(copy); /* refused: not logged, never queued */
+        return code;
+    }
+    enqueue(b, to, copy, 0);
+    dispatch(to);
+    return FERRY_CODE_OK;
+}
+
 /* The queue a publish goes to: found or created, and not ended. */
 static enum ferry_code publish_target(struct broker *b, struct ferry_bytes queue, struct queue **out)
 {
@@ -703,8 +727,10 @@ enum ferry_code broker_configure_queue(struct broker *b, struct ferry_bytes queu
         q->settings = *s; /* nothing to log */
     else
         code = change_durability(b, q, s);
-    if (code == FERRY_CODE_OK)
+    if (code == FERRY_CODE_OK) {
         flow_wake_all(b, q); /* they try again under the new bounds */
+        retry_sweep(b, q);   /* ready messages past a new max_attempts go now */
+    }
     return code;
 }
 

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "ferry_proto.h"
 #include "timers.h"
@@ -31,21 +32,30 @@ struct queue;
 enum message_state {
     MESSAGE_READY,          /* in its queue's ready list */
     MESSAGE_INFLIGHT,       /* delivered and not settled: in a session's tag table */
-    MESSAGE_WAITING,        /* held back until its timer (a delayed publish):
-                             * in its queue's waiting list */
+    MESSAGE_WAITING,        /* held back until its timer (a delayed publish, a nack's
+                             * delay, a backoff): in its queue's waiting list */
 };
 
 /* A message as the broker holds it: one allocation, headers then payload
  * in data[]. Owned by its queue from publish until it is acked or dropped;
  * while in flight the session's tag table points at it but does not own it. */
 struct message {
-    struct message *next;   /* ready or waiting list links; NULL while in flight */
-    struct message *prev;
+    union {
+        struct {                /* ready or waiting: its list links */
+            struct message *next;
+            struct message *prev;
+        };
+        struct {                /* in flight with a deadline: the delivery */
+            struct session *holder;
+            uint64_t tag;
+        };
+    };
     struct queue *queue;    /* the queue it was published to */
     uint64_t seq;           /* per-queue publish order, from 1 */
     uint64_t store_id;      /* its id in the journal (durable queues); 0: not logged */
     uint64_t expires_at;    /* broker clock ms from which it is never delivered; 0: never */
-    struct timer timer;     /* armed while waiting: fires at the end of the wait */
+    struct timer timer;     /* armed while waiting (fires at the end of the wait) and
+                             * while in flight with an ack deadline (fires at it) */
     uint32_t attempts;      /* deliveries so far */
     uint32_t headers_len;   /* raw msgpack map at data[0], 0 if none */
     uint32_t payload_len;   /* payload at data[headers_len] */
@@ -134,6 +144,13 @@ struct queue_settings {
     uint64_t max_bytes;     /* their payload + header bytes; 0: no bound */
     enum queue_overflow overflow; /* at either bound or at max_memory */
     uint64_t ttl_ms;        /* time to live of its messages; 0: none */
+    /* Retries (retry.c); 0 turns each off. */
+    uint64_t ack_deadline_ms;      /* a delivery not settled in time is taken back */
+    uint64_t retry_backoff_ms;     /* wait before redelivering after a deadline or a lost
+                                    * consumer, doubled per attempt ... */
+    uint64_t retry_backoff_max_ms; /* ... up to this (0: one day) */
+    uint32_t max_attempts;         /* deliveries before the message is dead-lettered */
+    char dead_letter[FERRY_NAME_MAX + 1]; /* its dead-letter queue; "": drop instead */
 };
 
 /* Whether two settings are the same in every field. */
@@ -142,7 +159,10 @@ static inline bool queue_settings_equal(const struct queue_settings *a,
 {
     return a->durable == b->durable && (!a->durable || a->fsync == b->fsync) &&
            a->priority == b->priority && a->max_length == b->max_length && a->max_bytes == b->max_bytes &&
-           a->overflow == b->overflow;
+           a->overflow == b->overflow && a->ack_deadline_ms == b->ack_deadline_ms &&
+           a->retry_backoff_ms == b->retry_backoff_ms &&
+           a->retry_backoff_max_ms == b->retry_backoff_max_ms &&
+           a->max_attempts == b->max_attempts && strcmp(a->dead_letter, b->dead_letter) == 0;
 }
 
 /* Where the broker logs what happens to durable queues. The core calls it
@@ -235,6 +255,8 @@ struct broker_limits {
 struct queue_stats {
     uint64_t depth, inflight, consumers;
     uint64_t delayed;       /* waiting for their time (not in depth) */
+    uint64_t dead_lettered; /* used up max_attempts: moved to the DLQ, or dropped */
+    uint64_t timeouts;      /* deliveries taken back at their ack deadline */
     uint64_t depth_by_priority[FERRY_PRIORITY_LEVELS]; /* depth of each level */
     uint64_t published, delivered, acked, redelivered, dropped;
     uint64_t expired;       /* found past their expiry and dropped, never delivered */
@@ -377,10 +399,30 @@ enum ferry_code broker_credit(struct broker *b, struct session *s, uint64_t sub,
 /* Ends a subscription; its unacked messages stay in flight. OK, UNKNOWN_SUB. */
 enum ferry_code broker_cancel(struct broker *b, struct session *s, uint64_t sub);
 
+/* What a CONSUME may say beyond its credit. */
+struct consume_options {
+    uint64_t ack_deadline_ms;   /* its deliveries' ack deadline; 0: the queue's */
+};
+/* broker_consume with options (NULL: none). BAD_REQUEST for a deadline
+ * above FERRY_DELAY_MAX_MS. */
+enum ferry_code broker_consume_opts(struct broker *b, struct session *s, struct ferry_bytes queue,
+                                    uint64_t sub, uint64_t credit, const struct consume_options *o);
+
 /* Settles a delivery: ack frees the message; nack requeues it at the
- * front of its queue or drops it. OK, UNKNOWN_TAG. */
+ * front of its queue or drops it. OK, UNKNOWN_TAG. A nack with requeue of
+ * a message that used up its queue's max_attempts dead-letters it. */
 enum ferry_code broker_ack(struct broker *b, struct session *s, uint64_t tag);
 enum ferry_code broker_nack(struct broker *b, struct session *s, uint64_t tag, bool requeue);
+/* A nack with requeue whose message waits delay_ms (at most
+ * FERRY_DELAY_MAX_MS, else BAD_REQUEST) before it joins the back of its
+ * queue again; 0 is broker_nack's requeue. OK, UNKNOWN_TAG, BAD_REQUEST. */
+enum ferry_code broker_nack_delay(struct broker *b, struct session *s, uint64_t tag,
+                                  uint64_t delay_ms);
+/* Moves the ack deadline of a delivery still in flight to deadline_ms
+ * from now (0: its subscription's or queue's deadline again; nothing if
+ * it has none). OK, UNKNOWN_TAG, BAD_REQUEST (above FERRY_DELAY_MAX_MS). */
+enum ferry_code broker_touch(struct broker *b, struct session *s, uint64_t tag,
+                             uint64_t deadline_ms);
 
 /* One-shot receive: delivers the next ready message through
  * ops->deliver(rid), now or when one arrives; or ops->get_ended when the
@@ -405,6 +447,25 @@ enum ferry_code broker_reopen(struct broker *b, struct ferry_bytes queue);
  * queue before this call is acked or dropped (at once if none is pending,
  * or if the queue does not exist). OK (request accepted), BAD_NAME, NO_MEMORY. */
 enum ferry_code broker_join(struct broker *b, struct session *s, struct ferry_bytes queue, uint64_t rid);
+
+/* ---- dead letters (retry.c) ---- */
+
+/* Calls fn for each of the first `max` ready messages of the queue, in
+ * the order they would be delivered, until fn returns false; they stay
+ * where they are. fn must not call into the broker. OK, BAD_NAME,
+ * NOT_FOUND. */
+enum ferry_code broker_peek(struct broker *b, struct ferry_bytes queue, size_t max,
+                            bool (*fn)(void *arg, const struct message *m), void *arg);
+/* Moves up to `max` (0: all) of the queue's ready messages, front first,
+ * to `to`, or, when `to` is empty, each to the queue its "dlq-queue"
+ * header names (stopping at a message without one). Each becomes a new
+ * message there without its dlq-* headers, its attempts counted from 0;
+ * the new one is logged before the old one is settled. *moved says how
+ * many. OK (also when it stopped early), BAD_NAME, NOT_FOUND, BAD_REQUEST
+ * (`to` is the queue itself), or the refusal of the first move (ENDED,
+ * LIMIT, NO_MEMORY, STORAGE). */
+enum ferry_code broker_move(struct broker *b, struct ferry_bytes queue, struct ferry_bytes to,
+                            uint64_t max, uint64_t *moved);
 
 /* Statistics. broker_queue_stats: NOT_FOUND or OK. broker_each_queue
  * calls fn for every queue in name order-independent order; fn must not

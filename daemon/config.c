@@ -231,6 +231,7 @@ enum value_kind {
     VALUE_BOOL,      /* bool field: yes or no */
     VALUE_FSYNC,     /* enum config_fsync field */
     VALUE_OVERFLOW,  /* enum config_overflow field */
+    VALUE_QUEUE,     /* char[FERRY_NAME_MAX + 1] field: a queue name, or empty for none */
 };
 
 /* One key: its name in the file, and where its value goes relative to
@@ -322,6 +323,15 @@ static const struct key_spec queue_keys[] = {
     KEY("max_bytes", struct config_queue_settings, max_bytes, VALUE_SIZE, 0,
         CONFIG_QUEUE_MAX_BYTES_CEILING),
     KEY("overflow", struct config_queue_settings, overflow, VALUE_OVERFLOW, 0, 0),
+    KEY_OR_OFF("ack_deadline", struct config_queue_settings, ack_deadline_ms, VALUE_DURATION, 1,
+               CONFIG_RETRY_MS_CEILING),
+    KEY_OR_OFF("retry_backoff", struct config_queue_settings, retry_backoff_ms, VALUE_DURATION, 1,
+               CONFIG_RETRY_MS_CEILING),
+    KEY("retry_backoff_max", struct config_queue_settings, retry_backoff_max_ms, VALUE_DURATION, 1,
+        CONFIG_RETRY_MS_CEILING),
+    KEY_OR_OFF("max_attempts", struct config_queue_settings, max_attempts, VALUE_COUNT, 1,
+               CONFIG_MAX_ATTEMPTS_CEILING),
+    KEY("dead_letter_queue", struct config_queue_settings, dead_letter_queue, VALUE_QUEUE, 0, 0),
     END_OF_KEYS,
 };
 
@@ -705,6 +715,14 @@ static int apply_key(const struct key_spec *key, void *base, const char *value,
     }
     case VALUE_ACCOUNT:
         return parse_account(value, field, why, why_size);
+    case VALUE_QUEUE: {
+        struct ferry_bytes name = { (const uint8_t *)value, strlen(value) };
+        if (name.len > 0 && !ferry_name_valid(name))
+            return fail_why(why, why_size, "bad queue name '%.64s': 1..255 bytes of "
+                            "A-Z a-z 0-9 . _ - :", value);
+        memcpy(field, value, name.len + 1);
+        return 0;
+    }
     }
     return fail_why(why, why_size, "internal error: unknown value kind");
 }
@@ -919,6 +937,7 @@ void config_init(struct config *cfg)
         .fsync = CONFIG_FSYNC_ALWAYS,
         .fsync_interval_ms = CONFIG_FSYNC_INTERVAL_MS_DEFAULT,
         .segment_size = CONFIG_SEGMENT_SIZE_DEFAULT,
+        .queue_defaults = { .retry_backoff_max_ms = CONFIG_RETRY_BACKOFF_MAX_MS_DEFAULT },
     };
 }
 

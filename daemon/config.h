@@ -96,6 +96,10 @@ enum config_overflow {
     CONFIG_OVERFLOW_REJECT,    /* ERROR QUEUE_FULL for that publish */
     CONFIG_OVERFLOW_DROP_OLDEST, /* the oldest ready messages make room */
 };
+/* Bounds of the retry settings of a queue (ferryd.conf(5)). */
+#define CONFIG_RETRY_MS_CEILING (24u * 3600u * 1000u)
+#define CONFIG_RETRY_BACKOFF_MAX_MS_DEFAULT 60000u
+#define CONFIG_MAX_ATTEMPTS_CEILING 1000000u
 
 /* The settings of one queue. Later issues add fields here, their keys to
  * queue_keys[] in config.c, and the same key then works in [queues] (the
@@ -108,6 +112,12 @@ struct config_queue_settings {
     size_t max_length;       /* messages ready, delayed and in flight; 0: no bound */
     size_t max_bytes;        /* their payload + header bytes; 0: no bound */
     enum config_overflow overflow; /* at a bound or at max_queued_memory; default block */
+    uint64_t ack_deadline_ms;      /* a delivery not acked in time is redelivered; 0: none */
+    uint64_t retry_backoff_ms;     /* first wait before a redelivery after a deadline or a
+                                    * lost consumer, doubling each attempt; 0: none */
+    uint64_t retry_backoff_max_ms; /* the cap of that wait; default 1 min */
+    size_t max_attempts;           /* deliveries before dead-lettering; 0: no limit */
+    char dead_letter_queue[FERRY_NAME_MAX + 1]; /* "": drop after max_attempts */
 };
 
 /* Binding patterns of one [queue "NAME"] section ("bind = PATTERN...",

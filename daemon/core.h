@@ -106,6 +106,13 @@ bool temp_queue_name_reserved(struct ferry_bytes name);
 void temp_queue_forget(struct queue *q);
 /* s is going: its temporary queues are deleted with their messages. */
 void temp_queues_delete_all(struct broker *b, struct session *s);
+/* Queues a new message with m's payload and the given headers at the back
+ * of `to` (not ended), logged if `to` is durable, and dispatches `to`;
+ * attempts start again. For dead letters and their way back: bounds of
+ * flow control do not apply. OK, ENDED, LIMIT, NO_MEMORY, or the journal's
+ * refusal (then nothing is queued). */
+enum ferry_code broker_publish_copy(struct broker *b, struct queue *to, const struct message *m,
+                                    struct ferry_bytes headers);
 
 /* Finds the named queue, creating it if `create` (a call that fails later
  * may leave the queue it created, as a DECLARE would) and the name is not
@@ -119,6 +126,45 @@ enum ferry_code broker_find_queue(struct broker *b, struct ferry_bytes name, boo
  * since the journal forgot that queue's messages with it). */
 void broker_log_settle(struct broker *b, const struct message *m);
 void broker_log_attempts(struct broker *b, const struct message *m);
+
+/* ---- retry.c ---- */
+
+/* Why a delivery failed; also the "dlq-reason" header of a dead letter. */
+enum retry_reason {
+    RETRY_NACK,         /* nacked with requeue */
+    RETRY_DEADLINE,     /* its ack deadline passed */
+    RETRY_LOST,         /* its session went (the connection closed) */
+    RETRY_ATTEMPTS,     /* found ready with its attempts used up (a restart, a reload) */
+};
+
+/* The ack deadline (ms) of a delivery of q's message to c (a GET's
+ * consumer too); 0: none. */
+uint64_t retry_deadline_of(const struct consumer *c, const struct queue *q);
+/* Arms m's ack deadline, deadline_ms from now, for delivery `tag` on s
+ * (the heap has room: timer_heap_reserve). */
+void retry_arm_deadline(struct broker *b, struct message *m, struct session *s, uint64_t tag,
+                        uint64_t deadline_ms);
+/* m was just taken out of flight for `why`: its tag entry is gone, its
+ * slot freed, its deadline disarmed; stats.inflight still counts it.
+ * Dropped if its queue is deleted, dead-lettered if its attempts are used
+ * up; else it waits delay_ms (a nack's) or, for DEADLINE and LOST, the
+ * queue's backoff, then joins the back of its queue, or with no wait goes
+ * back to the front. Returns the queue to dispatch afterwards, or NULL. */
+struct queue *retry_take_back(struct broker *b, struct message *m, enum retry_reason why,
+                              uint64_t delay_ms);
+/* m's ack deadline passed (its timer fired): taken back from its holder. */
+void retry_deadline_passed(struct broker *b, struct message *m);
+/* m, just taken from q's ready list by dispatch, has used up q's
+ * max_attempts: dead-lettered instead of delivered (nothing here
+ * dispatches q). false if nothing could take it and it is back at the
+ * front of q: the caller must stop dispatching q. */
+bool retry_dead_letter_ready(struct broker *b, struct message *m);
+
+/* Dead-letters every ready message of q that has used up q's
+ * max_attempts (after a restart or a reload set them), keeping the others
+ * in their order, and dispatches q. O(depth) if one has, else O(depth)
+ * reads only. */
+void retry_sweep(struct broker *b, struct queue *q);
 
 /* ---- flow.c ---- */
 

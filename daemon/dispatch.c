@@ -83,9 +83,10 @@ void dispatch_slot_freed(struct consumer *c)
 
 /* ---- delivery ---- */
 
-/* Hands m (just taken from q's ready list) to c. The session's tag table
- * must have room (tags_reserve). */
-static void deliver(struct consumer *c, struct message *m)
+/* Hands m (just taken from q's ready list) to c, with an ack deadline of
+ * deadline_ms (0: none). The session's tag table must have room
+ * (tags_reserve), and the broker's timers too if there is a deadline. */
+static void deliver(struct consumer *c, struct message *m, uint64_t deadline_ms)
 {
     struct session *s = c->session;
     struct queue *q = m->queue;
@@ -106,6 +107,8 @@ static void deliver(struct consumer *c, struct message *m)
     /* The queue keeps owning m; the tag table only points at it until the
      * delivery is settled or the session goes. */
     tags_insert(&s->tags, tag, m, sub != 0 ? c : NULL);
+    if (deadline_ms != 0)
+        retry_arm_deadline(q->broker, m, s, tag, deadline_ms);
     if (sub != 0) {
         c->inflight++;
         dispatch_refresh(c);
@@ -119,26 +122,36 @@ void dispatch(struct queue *q)
 {
     /* Each turn delivers one ready message, and a consumer leaves the ring
      * as soon as it has no room: no consumer is looked at without being
-     * served. An expired message is never delivered: it is taken out on
-     * the way, and the clock is read only if a message has an expiry. */
+     * served. An expired message is never delivered, nor one whose
+     * attempts are used up (after a restart, or a reload that lowered
+     * max_attempts): they are taken out on the way; the clock is read only
+     * if a message has an expiry. */
     uint64_t now = 0;
-    bool expired = false;
+    bool taken_out = false;
     while (queue_has_ready(q) && q->cursor != NULL) {
         struct message *m = queue_pop_front(q);
         if (m->expires_at != 0 && expiry_passed(q->broker, m, &now)) {
             expiry_expire(q->broker, m);
-            expired = true;
+            taken_out = true;
+            continue;
+        }
+        if (q->settings.max_attempts != 0 && m->attempts >= q->settings.max_attempts) {
+            if (!retry_dead_letter_ready(q->broker, m))
+                break; /* back at the front: the next dispatch of q tries again */
+            taken_out = true;
             continue;
         }
         struct consumer *c = queue_next_consumer(q);
-        if (tags_reserve(&c->session->tags) != 0) {
+        uint64_t deadline = retry_deadline_of(c, q);
+        if (tags_reserve(&c->session->tags) != 0 ||
+            (deadline != 0 && timer_heap_reserve(&q->broker->timers) != 0)) {
             queue_push_front(q, m); /* out of memory: ready again; the next dispatch of q retries */
             break;
         }
-        deliver(c, m);
+        deliver(c, m, deadline);
     }
     /* Publishes are refused once ended, so this may be the moment it drains. */
-    if (expired && q->stats.ended && queue_drained(q))
+    if (taken_out && q->stats.ended && queue_drained(q))
         dispatch_end_of_stream(q);
 }
 
@@ -158,7 +171,6 @@ void dispatch_unwait(struct broker *b, struct message *m)
 
 void dispatch_timer_fired(struct broker *b, struct message *m)
 {
-    (void)b;
     struct queue *q = m->queue;
     switch ((enum message_state)m->state) {
     case MESSAGE_WAITING:
@@ -167,9 +179,11 @@ void dispatch_timer_fired(struct broker *b, struct message *m)
         queue_push_back(q, m);
         dispatch(q);
         return;
-    case MESSAGE_READY:
     case MESSAGE_INFLIGHT:
-        return; /* no timer is armed in these states */
+        retry_deadline_passed(b, m); /* its ack deadline */
+        return;
+    case MESSAGE_READY:
+        return; /* no timer is armed in this state */
     }
 }
 

@@ -30,6 +30,7 @@ struct consumer {
     uint64_t sub;                   /* subscription id, 0 for a GET */
     uint64_t rid;                   /* GET request id, 0 for a subscription */
     uint64_t window;                /* most deliveries unsettled at once */
+    uint64_t ack_deadline_ms;       /* of its deliveries; 0: the queue's */
     uint64_t inflight;              /* deliveries not yet settled */
     bool in_ring;                   /* in the ring (can take a message now) */
 };

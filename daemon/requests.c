@@ -391,7 +391,9 @@ static void on_consume(struct conn *c, const struct ferry_frame *f)
     size_t before = ferry_buf_pending(&c->out);
     reply_ok(c, f->rid);
     size_t after = ferry_buf_pending(&c->out);
-    enum ferry_code code = broker_consume(c->set->broker, c->session, f->queue, f->sub, f->credit);
+    struct consume_options o = { .ack_deadline_ms = f->deadline_ms };
+    enum ferry_code code =
+        broker_consume_opts(c->set->broker, c->session, f->queue, f->sub, f->credit, &o);
     if (code == FERRY_CODE_OK || c->state >= CONN_CLOSING)
         return;
     out_cut(c, before, after);
@@ -409,18 +411,34 @@ static void on_credit(struct conn *c, const struct ferry_frame *f)
         reply_error(c, 0, code, code_text(code));
 }
 
-/* ACK and NACK: every tag is settled; the unknown ones earn one ERROR. */
+/* What ACK, NACK or TOUCH does to one tag. */
+static enum ferry_code settle_one(struct conn *c, const struct ferry_frame *f, uint64_t tag)
+{
+    struct broker *b = c->set->broker;
+    switch (f->type) {
+    case FERRY_F_ACK: return broker_ack(b, c->session, tag);
+    case FERRY_F_TOUCH: return broker_touch(b, c->session, tag, f->deadline_ms);
+    default:
+        if (f->requeue && f->delay_ms != 0)
+            return broker_nack_delay(b, c->session, tag, f->delay_ms);
+        return broker_nack(b, c->session, tag, f->requeue);
+    }
+}
+
+/* ACK, NACK and TOUCH: every tag is handled; the unknown ones earn one ERROR. */
 static void on_settle(struct conn *c, const struct ferry_frame *f)
 {
+    if (f->delay_ms > FERRY_DELAY_MAX_MS || f->deadline_ms > FERRY_DELAY_MAX_MS) {
+        reply_error(c, 0, FERRY_CODE_BAD_REQUEST, "delay or deadline above 366 days");
+        return;
+    }
     struct ferry_iter it;
     uint64_t tag;
     uint64_t first_unknown = 0;
     size_t unknown = 0;
     ferry_iter_init(&it, f);
     while (ferry_iter_uint(&it, &tag)) {
-        enum ferry_code code = f->type == FERRY_F_ACK
-                                   ? broker_ack(c->set->broker, c->session, tag)
-                                   : broker_nack(c->set->broker, c->session, tag, f->requeue);
+        enum ferry_code code = settle_one(c, f, tag);
         if (code != FERRY_CODE_OK && unknown++ == 0)
             first_unknown = tag;
     }
@@ -503,6 +521,72 @@ static void on_purge(struct conn *c, const struct ferry_frame *f)
         return;
     }
     struct ferry_frame ok = { .type = FERRY_F_OK, .rid = f->rid, .count = purged };
+    conn_reply(c, &ok);
+}
+
+/* ---- PEEK and MOVE: looking at a (dead-letter) queue, moving it back ---- */
+
+struct peeked {
+    struct ferry_item items[FERRY_PEEK_MAX];
+    size_t count;
+    size_t bytes;       /* of their payloads and headers */
+    size_t room;        /* most bytes the reply may carry */
+};
+
+static bool peek_collect(void *arg, const struct message *m)
+{
+    struct peeked *p = arg;
+    size_t size = (size_t)m->headers_len + m->payload_len;
+    if (p->count > 0 && p->bytes + size > p->room)
+        return false; /* the reply is full: the first ones are enough to look at */
+    p->items[p->count++] = (struct ferry_item){ .payload = message_payload(m),
+                                                .headers = message_headers(m) };
+    p->bytes += size;
+    return p->count < FERRY_PEEK_MAX;
+}
+
+static void on_peek(struct conn *c, const struct ferry_frame *f)
+{
+    if (!has_rid(c, f))
+        return;
+    struct peeked *p = calloc(1, sizeof *p); /* ~5 KiB: not on the stack */
+    if (!p) {
+        reply_error(c, f->rid, FERRY_CODE_NO_MEMORY, code_text(FERRY_CODE_NO_MEMORY));
+        return;
+    }
+    /* Half a frame for the messages leaves room for their framing. */
+    p->room = c->max_frame / 2;
+    size_t max = f->count == 0 ? FERRY_PEEK_DEFAULT : f->count;
+    enum ferry_code code = broker_peek(c->set->broker, f->queue,
+                                       max < FERRY_PEEK_MAX ? max : FERRY_PEEK_MAX, peek_collect, p);
+    if (code != FERRY_CODE_OK) {
+        reply_error(c, f->rid, code, code_text(code));
+    } else {
+        struct ferry_frame ok = { .type = FERRY_F_OK, .rid = f->rid, .items = p->items,
+                                  .item_count = p->count };
+        conn_emit_confirms(c);
+        size_t before = ferry_buf_pending(&c->out);
+        conn_reply(c, &ok);
+        size_t after = ferry_buf_pending(&c->out);
+        if (c->state < CONN_CLOSING && after - before > FERRY_FRAME_PREFIX + c->max_frame) {
+            out_cut(c, before, after); /* one message larger than half a frame */
+            reply_error(c, f->rid, FERRY_CODE_LIMIT, "the first message is too large to peek");
+        }
+    }
+    free(p);
+}
+
+static void on_move(struct conn *c, const struct ferry_frame *f)
+{
+    if (!has_rid(c, f))
+        return;
+    uint64_t moved = 0;
+    enum ferry_code code = broker_move(c->set->broker, f->queue, f->to, f->count, &moved);
+    if (code != FERRY_CODE_OK) {
+        reply_error(c, f->rid, code, code_text(code));
+        return;
+    }
+    struct ferry_frame ok = { .type = FERRY_F_OK, .rid = f->rid, .count = moved };
     conn_reply(c, &ok);
 }
 
@@ -592,6 +676,7 @@ static struct ferry_queue_stats stats_row(struct ferry_bytes name, const struct 
         .max_length = st->max_length, .max_bytes = st->max_bytes,
         .overflow = overflow_text(st->overflow), .dropped_oldest = st->dropped_oldest,
         .rejected = st->rejected, .blocked = st->blocked,
+        .dead_lettered = st->dead_lettered, .timeouts = st->timeouts,
     };
     memcpy(row.depth_by_priority, st->depth_by_priority, sizeof row.depth_by_priority);
     row.expired = st->expired;
@@ -699,6 +784,9 @@ void requests_handle_frame(struct conn *c, const struct ferry_frame *f)
     case FERRY_F_CREDIT: on_credit(c, f); break;
     case FERRY_F_ACK: on_settle(c, f); break;
     case FERRY_F_NACK: on_settle(c, f); break;
+    case FERRY_F_TOUCH: on_settle(c, f); break;
+    case FERRY_F_PEEK: on_peek(c, f); break;
+    case FERRY_F_MOVE: on_move(c, f); break;
     case FERRY_F_CANCEL: on_cancel(c, f); break;
     case FERRY_F_GET: on_get(c, f); break;
     case FERRY_F_DECLARE: on_queue_admin(c, f); break;

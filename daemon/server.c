@@ -236,7 +236,12 @@ static void queue_settings_of(void *arg, struct ferry_bytes name, struct queue_s
         .max_length = c->max_length,
         .max_bytes = c->max_bytes,
         .overflow = overflow_of(c->overflow),
+        .ack_deadline_ms = c->ack_deadline_ms,
+        .retry_backoff_ms = c->retry_backoff_ms,
+        .retry_backoff_max_ms = c->retry_backoff_max_ms,
+        .max_attempts = (uint32_t)c->max_attempts,
     };
+    memcpy(out->dead_letter, c->dead_letter_queue, sizeof out->dead_letter);
 }
 
 /* The log is opened, and what it holds restored, only if some queue may

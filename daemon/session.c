@@ -35,21 +35,21 @@ static void work_dispatch(struct queue *work)
 
 /* ---- taking deliveries back ---- */
 
-/* An in-flight message comes back: to the front of its queue if `requeue`
- * and the queue still exists, else it is dropped. Returns the queue to
- * dispatch afterwards, or NULL when nothing more is to be done. */
-static struct queue *take_back(struct broker *b, struct message *m, bool requeue)
+/* An in-flight message is dropped (a nack without requeue). */
+static void drop_in_flight(struct broker *b, struct message *m)
 {
     struct queue *q = m->queue;
     q->stats.inflight--;
-    if (requeue && !q->deleted) {
-        queue_push_front(q, m); /* ready again; the queue still owns it */
-        return q;
-    }
     q->stats.dropped++;
     dispatch_forget(b, m);
     dispatch_settled(q);
-    return NULL;
+}
+
+/* The delivery no longer has an ack deadline (it is settled or taken back). */
+static void disarm_deadline(struct broker *b, struct message *m)
+{
+    if (timer_armed(&m->timer))
+        timer_disarm(&b->timers, &m->timer);
 }
 
 static int later_first(const void *a, const void *b)
@@ -74,7 +74,8 @@ static void take_back_all(struct broker *b, struct session *s)
         qsort(entries, n, sizeof *entries, later_first);
     for (size_t i = 0; i < n; i++) {
         dispatch_slot_freed(entries[i].consumer);
-        struct queue *q = take_back(b, entries[i].message, true);
+        disarm_deadline(b, entries[i].message);
+        struct queue *q = retry_take_back(b, entries[i].message, RETRY_LOST, 0);
         if (q != NULL)
             work_add(&work, q);
     }
@@ -168,7 +169,16 @@ void broker_session_resume(struct broker *b, struct session *s)
 enum ferry_code broker_consume(struct broker *b, struct session *s, struct ferry_bytes queue,
                                uint64_t sub, uint64_t credit)
 {
+    return broker_consume_opts(b, s, queue, sub, credit, NULL);
+}
+
+enum ferry_code broker_consume_opts(struct broker *b, struct session *s, struct ferry_bytes queue,
+                                    uint64_t sub, uint64_t credit, const struct consume_options *o)
+{
     if (sub == 0 || credit == 0 || credit > UINT32_MAX)
+        return FERRY_CODE_BAD_REQUEST;
+    uint64_t deadline_ms = o != NULL ? o->ack_deadline_ms : 0;
+    if (deadline_ms > FERRY_DELAY_MAX_MS)
         return FERRY_CODE_BAD_REQUEST;
     if (!ferry_name_valid(queue))
         return FERRY_CODE_BAD_NAME;
@@ -189,6 +199,7 @@ enum ferry_code broker_consume(struct broker *b, struct session *s, struct ferry
     c->session = s;
     c->sub = sub;
     c->window = credit;
+    c->ack_deadline_ms = deadline_ms;
     dispatch_attach(c, q);
 
     if (q->stats.ended && queue_drained(q))
@@ -229,6 +240,7 @@ enum ferry_code broker_ack(struct broker *b, struct session *s, uint64_t tag)
         return FERRY_CODE_UNKNOWN_TAG;
     struct queue *q = e.message->queue;
     dispatch_slot_freed(e.consumer);
+    disarm_deadline(b, e.message); /* one branch when no deadline is used */
     q->stats.inflight--;
     q->stats.acked++;
     dispatch_forget(b, e.message);
@@ -236,15 +248,54 @@ enum ferry_code broker_ack(struct broker *b, struct session *s, uint64_t tag)
     return FERRY_CODE_OK;
 }
 
-enum ferry_code broker_nack(struct broker *b, struct session *s, uint64_t tag, bool requeue)
+/* A nack with requeue (after delay_ms) or without. */
+static enum ferry_code nack(struct broker *b, struct session *s, uint64_t tag, bool requeue,
+                            uint64_t delay_ms)
 {
     struct tag_entry e;
     if (!tags_take(&s->tags, tag, &e))
         return FERRY_CODE_UNKNOWN_TAG;
     dispatch_slot_freed(e.consumer);
-    struct queue *q = take_back(b, e.message, requeue);
+    disarm_deadline(b, e.message);
+    if (!requeue) {
+        drop_in_flight(b, e.message);
+        return FERRY_CODE_OK;
+    }
+    struct queue *q = retry_take_back(b, e.message, RETRY_NACK, delay_ms);
     if (q != NULL)
         dispatch(q);
+    return FERRY_CODE_OK;
+}
+
+enum ferry_code broker_nack(struct broker *b, struct session *s, uint64_t tag, bool requeue)
+{
+    return nack(b, s, tag, requeue, 0);
+}
+
+enum ferry_code broker_nack_delay(struct broker *b, struct session *s, uint64_t tag,
+                                  uint64_t delay_ms)
+{
+    if (delay_ms > FERRY_DELAY_MAX_MS)
+        return FERRY_CODE_BAD_REQUEST;
+    return nack(b, s, tag, true, delay_ms);
+}
+
+enum ferry_code broker_touch(struct broker *b, struct session *s, uint64_t tag,
+                             uint64_t deadline_ms)
+{
+    if (deadline_ms > FERRY_DELAY_MAX_MS)
+        return FERRY_CODE_BAD_REQUEST;
+    struct tag_entry *e = tags_find(&s->tags, tag);
+    if (e == NULL)
+        return FERRY_CODE_UNKNOWN_TAG;
+    struct message *m = e->message;
+    if (deadline_ms == 0)
+        deadline_ms = retry_deadline_of(e->consumer, m->queue);
+    if (deadline_ms == 0)
+        return FERRY_CODE_OK; /* no deadline to move */
+    if (!timer_armed(&m->timer) && timer_heap_reserve(&b->timers) != 0)
+        return FERRY_CODE_NO_MEMORY;
+    retry_arm_deadline(b, m, s, tag, deadline_ms);
     return FERRY_CODE_OK;
 }
 

@@ -96,6 +96,14 @@ static void remove_at(struct tag_table *t, size_t hole)
     t->slots[hole] = (struct tag_entry){ 0 };
 }
 
+struct tag_entry *tags_find(struct tag_table *t, uint64_t tag)
+{
+    if (t->count == 0 || tag == 0)
+        return NULL;
+    size_t i = find_slot(t, tag);
+    return t->slots[i].tag != 0 ? &t->slots[i] : NULL;
+}
+
 bool tags_take(struct tag_table *t, uint64_t tag, struct tag_entry *out)
 {
     if (t->count == 0 || tag == 0)

@@ -35,6 +35,9 @@ void tags_free(struct tag_table *t);
 int tags_reserve(struct tag_table *t);
 /* Adds a delivery (tag nonzero, not present) after tags_reserve. */
 void tags_insert(struct tag_table *t, uint64_t tag, struct message *m, struct consumer *c);
+/* The delivery `tag`, left in place (valid until the table changes), or
+ * NULL if it is not in flight. */
+struct tag_entry *tags_find(struct tag_table *t, uint64_t tag);
 /* Removes the delivery `tag` into *out. false if it is not in flight. */
 bool tags_take(struct tag_table *t, uint64_t tag, struct tag_entry *out);
 /* Moves every entry to the front of the slot array and returns how many

@@ -83,7 +83,7 @@ static size_t stats_bound(const struct ferry_frame *f)
 {
     size_t n = 2 * span_bound(0) + 1 + 13 * SCALAR_PAIR_MAX;
     for (size_t i = 0; i < f->stats_count; i++)
-        n += 1 + 20 * SCALAR_PAIR_MAX + f->stats[i].name.len
+        n += 1 + 22 * SCALAR_PAIR_MAX + f->stats[i].name.len
              + span_bound(f->stats[i].overflow.len)
              + 12 + FERRY_PRIORITY_LEVELS * 9; /* "depth_prio": key, array */
     return n;
@@ -95,15 +95,16 @@ static size_t frame_bound(const struct ferry_frame *f)
     size_t n = FERRY_FRAME_PREFIX + HEADER_MAX + SCALAR_PAIRS_MAX * SCALAR_PAIR_MAX;
     n += span_bound(f->queue.len) + span_bound(f->name.len) + span_bound(f->text.len);
     n += span_bound(f->payload.len) + span_bound(f->headers.len) + span_bound(f->topic.len);
+    n += span_bound(f->to.len);
     switch (f->type) {
-    case FERRY_F_CONFIRM: case FERRY_F_ACK: case FERRY_F_NACK:
+    case FERRY_F_CONFIRM: case FERRY_F_ACK: case FERRY_F_NACK: case FERRY_F_TOUCH:
         n += span_bound(0) + 9 * f->uint_count;
         break;
     case FERRY_F_PUBLISH_BATCH:
         n += items_bound(f);
         break;
     case FERRY_F_OK:
-        n += stats_bound(f) + conns_bound(f);
+        n += stats_bound(f) + conns_bound(f) + items_bound(f);
         break;
     default:
         break;
@@ -234,7 +235,7 @@ static void put_uints(struct encoder *e, const char *key, const uint64_t *v, siz
 
 static void put_queue_stats(struct encoder *e, const struct ferry_queue_stats *qs)
 {
-    msgpack_pack_map(&e->pk, 21);
+    msgpack_pack_map(&e->pk, 23);
     put_str(e, "q", qs->name);
     put_uint(e, "depth", qs->depth);
     put_uint(e, "inflight", qs->inflight);
@@ -256,6 +257,27 @@ static void put_queue_stats(struct encoder *e, const struct ferry_queue_stats *q
     put_uint(e, "dropped_oldest", qs->dropped_oldest);
     put_uint(e, "rejected", qs->rejected);
     put_uint(e, "blocked", qs->blocked);
+    put_uint(e, "deadletter", qs->dead_lettered);
+    put_uint(e, "timeouts", qs->timeouts);
+}
+
+/* An item with nothing but a payload is its bare payload bin. */
+static void put_item(struct encoder *e, const struct ferry_item *item)
+{
+    bool has_headers = item->headers.len > 0;
+    bool has_ttl = item->ttl_ms != 0;
+    if (!has_headers && !item->has_priority && !has_ttl) {
+        msgpack_pack_bin_with_body(&e->pk, item->payload.ptr, item->payload.len);
+        return;
+    }
+    msgpack_pack_map(&e->pk, 1u + has_headers + item->has_priority + has_ttl);
+    if (has_headers)
+        put_raw_map(e, "h", item->headers);
+    if (item->has_priority)
+        put_uint(e, "prio", item->priority);
+    if (has_ttl)
+        put_uint(e, "ttl", item->ttl_ms);
+    put_bin(e, "p", item->payload);
 }
 
 /* OK: "n" when nonzero, "empty" when true, "q" when non-empty (the
@@ -291,7 +313,9 @@ static void encode_ok(struct encoder *e, const struct ferry_frame *f)
     bool has_queues = has_server || f->stats_count > 0;
     bool has_q = f->queue.len > 0;
     bool has_next = f->has_conns || f->next != 0; /* a CONNS reply always says "next" */
-    put_start(e, f, 2 + has_n + f->empty + has_server + has_queues + has_q + f->has_conns + has_next);
+    bool has_items = f->item_count > 0;
+    put_start(e, f, 2 + has_n + f->empty + has_server + has_queues + has_q + f->has_conns + has_next
+                        + has_items);
     put_uint(e, "rid", f->rid);
     if (has_q)
         put_str(e, "q", f->queue);
@@ -311,6 +335,12 @@ static void encode_ok(struct encoder *e, const struct ferry_frame *f)
         put_conns(e, f);
     if (has_next)
         put_uint(e, "next", f->next);
+    if (has_items) {
+        put_key(e, "m");
+        msgpack_pack_array(&e->pk, f->item_count);
+        for (size_t i = 0; i < f->item_count; i++)
+            put_item(e, &f->items[i]);
+    }
 }
 
 /* PUBLISH to a queue, PUBLISH_TOPIC to a topic. */
@@ -339,24 +369,6 @@ static void encode_publish(struct encoder *e, const struct ferry_frame *f)
     put_bin(e, "p", f->payload); /* last: the payload is one memcpy */
 }
 
-/* An item with nothing but a payload is its bare payload bin. */
-static void put_item(struct encoder *e, const struct ferry_item *item)
-{
-    bool has_headers = item->headers.len > 0;
-    bool has_ttl = item->ttl_ms != 0;
-    if (!has_headers && !item->has_priority && !has_ttl) {
-        msgpack_pack_bin_with_body(&e->pk, item->payload.ptr, item->payload.len);
-        return;
-    }
-    msgpack_pack_map(&e->pk, 1u + has_headers + item->has_priority + has_ttl);
-    if (has_headers)
-        put_raw_map(e, "h", item->headers);
-    if (item->has_priority)
-        put_uint(e, "prio", item->priority);
-    if (has_ttl)
-        put_uint(e, "ttl", item->ttl_ms);
-    put_bin(e, "p", item->payload);
-}
 
 static void encode_publish_batch(struct encoder *e, const struct ferry_frame *f)
 {
@@ -378,24 +390,46 @@ static void put_uints(struct encoder *e, const char *key, const uint64_t *v, siz
         msgpack_pack_uint64(&e->pk, v[i]);
 }
 
-/* CONFIRM, ACK, NACK. NACK always says "requeue", so a reader need not
- * know the default. */
+/* CONFIRM, ACK, NACK, TOUCH. NACK always says "requeue", so a reader need
+ * not know the default; "delay" (NACK) and "deadline" (TOUCH) when set. */
 static void encode_uint_list(struct encoder *e, const struct ferry_frame *f)
 {
     bool is_nack = f->type == FERRY_F_NACK;
-    put_start(e, f, 2 + is_nack);
+    bool has_delay = is_nack && f->delay_ms != 0;
+    bool has_deadline = f->type == FERRY_F_TOUCH && f->deadline_ms != 0;
+    put_start(e, f, 2 + is_nack + has_delay + has_deadline);
     put_uints(e, f->type == FERRY_F_CONFIRM ? "ids" : "tags", f->uints, f->uint_count);
     if (is_nack)
         put_bool(e, "requeue", f->requeue);
+    if (has_delay)
+        put_uint(e, "delay", f->delay_ms);
+    if (has_deadline)
+        put_uint(e, "deadline", f->deadline_ms);
 }
 
 static void encode_consume(struct encoder *e, const struct ferry_frame *f)
 {
-    put_start(e, f, 5);
+    bool has_deadline = f->deadline_ms != 0;
+    put_start(e, f, 5 + has_deadline);
     put_uint(e, "rid", f->rid);
     put_str(e, "q", f->queue);
     put_uint(e, "sub", f->sub);
     put_uint(e, "credit", f->credit);
+    if (has_deadline)
+        put_uint(e, "deadline", f->deadline_ms);
+}
+
+/* PEEK and MOVE: "n" when nonzero, MOVE's "to" when set. */
+static void encode_peek_move(struct encoder *e, const struct ferry_frame *f)
+{
+    bool has_n = f->count != 0, has_to = f->to.len > 0;
+    put_start(e, f, 3 + has_n + has_to);
+    put_uint(e, "rid", f->rid);
+    put_str(e, "q", f->queue);
+    if (has_to)
+        put_str(e, "to", f->to);
+    if (has_n)
+        put_uint(e, "n", f->count);
 }
 
 static void encode_credit(struct encoder *e, const struct ferry_frame *f)
@@ -495,7 +529,10 @@ static bool encode_body(struct encoder *e, const struct ferry_frame *f)
     case FERRY_F_KILL: encode_kill(e, f); break;
     case FERRY_F_PUBLISH: encode_publish(e, f); break;
     case FERRY_F_PUBLISH_BATCH: encode_publish_batch(e, f); break;
-    case FERRY_F_CONFIRM: case FERRY_F_ACK: case FERRY_F_NACK: encode_uint_list(e, f); break;
+    case FERRY_F_CONFIRM: case FERRY_F_ACK: case FERRY_F_NACK: case FERRY_F_TOUCH:
+        encode_uint_list(e, f);
+        break;
+    case FERRY_F_PEEK: case FERRY_F_MOVE: encode_peek_move(e, f); break;
     case FERRY_F_CONSUME: encode_consume(e, f); break;
     case FERRY_F_CREDIT: encode_credit(e, f); break;
     case FERRY_F_DELIVER: encode_deliver(e, f); break;

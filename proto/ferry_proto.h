@@ -43,6 +43,10 @@
 /* Message priorities: 0 (lowest, the default) to 9 (highest). */
 #define FERRY_PRIORITY_MAX 9u
 #define FERRY_PRIORITY_LEVELS (FERRY_PRIORITY_MAX + 1u)
+/* PEEK: at most this many messages in one reply (and "n" is the most the
+ * client wants; absent, 10). */
+#define FERRY_PEEK_MAX 100u
+#define FERRY_PEEK_DEFAULT 10u
 /* The longest a PUBLISH may be delayed ("delay", or "at" from now): 366
  * days, so that every time the broker computes fits and stays meaningful. */
 #define FERRY_DELAY_MAX_MS (366ull * 24 * 3600 * 1000)
@@ -83,6 +87,9 @@ enum ferry_frame_type {
 
     FERRY_F_CONNS = 45,         /* client -> server: list the connections */
     FERRY_F_KILL = 46,          /* client -> server: close a connection by id */
+    FERRY_F_TOUCH = 50,         /* client -> server: move deliveries' ack deadlines */
+    FERRY_F_PEEK = 51,          /* client -> server: a queue's first ready messages, left there */
+    FERRY_F_MOVE = 52,          /* client -> server: ready messages to another queue */
 
     FERRY_F_BIND = 60,          /* client -> server: bind a queue to a pattern */
     FERRY_F_UNBIND = 61,        /* client -> server */
@@ -161,6 +168,8 @@ struct ferry_queue_stats {
     uint64_t dropped_oldest;  /* messages dropped by drop-oldest to make room */
     uint64_t rejected;        /* publishes refused QUEUE_FULL */
     uint64_t blocked;         /* publishes that parked their connection (block) */
+    uint64_t dead_lettered; /* used up max_attempts: moved to the dead-letter queue or dropped */
+    uint64_t timeouts;    /* deliveries taken back at their ack deadline */
 };
 
 /* One connection as the OK reply to CONNS shows it. */
@@ -223,8 +232,11 @@ struct ferry_frame {
     uint64_t heartbeat_ms; /* WELCOME */
     uint64_t producer;     /* HELLO: the client's producer identity, stable across
                               reconnects (0: none; then no duplicate is dropped) */
-    uint64_t delay_ms;     /* PUBLISH: not delivered before this many ms from now */
+    uint64_t delay_ms;     /* PUBLISH: not delivered before this many ms from now;
+                            * NACK: wait before the requeued message is ready */
     uint64_t deliver_at;   /* PUBLISH: nor before this Unix time in ms (0: none) */
+    uint64_t deadline_ms;  /* CONSUME: ack deadline of its deliveries; TOUCH: the new one
+                            * from now (0: the subscription's or queue's) */
     uint64_t count;        /* OK: purged count (PURGE) */
     uint64_t before;       /* CONNS: only connections with a smaller id (0: from the newest) */
     uint64_t next;         /* OK to CONNS: `before` for the next page; 0 at the end */
@@ -238,6 +250,7 @@ struct ferry_frame {
 
     struct ferry_bytes queue;   /* q (also in the OK reply to DECLARE_TEMP) */
     struct ferry_bytes topic;   /* PUBLISH_TOPIC topic; BIND, UNBIND pattern */
+    struct ferry_bytes to;      /* MOVE: the target queue (absent: each message's dlq-queue) */
     struct ferry_bytes name;    /* HELLO client name, WELCOME server name */
     struct ferry_bytes text;    /* ERROR message */
     struct ferry_bytes payload; /* PUBLISH, DELIVER: the opaque message bytes */
@@ -266,6 +279,9 @@ struct ferry_frame {
     struct ferry_bytes conn_list;
     uint32_t conn_list_count;
 
+    /* Decoded only: the list of an OK holds messages ("m", the answer to
+     * PEEK; read with ferry_iter_item), not queue stats. */
+    bool list_is_items;
     /* Decoded only: OK reply to STATS carried server stats. */
     bool has_server_stats;
     struct ferry_server_stats server;

@@ -38,7 +38,8 @@ enum field_id {
     FIELD_CREDIT, FIELD_WAIT, FIELD_CODE, FIELD_MSG, FIELD_FATAL,
     FIELD_EMPTY, FIELD_SERVER, FIELD_QUEUES, FIELD_V, FIELD_NAME, FIELD_AUTH,
     FIELD_MAX_FRAME, FIELD_HB, FIELD_TOPIC, FIELD_PATTERN, FIELD_PRIO, FIELD_DELAY, FIELD_AT,
-    FIELD_BEFORE, FIELD_NEXT, FIELD_CONNS, FIELD_TTL, FIELD_PRODUCER, FIELD_COUNT,
+    FIELD_BEFORE, FIELD_NEXT, FIELD_CONNS, FIELD_TTL, FIELD_PRODUCER, FIELD_DEADLINE, FIELD_TO,
+    FIELD_COUNT,
 };
 
 enum field_kind {
@@ -109,6 +110,8 @@ static const struct field_desc fields[FIELD_COUNT] = {
     [FIELD_CONNS] = FIELD("conns", KIND_CONN_STATS, "array of maps", "more than 65536 connections"),
     [FIELD_TTL] = FIELD("ttl", KIND_UINT, "uint", "above 10 years (315360000000 ms)"),
     [FIELD_PRODUCER] = FIELD("producer", KIND_UINT, "uint", ""),
+    [FIELD_DEADLINE] = FIELD("deadline", KIND_UINT, "uint", ""),
+    [FIELD_TO] = FIELD("to", KIND_STR, "str", ""),
 };
 
 /* The field a key names, or FIELD_COUNT for a key no frame type knows. */
@@ -143,20 +146,25 @@ static const struct frame_spec specs[] = {
     [FERRY_F_PING] = { BIT(FIELD_RID), 0 },
     [FERRY_F_PONG] = { BIT(FIELD_RID), 0 },
     [FERRY_F_OK] = { BIT(FIELD_RID) | BIT(FIELD_N) | BIT(FIELD_EMPTY) | BIT(FIELD_SERVER) | BIT(FIELD_QUEUES) | BIT(FIELD_Q)
-                     | BIT(FIELD_CONNS) | BIT(FIELD_NEXT),
+                     | BIT(FIELD_CONNS) | BIT(FIELD_NEXT) | BIT(FIELD_M),
                      BIT(FIELD_RID) },
     [FERRY_F_PUBLISH] = { BIT(FIELD_Q) | BIT(FIELD_P) | BIT(FIELD_H) | BIT(FIELD_ID) | BIT(FIELD_PRIO)
                           | BIT(FIELD_DELAY) | BIT(FIELD_AT) | BIT(FIELD_TTL),
                           BIT(FIELD_Q) | BIT(FIELD_P) },
     [FERRY_F_PUBLISH_BATCH] = { BIT(FIELD_Q) | BIT(FIELD_M) | BIT(FIELD_ID), BIT(FIELD_Q) | BIT(FIELD_M) },
     [FERRY_F_CONFIRM] = { BIT(FIELD_IDS), BIT(FIELD_IDS) },
-    [FERRY_F_CONSUME] = { BIT(FIELD_RID) | BIT(FIELD_Q) | BIT(FIELD_SUB) | BIT(FIELD_CREDIT),
+    [FERRY_F_CONSUME] = { BIT(FIELD_RID) | BIT(FIELD_Q) | BIT(FIELD_SUB) | BIT(FIELD_CREDIT)
+                          | BIT(FIELD_DEADLINE),
                           BIT(FIELD_RID) | BIT(FIELD_Q) | BIT(FIELD_SUB) | BIT(FIELD_CREDIT) },
     [FERRY_F_CREDIT] = { BIT(FIELD_SUB) | BIT(FIELD_N), BIT(FIELD_SUB) | BIT(FIELD_N) },
     [FERRY_F_DELIVER] = { BIT(FIELD_SUB) | BIT(FIELD_RID) | BIT(FIELD_TAG) | BIT(FIELD_N) | BIT(FIELD_H) | BIT(FIELD_P),
                           BIT(FIELD_TAG) | BIT(FIELD_N) | BIT(FIELD_P) },
     [FERRY_F_ACK] = { BIT(FIELD_TAGS), BIT(FIELD_TAGS) },
-    [FERRY_F_NACK] = { BIT(FIELD_TAGS) | BIT(FIELD_REQUEUE), BIT(FIELD_TAGS) },
+    [FERRY_F_NACK] = { BIT(FIELD_TAGS) | BIT(FIELD_REQUEUE) | BIT(FIELD_DELAY), BIT(FIELD_TAGS) },
+    [FERRY_F_TOUCH] = { BIT(FIELD_TAGS) | BIT(FIELD_DEADLINE), BIT(FIELD_TAGS) },
+    [FERRY_F_PEEK] = { BIT(FIELD_RID) | BIT(FIELD_Q) | BIT(FIELD_N), BIT(FIELD_RID) | BIT(FIELD_Q) },
+    [FERRY_F_MOVE] = { BIT(FIELD_RID) | BIT(FIELD_Q) | BIT(FIELD_TO) | BIT(FIELD_N),
+                       BIT(FIELD_RID) | BIT(FIELD_Q) },
     [FERRY_F_CANCEL] = { BIT(FIELD_RID) | BIT(FIELD_SUB), BIT(FIELD_RID) | BIT(FIELD_SUB) },
     [FERRY_F_GET] = { BIT(FIELD_RID) | BIT(FIELD_Q) | BIT(FIELD_WAIT), BIT(FIELD_RID) | BIT(FIELD_Q) },
     [FERRY_F_EOS] = { BIT(FIELD_SUB) | BIT(FIELD_Q), BIT(FIELD_SUB) | BIT(FIELD_Q) },
@@ -234,6 +242,7 @@ static enum ferry_code store_uint(struct ferry_frame *f, enum field_id id, uint6
         f->ttl_ms = v;
         break;
     case FIELD_PRODUCER: f->producer = v; break;
+    case FIELD_DEADLINE: f->deadline_ms = v; break;
     case FIELD_CODE:
         if (v > UINT32_MAX)
             return bad(why, fields[id].whys.bad_value);
@@ -267,6 +276,9 @@ static enum ferry_code store_str(struct ferry_frame *f, enum field_id id, struct
     case FIELD_PATTERN:
         /* Like queue names: checked by the broker (BAD_TOPIC, not fatal). */
         f->topic = s;
+        break;
+    case FIELD_TO:
+        f->to = s; /* a queue name: checked by the broker */
         break;
     case FIELD_NAME:
         if (f->type == FERRY_F_HELLO && s.len > FERRY_CLIENT_NAME_MAX)
@@ -348,9 +360,11 @@ static enum ferry_code decode_field(struct mpack_reader *r, struct ferry_frame *
         break;
     case KIND_ITEMS:
         ok = proto_check_items(r, w, &f->list, &f->list_count, why);
+        f->list_is_items = true;
         break;
     case KIND_QUEUE_STATS:
         ok = proto_check_queue_stats(r, w, &f->list, &f->list_count, why);
+        f->list_is_items = false;
         break;
     case KIND_CONN_STATS:
         ok = proto_check_conn_stats(r, w, &f->conn_list, &f->conn_list_count, why);

@@ -418,7 +418,7 @@ enum queue_stat_key {
     QS_ACKED, QS_REDELIVERED, QS_DROPPED, QS_BYTES, QS_ENDED, QS_DEPTH_PRIO, QS_DELAYED,
     QS_EXPIRED, QS_BINDINGS,
     QS_MAX_LENGTH, QS_MAX_BYTES, QS_OVERFLOW, QS_DROPPED_OLDEST, QS_REJECTED, QS_BLOCKED,
-    QS_KEY_COUNT,
+    QS_DEAD_LETTERED, QS_TIMEOUTS, QS_KEY_COUNT,
 };
 
 static const char *const queue_stat_keys[QS_KEY_COUNT] = {
@@ -426,6 +426,7 @@ static const char *const queue_stat_keys[QS_KEY_COUNT] = {
     "acked", "redelivered", "dropped", "bytes", "ended", "depth_prio", "delayed",
     "expired", "bindings",
     "max_length", "max_bytes", "overflow", "dropped_oldest", "rejected", "blocked",
+    "deadletter", "timeouts",
 };
 
 /* "depth_prio": an array of FERRY_PRIORITY_LEVELS uints, level 0 first. */
@@ -456,6 +457,7 @@ static enum mpack_result read_queue_stat(struct mpack_reader *r, int key, void *
         [QS_MAX_LENGTH] = &qs->max_length, [QS_MAX_BYTES] = &qs->max_bytes,
         [QS_DROPPED_OLDEST] = &qs->dropped_oldest, [QS_REJECTED] = &qs->rejected,
         [QS_BLOCKED] = &qs->blocked,
+        [QS_DEAD_LETTERED] = &qs->dead_lettered, [QS_TIMEOUTS] = &qs->timeouts,
     };
     if (key == QS_Q)
         return mpack_read_str(r, &qs->name);

@@ -89,9 +89,21 @@ expect_eq "request" "HELLO" "$(t request --timeout 20 svc hello)"
 wait "$responder" || fail "reply --exec"
 t request --timeout 0.3 svc nobody 2>/dev/null; expect_eq "request without responder exit code" 4 "$?"
 
+# peek shows without consuming; move sends messages on (dead letters back: test_retry.c)
+t publish parked p1 p2 p3 || fail "publish parked"
+expect_eq "peek -n 2" "p1
+p2" "$(t peek parked -n 2)"
+expect_eq "depth after peek" 3 "$(t stats parked --json | grep -o '"depth": *[0-9]*' | grep -o '[0-9]*$')"
+expect_eq "move --to" 3 "$(t move parked --to unparked)"
+expect_eq "moved messages" "p1
+p2
+p3" "$(t consume unparked -n 3)"
+t peek parked -n 101 2>/dev/null; expect_eq "peek -n 101 exit code" 2 "$?"
+t move parked 2>/dev/null >/dev/null || fail "move of an empty queue"
+
 # bad usage is exit 2; --help is exit 0 for every command
 t publish 2>/dev/null; expect_eq "usage exit code" 2 "$?"
-for cmd in publish consume subscribe bind unbind request reply get end reopen join declare delete purge stats connections kill; do
+for cmd in publish consume subscribe bind unbind request reply get end reopen join declare delete purge stats connections kill peek move; do
   t "$cmd" --help >/dev/null || fail "$cmd --help"
 done
 

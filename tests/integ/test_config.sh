@@ -16,7 +16,7 @@ expect_eq "check shipped conf says" "ferryd: $shipped: ok" "$out"
 # ...and with every setting and section uncommented (the defaults it shows are valid).
 all="$ferryd_dir/all.conf"
 sed -e 's/^#\([a-z_]* = \)/\1/' -e 's/^#\(\[\)/\1/' "$shipped" > "$all"
-expect_eq "uncommented settings" 36 "$(grep -c '^[a-z_]* = ' "$all")"
+expect_eq "uncommented settings" 44 "$(grep -c '^[a-z_]* = ' "$all")"
 expect_eq "uncommented sections" 9 "$(grep -c '^\[' "$all")"
 t "$FERRYD" --check-config -c "$all" >/dev/null || fail "check all-uncommented conf"
 

@@ -184,3 +184,28 @@ enum ferry_code publish_batch(struct broker *b, const char *queue, const char *c
 {
     return publish_batch_from(b, NULL, queue, payloads, n, lsn);
 }
+
+/* ---- the fake clock ---- */
+
+uint64_t fake_now;
+
+uint64_t fake_clock(void *arg)
+{
+    (void)arg;
+    return fake_now;
+}
+
+struct broker *timed_broker(void)
+{
+    struct broker *b = broker_new(NULL);
+    ck_assert_ptr_nonnull(b);
+    fake_now = 1000000;
+    broker_set_clock(b, &(struct broker_clock){ .now_ms = fake_clock });
+    return b;
+}
+
+void advance(struct broker *b, uint64_t ms)
+{
+    fake_now += ms;
+    broker_advance(b);
+}

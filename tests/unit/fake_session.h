@@ -64,4 +64,12 @@ enum ferry_code publish_batch_from(struct broker *b, struct session *from, const
 enum ferry_code publish_batch(struct broker *b, const char *queue, const char *const *payloads,
                               size_t n, uint64_t *lsn);
 
+/* A fake clock for the broker's time (broker_set_clock): it says fake_now. */
+extern uint64_t fake_now;
+uint64_t fake_clock(void *arg);
+/* A broker on the fake clock, at 1,000,000 ms. */
+struct broker *timed_broker(void);
+/* Moves the fake clock on by ms and lets the broker do what is due. */
+void advance(struct broker *b, uint64_t ms);
+
 #endif

@@ -126,7 +126,16 @@ int main(void)
                                                         1920, 0, 0 };
     static const struct ferry_queue_stats queue = {
         S("jobs"), 8, 2, 1, 150, 145, 140, 3, 0, 1200, false,
-        { 5, 0, 0, 0, 0, 2, 0, 0, 0, 1 }, 0, 4, 2, 1000, 0, S("block"), 0, 0, 4,
+        { 5, 0, 0, 0, 0, 2, 0, 0, 0, 1 }, 0, 4, 2, 1000, 0, S("block"), 0, 0, 4, 1, 2,
+    };
+    struct ferry_kv dead_kv[] = {
+        { S("dlq-queue"), S("jobs") }, { S("dlq-attempts"), S("5") }, { S("dlq-reason"), S("lost") },
+    };
+    struct ferry_buf dead = { 0 };
+    if (ferry_headers_encode(&dead, dead_kv, 3) != 0)
+        return EXIT_FAILURE;
+    struct ferry_item peeked[] = {
+        { S("poison"), { dead.data + dead.off, ferry_buf_pending(&dead) }, false, 0, 0 },
     };
     static const struct ferry_conn_stats conn = {
         7, S("unix:pid=4242,uid=1000"), S("worker"), 65536, true, 1, 256, 60000, 15000,
@@ -174,6 +183,17 @@ int main(void)
                                      .payload = S("again") } },
         { "ACK", { .type = FERRY_F_ACK, .uints = tags, .uint_count = 3 } },
         { "NACK", { .type = FERRY_F_NACK, .uints = nacked, .uint_count = 1, .requeue = false } },
+        { "NACK, requeued after 500 ms", { .type = FERRY_F_NACK, .uints = nacked, .uint_count = 1,
+                                           .requeue = true, .delay_ms = 500 } },
+        { "CONSUME with an ack deadline", { .type = FERRY_F_CONSUME, .rid = 1, .queue = S("jobs"),
+                                            .sub = 1, .credit = 100, .deadline_ms = 30000 } },
+        { "TOUCH", { .type = FERRY_F_TOUCH, .uints = nacked, .uint_count = 1, .deadline_ms = 60000 } },
+        { "PEEK", { .type = FERRY_F_PEEK, .rid = 20, .queue = S("jobs.dead"), .count = 10 } },
+        { "OK to PEEK", { .type = FERRY_F_OK, .rid = 20, .items = peeked, .item_count = 1 } },
+        { "MOVE back to each message's queue", { .type = FERRY_F_MOVE, .rid = 21,
+                                                 .queue = S("jobs.dead") } },
+        { "MOVE to a named queue", { .type = FERRY_F_MOVE, .rid = 22, .queue = S("jobs.dead"),
+                                     .to = S("jobs.retry"), .count = 100 } },
         { "CANCEL", { .type = FERRY_F_CANCEL, .rid = 2, .sub = 1 } },
         { "GET", { .type = FERRY_F_GET, .rid = 3, .queue = S("jobs"), .wait_ms = 1000 } },
         { "EOS", { .type = FERRY_F_EOS, .sub = 1, .queue = S("jobs") } },
@@ -205,5 +225,6 @@ int main(void)
         }
     }
     ferry_buf_free(&headers);
+    ferry_buf_free(&dead);
     return rc;
 }

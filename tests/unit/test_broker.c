@@ -1917,31 +1917,6 @@ END_TEST
 
 /* ---- time: a fake clock drives the broker's timers ---- */
 
-static uint64_t fake_now;
-
-static uint64_t fake_clock(void *arg)
-{
-    (void)arg;
-    return fake_now;
-}
-
-/* A broker on the fake clock, at time 1,000,000 ms. */
-static struct broker *timed_broker(void)
-{
-    struct broker *b = broker_new(NULL);
-    ck_assert_ptr_nonnull(b);
-    fake_now = 1000000;
-    broker_set_clock(b, &(struct broker_clock){ .now_ms = fake_clock });
-    return b;
-}
-
-/* Moves the fake clock on by ms and lets the broker do what is due. */
-static void advance(struct broker *b, uint64_t ms)
-{
-    fake_now += ms;
-    broker_advance(b);
-}
-
 static void publish_at(struct broker *b, const char *queue, const char *payload, uint64_t at)
 {
     struct message_meta meta = { .deliver_at = at };

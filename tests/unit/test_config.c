@@ -687,6 +687,39 @@ START_TEST(test_bounds_and_overflow_are_read_per_queue_over_the_defaults_and_che
 }
 END_TEST
 
+START_TEST(test_retry_settings_are_read_per_queue_and_checked)
+{
+    struct config cfg;
+    load_ok(&cfg, "[queues]\n"
+                  "ack_deadline = 30s\n"
+                  "[queue \"jobs\"]\n"
+                  "retry_backoff = 250ms\n"
+                  "retry_backoff_max = 10s\n"
+                  "max_attempts = 5\n"
+                  "dead_letter_queue = jobs.dead\n");
+    const struct config_queue_settings *q = config_queue_settings(&cfg, "jobs");
+    ck_assert_uint_eq(q->ack_deadline_ms, 30000);
+    ck_assert_uint_eq(q->retry_backoff_ms, 250);
+    ck_assert_uint_eq(q->retry_backoff_max_ms, 10000);
+    ck_assert_uint_eq(q->max_attempts, 5);
+    ck_assert_str_eq(q->dead_letter_queue, "jobs.dead");
+    q = config_queue_settings(&cfg, "other");
+    ck_assert_uint_eq(q->ack_deadline_ms, 30000);
+    ck_assert_uint_eq(q->retry_backoff_ms, 0);
+    ck_assert_uint_eq(q->retry_backoff_max_ms, CONFIG_RETRY_BACKOFF_MAX_MS_DEFAULT);
+    ck_assert_uint_eq(q->max_attempts, 0);
+    ck_assert_str_eq(q->dead_letter_queue, "");
+    config_free(&cfg);
+    assert_one_error("[queues]\ndead_letter_queue = bad/name\n",
+                     "t.conf:2: key 'dead_letter_queue': bad queue name 'bad/name': 1..255 bytes "
+                     "of A-Z a-z 0-9 . _ - :");
+    assert_one_error("[queues]\nmax_attempts = 2000000\n",
+                     "t.conf:2: key 'max_attempts': '2000000' is out of range (0 or 1..1000000)");
+    assert_one_error("[queues]\nack_deadline = 25h\n",
+                     "t.conf:2: key 'ack_deadline': '25h' is out of range (0 or 1ms..24h)");
+}
+END_TEST
+
 START_TEST(test_bad_durable_or_fsync_values_are_errors)
 {
     assert_one_error("[queues]\ndurable = maybe\n",
@@ -900,6 +933,7 @@ int main(void)
     tcase_add_test(queues, test_priority_is_read_per_queue_over_the_defaults_and_checked);
     tcase_add_test(queues, test_ttl_is_read_per_queue_over_the_defaults_and_checked);
     tcase_add_test(queues, test_bounds_and_overflow_are_read_per_queue_over_the_defaults_and_checked);
+    tcase_add_test(queues, test_retry_settings_are_read_per_queue_and_checked);
     tcase_add_test(queues, test_bad_durable_or_fsync_values_are_errors);
     tcase_add_test(queues, test_storage_keys_are_read_and_checked);
     tcase_add_test(queues, test_durable_queues_without_a_data_dir_are_refused);

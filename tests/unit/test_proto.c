@@ -129,10 +129,10 @@ static const struct ferry_item sample_items[] = {
 static const struct ferry_queue_stats sample_queue_stats[] = {
     { { (const uint8_t *)"jobs", 4 }, 10, 2, 1, 100, 90, 88, 3, 1, 4096, false,
       { 7, 0, 0, 0, 0, 2, 0, 0, 0, 1 }, 5, 11, 3, 1000, 1048576,
-      { (const uint8_t *)"drop-oldest", 11 }, 5, 0, 0 },
+      { (const uint8_t *)"drop-oldest", 11 }, 5, 0, 0, 2, 3 },
     { { (const uint8_t *)"mail.out", 8 }, 0, 0, 0, UINT64_MAX, 0, 0, 0, 0, 0, true,
       { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }, 7, UINT64_MAX, 0, 0, 0, { (const uint8_t *)"block", 5 },
-      0, 7, UINT64_MAX },
+      0, 7, UINT64_MAX, 0, UINT64_MAX },
 };
 static const struct ferry_server_stats sample_server_stats = { 3, 2, 123456, 12, 4096,
                                                                50, 4, 92, 2, 1024, 4960,
@@ -167,13 +167,19 @@ static const struct ferry_frame full_samples[] = {
     { .type = FERRY_F_PUBLISH_BATCH, .queue = Q("jobs"), .items = sample_items, .item_count = 6,
       .id = 2, .has_id = true },
     { .type = FERRY_F_CONFIRM, .uints = sample_uints, .uint_count = 3 },
-    { .type = FERRY_F_CONSUME, .rid = 3, .queue = Q("jobs"), .sub = 1, .credit = 100 },
+    { .type = FERRY_F_CONSUME, .rid = 3, .queue = Q("jobs"), .sub = 1, .credit = 100,
+      .deadline_ms = 30000 },
     { .type = FERRY_F_CREDIT, .sub = 1, .credit = 50 },
     { .type = FERRY_F_DELIVER, .sub = 1, .tag = 42, .attempt = 2, .headers = SAMPLE_HEADERS,
       .payload = Q("hello") },
     { .type = FERRY_F_DELIVER, .rid = 6, .tag = 43, .attempt = 1, .payload = Q("from a GET") },
     { .type = FERRY_F_ACK, .uints = sample_uints, .uint_count = 3 },
     { .type = FERRY_F_NACK, .uints = sample_uints, .uint_count = 2, .requeue = false },
+    { .type = FERRY_F_NACK, .uints = sample_uints, .uint_count = 1, .requeue = true, .delay_ms = 500 },
+    { .type = FERRY_F_TOUCH, .uints = sample_uints, .uint_count = 3, .deadline_ms = 30000 },
+    { .type = FERRY_F_PEEK, .rid = 21, .queue = Q("jobs.dead"), .count = 50 },
+    { .type = FERRY_F_MOVE, .rid = 22, .queue = Q("jobs.dead"), .to = Q("jobs"), .count = 7 },
+    { .type = FERRY_F_OK, .rid = 21, .items = sample_items, .item_count = 2 },
     { .type = FERRY_F_CANCEL, .rid = 7, .sub = 1 },
     { .type = FERRY_F_GET, .rid = 8, .queue = Q("jobs"), .wait_ms = 1000 },
     { .type = FERRY_F_EOS, .sub = 1, .queue = Q("jobs") },
@@ -214,6 +220,9 @@ static const struct ferry_frame bare_samples[] = {
     { .type = FERRY_F_DELIVER, .tag = 1, .attempt = 1, .payload = Q("x") },
     { .type = FERRY_F_ACK, .uints = sample_uints, .uint_count = 1 },
     { .type = FERRY_F_NACK, .uints = sample_uints, .uint_count = 1, .requeue = true },
+    { .type = FERRY_F_TOUCH, .uints = sample_uints, .uint_count = 1 },
+    { .type = FERRY_F_PEEK, .rid = 1, .queue = Q("a") },
+    { .type = FERRY_F_MOVE, .rid = 1, .queue = Q("a") },
     { .type = FERRY_F_CANCEL, .rid = 1, .sub = 1 },
     { .type = FERRY_F_GET, .rid = 1, .queue = Q("jobs") },
     { .type = FERRY_F_EOS, .sub = 1, .queue = Q("jobs") },
@@ -325,6 +334,8 @@ static void assert_stats_equal(const struct ferry_frame *want, const struct ferr
         ck_assert_uint_eq(qs.dropped, w->dropped);
         ck_assert_uint_eq(qs.bytes, w->bytes);
         ck_assert_uint_eq(qs.delayed, w->delayed);
+        ck_assert_uint_eq(qs.dead_lettered, w->dead_lettered);
+        ck_assert_uint_eq(qs.timeouts, w->timeouts);
         ck_assert_int_eq(qs.ended, w->ended);
         for (unsigned p = 0; p < FERRY_PRIORITY_LEVELS; p++)
             ck_assert_uint_eq(qs.depth_by_priority[p], w->depth_by_priority[p]);
@@ -377,6 +388,8 @@ static void assert_decoded_equals(const struct ferry_frame *want, const struct f
     ck_assert_uint_eq(got->heartbeat_ms, want->heartbeat_ms);
     ck_assert_uint_eq(got->delay_ms, want->delay_ms);
     ck_assert_uint_eq(got->deliver_at, want->deliver_at);
+    ck_assert_uint_eq(got->deadline_ms, want->deadline_ms);
+    ck_assert(bytes_equal(got->to, want->to));
     ck_assert_uint_eq(got->count, want->count);
     ck_assert_uint_eq(got->before, want->before);
     ck_assert_uint_eq(got->producer, want->producer);
@@ -395,14 +408,17 @@ static void assert_decoded_equals(const struct ferry_frame *want, const struct f
     ck_assert(bytes_equal(got->headers, want->headers));
 
     switch (want->type) {
-    case FERRY_F_CONFIRM: case FERRY_F_ACK: case FERRY_F_NACK:
+    case FERRY_F_CONFIRM: case FERRY_F_ACK: case FERRY_F_NACK: case FERRY_F_TOUCH:
         assert_uint_list_equal(want, got);
         break;
     case FERRY_F_PUBLISH_BATCH:
         assert_items_equal(want, got);
         break;
     case FERRY_F_OK:
-        assert_stats_equal(want, got);
+        if (want->item_count > 0)
+            assert_items_equal(want, got); /* the answer to PEEK */
+        else
+            assert_stats_equal(want, got);
         break;
     default:
         ck_assert_uint_eq(got->list_count, 0);
@@ -635,11 +651,12 @@ static void assert_decoded_frame_is_usable(const struct ferry_frame *f)
     struct ferry_iter it;
     ferry_iter_init(&it, f);
     uint32_t n = 0;
-    if (f->type == FERRY_F_CONFIRM || f->type == FERRY_F_ACK || f->type == FERRY_F_NACK) {
+    if (f->type == FERRY_F_CONFIRM || f->type == FERRY_F_ACK || f->type == FERRY_F_NACK ||
+        f->type == FERRY_F_TOUCH) {
         uint64_t v;
         while (ferry_iter_uint(&it, &v))
             n++;
-    } else if (f->type == FERRY_F_PUBLISH_BATCH) {
+    } else if (f->type == FERRY_F_PUBLISH_BATCH || f->list_is_items) {
         struct ferry_item item;
         while (ferry_iter_item(&it, &item)) {
             if (!headers_iterate_fully(item.headers))
@@ -1102,12 +1119,16 @@ static const struct type_spec type_specs[] = {
     { FERRY_F_PUBLISH_BATCH, { { "q", K_STR, REQ }, { "m", K_ITEMS, REQ }, { "id", K_UINT, OPT } } },
     { FERRY_F_CONFIRM, { { "ids", K_UINTS, REQ } } },
     { FERRY_F_CONSUME, { { "rid", K_UINT, REQ }, { "q", K_STR, REQ }, { "sub", K_UINT, REQ },
-                         { "credit", K_UINT, REQ } } },
+                         { "credit", K_UINT, REQ }, { "deadline", K_UINT, OPT } } },
     { FERRY_F_CREDIT, { { "sub", K_UINT, REQ }, { "n", K_UINT, REQ } } },
     { FERRY_F_DELIVER, { { "sub", K_UINT, OPT }, { "rid", K_UINT, OPT }, { "tag", K_UINT, REQ },
                          { "n", K_UINT, REQ }, { "h", K_HEADERS, OPT }, { "p", K_BIN, REQ } } },
     { FERRY_F_ACK, { { "tags", K_UINTS, REQ } } },
-    { FERRY_F_NACK, { { "tags", K_UINTS, REQ }, { "requeue", K_BOOL, OPT } } },
+    { FERRY_F_NACK, { { "tags", K_UINTS, REQ }, { "requeue", K_BOOL, OPT }, { "delay", K_UINT, OPT } } },
+    { FERRY_F_TOUCH, { { "tags", K_UINTS, REQ }, { "deadline", K_UINT, OPT } } },
+    { FERRY_F_PEEK, { { "rid", K_UINT, REQ }, { "q", K_STR, REQ }, { "n", K_UINT, OPT } } },
+    { FERRY_F_MOVE, { { "rid", K_UINT, REQ }, { "q", K_STR, REQ }, { "to", K_STR, OPT },
+                      { "n", K_UINT, OPT } } },
     { FERRY_F_CANCEL, { { "rid", K_UINT, REQ }, { "sub", K_UINT, REQ } } },
     { FERRY_F_GET, { { "rid", K_UINT, REQ }, { "q", K_STR, REQ }, { "wait", K_UINT, OPT } } },
     { FERRY_F_EOS, { { "sub", K_UINT, REQ }, { "q", K_STR, REQ } } },
@@ -1883,7 +1904,7 @@ START_TEST(test_frame_type_names_cover_exactly_the_frame_types)
     int named = 0;
     for (uint32_t t = 0; t < 100; t++)
         named += ferry_frame_type_name(t) != NULL;
-    ck_assert_int_eq(named, 30);
+    ck_assert_int_eq(named, 33);
     ck_assert_str_eq(ferry_frame_type_name(FERRY_F_BIND), "BIND");
     ck_assert_str_eq(ferry_frame_type_name(FERRY_F_DECLARE_TEMP), "DECLARE_TEMP");
     ck_assert_ptr_null(ferry_frame_type_name(0));
