@@ -99,6 +99,7 @@ static void wait_parked(ferry_conn *c, uint64_t parked)
 struct producer {
     ferry_conn *conn;
     const char *queue;
+    int id;    /* payloads are "ID.N", N counting from 0 */
     int count;
     int published; /* read by the test thread while it runs */
     int rc;
@@ -112,7 +113,7 @@ static void *produce(void *arg)
     int rc = FERRY_OK;
     for (int i = 0; i < p->count && rc == FERRY_OK; i++) {
         memset(payload, 'a' + i % 26, sizeof payload);
-        snprintf(payload, sizeof payload, "%d", i);
+        snprintf(payload, sizeof payload, "%d.%d", p->id, i);
         rc = ferry_publish(p->conn, p->queue, payload, sizeof payload, NULL, 0, 0);
         pthread_mutex_lock(&p->mu);
         p->published = i + 1;
@@ -175,7 +176,7 @@ START_TEST(test_block_holds_the_producer_until_a_consumer_drains_and_others_go_o
         ferry_message *m = NULL;
         ok(ferry_get(consumer, "small", WAIT_MS, &m), "get");
         char want[16];
-        snprintf(want, sizeof want, "%d", i);
+        snprintf(want, sizeof want, "0.%d", i);
         ck_assert_msg(strcmp((const char *)m->data, want) == 0, "message %d out of order", i);
         ok(ferry_ack(consumer, m->tag), "ack");
         ferry_message_free(m);
@@ -191,6 +192,48 @@ START_TEST(test_block_holds_the_producer_until_a_consumer_drains_and_others_go_o
     ferry_close(p.conn);
     ferry_close(admin);
     pthread_mutex_destroy(&p.mu);
+}
+END_TEST
+
+START_TEST(test_many_blocked_producers_all_get_through_each_in_its_order)
+{
+    enum { PRODUCERS = 4, EACH = 500 };
+    start_with("[queue \"shared\"]\nmax_length = 16\n");
+    struct producer p[PRODUCERS];
+    pthread_t threads[PRODUCERS];
+    for (int i = 0; i < PRODUCERS; i++) {
+        p[i] = (struct producer){ .conn = connect_with_output(64 * 1024), .queue = "shared",
+                                  .id = i, .count = EACH, .rc = -100 };
+        pthread_mutex_init(&p[i].mu, NULL);
+        ck_assert_int_eq(pthread_create(&threads[i], NULL, produce, &p[i]), 0);
+    }
+    /* One consumer drains it: each producer's messages come in its order
+     * (the payloads number them per producer), and every producer ends. */
+    ferry_conn *consumer = connect_plain();
+    int next[PRODUCERS] = { 0 };
+    for (int n = 0; n < PRODUCERS * EACH; n++) {
+        ferry_message *m = NULL;
+        ok(ferry_get(consumer, "shared", WAIT_MS, &m), "get");
+        int id = -1, seq = -1;
+        ck_assert_int_eq(sscanf((const char *)m->data, "%d.%d", &id, &seq), 2);
+        ck_assert(id >= 0 && id < PRODUCERS);
+        ck_assert_msg(seq == next[id], "producer %d: got %d, expected %d", id, seq, next[id]);
+        next[id]++;
+        ok(ferry_ack(consumer, m->tag), "ack");
+        ferry_message_free(m);
+    }
+    for (int i = 0; i < PRODUCERS; i++) {
+        ck_assert_int_eq(pthread_join(threads[i], NULL), 0);
+        ok(p[i].rc, "a blocked producer");
+        ferry_close(p[i].conn);
+        pthread_mutex_destroy(&p[i].mu);
+    }
+    struct snapshot s = snapshot_of(consumer, "shared");
+    ck_assert_uint_eq(s.q.published, PRODUCERS * EACH);
+    ck_assert_uint_eq(s.q.rejected, 0);
+    ck_assert_uint_ge(s.q.blocked, PRODUCERS);
+    ck_assert_uint_eq(s.parked, 0);
+    ferry_close(consumer);
 }
 END_TEST
 
@@ -563,6 +606,7 @@ static Suite *flow_suite(void)
     tcase_set_timeout(t, 120);
     tcase_add_checked_fixture(t, NULL, teardown);
     tcase_add_test(t, test_block_holds_the_producer_until_a_consumer_drains_and_others_go_on);
+    tcase_add_test(t, test_many_blocked_producers_all_get_through_each_in_its_order);
     tcase_add_test(t, test_non_blocking_publish_says_would_block_once_the_output_is_full);
     tcase_add_test(t, test_a_reload_that_raises_the_bound_lets_the_blocked_producer_through);
     tcase_add_test(t, test_a_producer_blocked_longer_than_the_heartbeat_timeout_stays_connected);
