@@ -196,6 +196,31 @@ START_TEST(test_half_a_frame_then_silence_is_closed_by_the_heartbeat)
 }
 END_TEST
 
+/* A reload puts a shorter heartbeat_timeout in force for the connections
+ * already open: a silent one is closed by it, well before the old 30 s. */
+START_TEST(test_a_reloaded_heartbeat_timeout_applies_to_open_connections)
+{
+    ck_assert_int_eq(ferryd_write_conf(&daemon_, "[limits]\nheartbeat_timeout = 30s\n"), 0);
+    ferryd_terminate(&daemon_);
+    ck_assert_int_eq(ferryd_restart(&daemon_, NULL), 0);
+    struct raw r;
+    raw_open(&r, &daemon_);
+    struct ferry_frame welcome;
+    raw_hello_with(&r, (struct ferry_frame){ .name = raw_bytes("silent") }, &welcome);
+    ck_assert_uint_eq(welcome.heartbeat_ms, 30000);
+    ck_assert_int_eq(ferryd_write_conf(&daemon_, conf_text), 0); /* 1 s */
+    long long t0 = harness_now_ms();
+    ck_assert_int_eq(kill(daemon_.pid, SIGHUP), 0);
+    struct ferry_frame f;
+    while (raw_next(&r, &f) && f.type == FERRY_F_PING)
+        continue;
+    ck_assert_int_eq(f.type, FERRY_F_ERROR);
+    ck_assert_uint_eq(f.code, FERRY_CODE_HEARTBEAT);
+    ck_assert_int_lt(harness_now_ms() - t0, HEARTBEAT_MS * 5 / 4 + SLACK_MS);
+    raw_close(&r);
+}
+END_TEST
+
 /* ---- libferry keeps its connections alive ---------------------------------- */
 
 /* A blocking client that makes no call for three timeouts is still
@@ -491,6 +516,7 @@ static Suite *liveness_suite(void)
     tcase_add_test(tc, test_a_silent_consumer_is_closed_and_its_messages_go_to_another);
     tcase_add_test(tc, test_a_stopped_process_is_closed_and_its_messages_go_to_another);
     tcase_add_test(tc, test_half_a_frame_then_silence_is_closed_by_the_heartbeat);
+    tcase_add_test(tc, test_a_reloaded_heartbeat_timeout_applies_to_open_connections);
     tcase_add_test(tc, test_an_idle_blocking_client_stays_connected);
     tcase_add_test(tc, test_an_idle_consumer_on_a_libevent_loop_stays_connected);
     tcase_add_test(tc, test_an_idle_client_on_a_foreign_loop_stays_connected);
