@@ -11,7 +11,8 @@
  *
  * Workloads: w1a one confirmed publish at a time; w1b batches of -b
  * messages (confirmed asynchronously, flushed at the end); w2 one message
- * in flight (latency); w3 64 KiB messages in batches.
+ * in flight (latency); w3 64 KiB messages in batches; delay: delayed
+ * delivery lateness, below.
  *
  * Without -a it starts its own ferryd (from --ferryd, or next to this
  * binary in the build tree) on a temporary socket and stops it by PID.
@@ -24,6 +25,14 @@
  * has no batch frame: w1a confirms each, w1b and w3 confirm at the end),
  * and the consumer subscribes to all N: the rate counts every copy
  * delivered, and the summary line the publishes too.
+ * With -w delay the producers publish every message (one PUBLISH each)
+ * with a deliver-at time: all of them are due between 5 s after the start
+ * and 5 s + -W ms (default 10,000), evenly spread, so that with the
+ * default -n 100000 all 100,000 are pending in the broker before the first
+ * is due; the consumer records each one's lateness (its arrival minus its
+ * deliver-at, on the wall clock the broker uses too) and the result line
+ * gives p50 and p99 of it in microseconds, the summary line the maximum and
+ * whether every publish was done before the first message was due.
  * A benchmark, not a test: it never fails on a timing.
  */
 #include <ferry.h>
@@ -64,7 +73,11 @@ struct config {
     const char *fsync;  /* durable queues with this policy; NULL: in memory */
     int priorities;     /* 1..10: messages at i mod N; 0: no priority sent */
     int fanout;         /* -f N: publish to a topic bound to N queues; 0: to one queue */
+    long window_ms;     /* -w delay: the due times are spread over this long */
 };
+
+/* -w delay: the first message is due this long after the start. */
+#define DELAY_LEAD_MS 5000
 
 /* The publish options of message i of a producer under -p. */
 static void set_priority(const struct config *c, long i, bool *has, uint8_t *priority)
@@ -78,6 +91,8 @@ struct shared {
     volatile int ready;
     volatile int failed;
     volatile uint64_t t0;
+    volatile uint64_t t0_unix_ms;     /* -w delay: the wall clock at t0 */
+    volatile uint64_t published_unix_ms; /* -w delay: when the last producer was done */
     volatile uint64_t t_end;
     volatile long received;
     volatile uint64_t seqsum;
@@ -116,6 +131,44 @@ static void wait_go(void)
 }
 
 static bool is_w2(const struct config *c) { return strcmp(c->workload, "w2") == 0; }
+static bool is_delay(const struct config *c) { return strcmp(c->workload, "delay") == 0; }
+
+static uint64_t unix_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* -w delay: message i of a producer is due at this Unix time in ms;
+ * producers interleave. */
+static uint64_t due_ms(const struct config *c, uint32_t producer, long i)
+{
+    long total = (long)c->producers * c->per_producer;
+    long k = i * c->producers + (long)producer;
+    return sh->t0_unix_ms + DELAY_LEAD_MS + (uint64_t)(k * c->window_ms / total);
+}
+
+/* -w delay: publishes every message with its deliver-at in bytes 0..7. */
+static void run_delayed_producer(const struct config *c, ferry_conn *conn, uint32_t index,
+                                 uint8_t *payload)
+{
+    for (long i = 0; i < c->per_producer; i++) {
+        uint64_t due = due_ms(c, index, i);
+        memset(payload, 0, (size_t)c->size);
+        memcpy(payload, &due, 8);
+        memcpy(payload + 8, &index, 4);
+        uint32_t seq = (uint32_t)i;
+        memcpy(payload + 12, &seq, 4);
+        struct ferry_publish_options o = { .deliver_at_ms = due };
+        int rc = ferry_publish_opts(conn, queue, payload, (size_t)c->size, &o);
+        if (rc != FERRY_OK)
+            die("publish", rc);
+    }
+    uint64_t done = unix_us() / 1000u;
+    if (done > sh->published_unix_ms)
+        sh->published_unix_ms = done; /* a race between producers only blurs this report */
+}
 
 static void fill_payload(uint8_t *p, int size, uint32_t producer, uint32_t seq)
 {
@@ -136,7 +189,9 @@ static void run_producer(const struct config *c, uint32_t index)
     struct ferry_msg *msgs = calloc((size_t)batch, sizeof *msgs);
     wait_go();
 
-    for (long i = 0; i < c->per_producer;) {
+    if (is_delay(c))
+        run_delayed_producer(c, conn, index, payloads);
+    for (long i = 0; i < c->per_producer && !is_delay(c);) {
         if (strcmp(c->workload, "w1a") == 0 || is_w2(c) || c->fanout > 0) {
             fill_payload(payloads, c->size, index, (uint32_t)i);
             bool confirm = strcmp(c->workload, "w1a") == 0;
@@ -196,6 +251,8 @@ static void on_message(ferry_conn *conn, const ferry_message *m, void *arg)
         sh->seqsum += seq;
         if (is_w2(st->c) && sh->nlat < MAX_LAT)
             sh->lat_us[sh->nlat++] = (double)(t - sent) / 1000.0;
+        if (is_delay(st->c) && sh->nlat < MAX_LAT) /* sent: the deliver-at, Unix ms */
+            sh->lat_us[sh->nlat++] = (double)unix_us() - (double)sent * 1000.0;
     }
     ferry_ack(conn, m->tag);
     sh->received++;
@@ -335,17 +392,19 @@ static void usage(void)
             "                   [-S busy_poll_us]  (the consumer's ferry_dispatch() busy polling)\n"
             "                   [-D always|interval|never]  (durable queues, own ferryd only)\n"
             "                   [-p levels]  (priorities 0..levels-1, mixed; 1..10)\n"
-            "                   [-f N]  (publish to a topic bound to N queues, 1..64; w1a, w1b, w3)\n");
+            "                   [-f N]  (publish to a topic bound to N queues, 1..64; w1a, w1b, w3)\n"
+            "                   [-W window_ms]  (-w delay: due times spread over it; default 10000)\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
     struct config c = { .label = "ferry-unix", .workload = "w1b", .producers = -1, .per_producer = -1,
-                        .size = -1, .batch = -1, .timeout_s = 60, .gap_us = 100, .credit = 1024 };
+                        .size = -1, .batch = -1, .timeout_s = 60, .gap_us = 100, .credit = 1024,
+                        .window_ms = 10000 };
     static const struct option longopts[] = { { "ferryd", required_argument, NULL, 'F' }, { 0 } };
     int o;
-    while ((o = getopt_long(argc, argv, "w:a:B:P:n:s:b:c:t:g:D:S:p:f:h", longopts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "w:a:B:P:n:s:b:c:t:g:D:S:p:f:W:h", longopts, NULL)) != -1) {
         switch (o) {
         case 'w': c.workload = optarg; break;
         case 'a': c.url = optarg; break;
@@ -362,6 +421,7 @@ int main(int argc, char **argv)
         case 'S': c.busy_poll_us = (unsigned)atoi(optarg); break;
         case 'p': c.priorities = atoi(optarg); break;
         case 'f': c.fanout = atoi(optarg); break;
+        case 'W': c.window_ms = atol(optarg); break;
         default: usage();
         }
     }
@@ -369,6 +429,7 @@ int main(int argc, char **argv)
     struct { const char *w; int p; long n; int s; int b; } defaults[] = {
         { "w1a", 4, 250000, 64, 1 }, { "w1b", 4, 250000, 64, 100 },
         { "w2", 1, 20000, 64, 1 },   { "w3", 1, 20000, 65536, 100 },
+        { "delay", 1, 100000, 64, 1 },
     };
     bool known = false;
     for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++) {
@@ -381,7 +442,8 @@ int main(int argc, char **argv)
         if (c.batch < 0) c.batch = defaults[i].b;
     }
     if (!known || c.size < 16 || c.producers < 1 || c.per_producer < 1 || c.priorities < 0 ||
-        c.priorities > 10 || c.fanout < 0 || c.fanout > 64 || (c.fanout > 0 && is_w2(&c)))
+        c.priorities > 10 || c.fanout < 0 || c.fanout > 64 || (c.fanout > 0 && is_w2(&c)) ||
+        (c.fanout > 0 && is_delay(&c)) || c.window_ms < 0)
         usage();
     if (c.fsync && (c.url || (strcmp(c.fsync, "always") != 0 && strcmp(c.fsync, "interval") != 0 &&
                               strcmp(c.fsync, "never") != 0)))
@@ -422,6 +484,7 @@ int main(int argc, char **argv)
     while (sh->ready < nchildren && !sh->failed)
         usleep(1000);
     sh->t0 = now_ns();
+    sh->t0_unix_ms = unix_us() / 1000u;
     close(go_pipe[1]);
 
     struct rusage before, after;
@@ -436,11 +499,16 @@ int main(int argc, char **argv)
     uint64_t want_sum = (uint64_t)copies * (uint64_t)c.producers *
                         (uint64_t)(c.per_producer * (c.per_producer - 1) / 2);
     bool verify = sh->badlen == 0 && sh->received == total && sh->seqsum == want_sum;
-    if (is_w2(&c)) {
+    if (is_w2(&c) || is_delay(&c)) {
         qsort(sh->lat_us, (size_t)sh->nlat, sizeof(double), cmp_double);
         double p50 = sh->nlat ? sh->lat_us[sh->nlat / 2] : 0;
         double p99 = sh->nlat ? sh->lat_us[(long)((double)sh->nlat * 0.99)] : 0;
         printf("%s %s - - %.1f %.1f\n", c.label, c.workload, p50, p99);
+        if (is_delay(&c))
+            printf("# delay lateness_us: min %.0f p50 %.0f p99 %.0f max %.0f; all %ld published "
+                   "before the first was due: %s\n", sh->nlat ? sh->lat_us[0] : 0, p50, p99,
+                   sh->nlat ? sh->lat_us[sh->nlat - 1] : 0, (long)c.producers * c.per_producer,
+                   sh->published_unix_ms < sh->t0_unix_ms + DELAY_LEAD_MS ? "yes" : "NO");
     } else {
         double rate = elapsed > 0 ? (double)sh->received / elapsed : 0;
         printf("%s %s %.0f %.2f - -\n", c.label, c.workload, rate, rate * c.size / 1e6);
