@@ -135,6 +135,7 @@ enum retry_reason {
     RETRY_DEADLINE,     /* its ack deadline passed */
     RETRY_LOST,         /* its session went (the connection closed) */
     RETRY_ATTEMPTS,     /* found ready with its attempts used up (a restart, a reload) */
+    RETRY_EXPIRED,      /* past its time to live (expiry.c) */
 };
 
 /* The ack deadline (ms) of a delivery of q's message to c (a GET's
@@ -159,6 +160,11 @@ void retry_deadline_passed(struct broker *b, struct message *m);
  * dispatches q). false if nothing could take it and it is back at the
  * front of q: the caller must stop dispatching q. */
 bool retry_dead_letter_ready(struct broker *b, struct message *m);
+
+/* m (in no list or table, counted in no gauge) expired: a copy goes to its
+ * queue's dead-letter queue if it has one (headers as for any dead letter,
+ * dlq-reason "expired"), and m is settled. Not counted in dead_lettered. */
+void retry_dead_letter_expired(struct broker *b, struct message *m);
 
 /* Dead-letters every ready message of q that has used up q's
  * max_attempts (after a restart or a reload set them), keeping the others

@@ -16,9 +16,9 @@ bool expiry_passed(const struct broker *b, const struct message *m, uint64_t *no
 void expiry_expire(struct broker *b, struct message *m)
 {
     m->queue->stats.expired++;
-    /* Dropped: settled in the journal and freed. (A queue's dead-letter
-     * queue, when one is set, takes it here instead.) */
-    dispatch_forget(b, m);
+    /* To the queue's dead-letter queue when it has one; settled in the
+     * journal and freed either way. */
+    retry_dead_letter_expired(b, m);
 }
 
 /* Expires ready message m of q, found by the sweep. */

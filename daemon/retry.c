@@ -32,6 +32,7 @@ static const char *reason_name(enum retry_reason why)
     case RETRY_DEADLINE: return "deadline";
     case RETRY_LOST: return "lost";
     case RETRY_ATTEMPTS: return "attempts";
+    case RETRY_EXPIRED: return "expired";
     }
     return "unknown";
 }
@@ -116,26 +117,15 @@ static bool hold(struct broker *b, struct message *m, uint64_t ms)
     return false;
 }
 
-/* Moves m (in no list or table and counted in no gauge of its queue q) to
- * q's dead-letter queue, or drops it when q has none. Counted in q's
- * dead_lettered either way. If the dead-letter queue refuses it, m waits
- * in q for the next try; false if it could not even wait and is ready at
- * the front of q again. Does not dispatch q. */
-static bool dead_letter(struct broker *b, struct message *m, enum retry_reason why)
+/* Publishes a copy of m (of queue q) to q's dead-letter queue `name`,
+ * with the dlq-* headers. OK or why it was refused. */
+static enum ferry_code publish_dead_letter(struct broker *b, struct message *m,
+                                           struct ferry_bytes name, enum retry_reason why)
 {
-    struct queue *q = m->queue;
-    struct ferry_bytes name = text_of(q->settings.dead_letter);
-    struct ferry_bytes own = queue_name(q);
-    if (name.len == 0 || (name.len == own.len && memcmp(name.ptr, own.ptr, own.len) == 0)) {
-        q->stats.dead_lettered++;
-        q->stats.dropped++;
-        dispatch_forget(b, m);
-        return true;
-    }
     char attempts[16];
     snprintf(attempts, sizeof attempts, "%u", (unsigned)m->attempts);
     const struct ferry_kv extra[] = {
-        { text_of(DLQ_QUEUE), own },
+        { text_of(DLQ_QUEUE), queue_name(m->queue) },
         { text_of(DLQ_ATTEMPTS), text_of(attempts) },
         { text_of(DLQ_REASON), text_of(reason_name(why)) },
     };
@@ -149,7 +139,35 @@ static bool dead_letter(struct broker *b, struct message *m, enum retry_reason w
         code = broker_publish_copy(b, dlq, m, h);
     }
     ferry_buf_free(&headers);
-    if (code != FERRY_CODE_OK) {
+    return code;
+}
+
+/* q's dead-letter queue, or an empty span if it has none (or names itself). */
+static struct ferry_bytes dead_letter_queue_of(const struct queue *q)
+{
+    struct ferry_bytes name = text_of(q->settings.dead_letter);
+    struct ferry_bytes own = queue_name(q);
+    if (name.len == own.len && memcmp(name.ptr, own.ptr, own.len) == 0)
+        return (struct ferry_bytes){ NULL, 0 };
+    return name;
+}
+
+/* Moves m (in no list or table and counted in no gauge of its queue q) to
+ * q's dead-letter queue, or drops it when q has none. Counted in q's
+ * dead_lettered either way. If the dead-letter queue refuses it, m waits
+ * in q for the next try; false if it could not even wait and is ready at
+ * the front of q again. Does not dispatch q. */
+static bool dead_letter(struct broker *b, struct message *m, enum retry_reason why)
+{
+    struct queue *q = m->queue;
+    struct ferry_bytes name = dead_letter_queue_of(q);
+    if (name.len == 0) {
+        q->stats.dead_lettered++;
+        q->stats.dropped++;
+        dispatch_forget(b, m);
+        return true;
+    }
+    if (publish_dead_letter(b, m, name, why) != FERRY_CODE_OK) {
         /* Not lost: it waits in q and is dead-lettered at its next turn. */
         uint64_t wait = q->settings.retry_backoff_max_ms;
         return hold(b, m, wait > DEAD_LETTER_RETRY_MS ? wait : DEAD_LETTER_RETRY_MS);
@@ -159,6 +177,16 @@ static bool dead_letter(struct broker *b, struct message *m, enum retry_reason w
      * between leaves both (at least once), never neither. */
     dispatch_forget(b, m);
     return true;
+}
+
+void retry_dead_letter_expired(struct broker *b, struct message *m)
+{
+    struct ferry_bytes name = dead_letter_queue_of(m->queue);
+    /* Expired, it would have been dropped: if the dead-letter queue refuses
+     * it, it is (counted in dropped). */
+    if (name.len > 0 && publish_dead_letter(b, m, name, RETRY_EXPIRED) != FERRY_CODE_OK)
+        m->queue->stats.dropped++;
+    dispatch_forget(b, m);
 }
 
 bool retry_dead_letter_ready(struct broker *b, struct message *m)

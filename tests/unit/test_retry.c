@@ -339,6 +339,32 @@ START_TEST(test_a_ready_message_with_its_attempts_used_up_is_dead_lettered_at_di
 }
 END_TEST
 
+START_TEST(test_an_expired_message_goes_to_the_dead_letter_queue_when_there_is_one)
+{
+    struct broker *b = timed_broker();
+    ck_assert_int_eq(broker_declare(b, bytes("q")), FERRY_CODE_OK);
+    struct queue_settings s = { .ttl_ms = 100 };
+    snprintf(s.dead_letter, sizeof s.dead_letter, "dead");
+    ck_assert_int_eq(broker_configure_queue(b, bytes("q"), &s), FERRY_CODE_OK);
+    publish(b, "q", "stale");
+    advance(b, 100);
+    struct fake f;
+    fake_open(&f, b);
+    consume(&f, "q", 1, 10);
+    ck_assert_uint_eq(deliveries(&f), 0);
+    ck_assert_uint_eq(stats_of(b, "q").expired, 1);
+    ck_assert_uint_eq(stats_of(b, "q").dead_lettered, 0); /* that counts used-up attempts */
+    consume(&f, "dead", 2, 10);
+    const struct event *e = nth(&f, EV_DELIVER, 0);
+    ck_assert_str_eq(e->text, "stale");
+    ck_assert(has_header(e, "dlq-queue", "q"));
+    ck_assert(has_header(e, "dlq-reason", "expired"));
+    ck_assert(has_header(e, "dlq-attempts", "0"));
+    fake_close(&f);
+    broker_free(b);
+}
+END_TEST
+
 /* ---- PEEK and MOVE ---- */
 
 static bool count_peeked(void *arg, const struct message *m)
@@ -416,6 +442,7 @@ int main(void)
     tcase_add_test(dead, test_without_a_dead_letter_queue_the_message_is_dropped_and_counted);
     tcase_add_test(dead, test_a_poison_message_ends_in_the_dead_letter_queue_while_the_rest_is_consumed);
     tcase_add_test(dead, test_a_ready_message_with_its_attempts_used_up_is_dead_lettered_at_dispatch);
+    tcase_add_test(dead, test_an_expired_message_goes_to_the_dead_letter_queue_when_there_is_one);
     tcase_add_test(dead, test_peek_leaves_messages_and_move_sends_dead_letters_back_without_their_headers);
     suite_add_tcase(s, dead);
     SRunner *sr = srunner_create(s);
