@@ -262,7 +262,7 @@ static const struct cli_command commands[] = {
 
 static void print_main_help(void)
 {
-    printf("Usage: ferry [--url URL] COMMAND [ARGUMENTS...]\n"
+    printf("Usage: ferry [--url URL] [--reconnect] COMMAND [ARGUMENTS...]\n"
            "       ferry COMMAND --help\n"
            "       ferry --help | --version\n"
            "\n"
@@ -275,6 +275,9 @@ static void print_main_help(void)
            "Options:\n"
            "      --url URL   broker address: unix:PATH or tcp://HOST:PORT\n"
            "                  (default: $FERRY_URL, else %s)\n"
+           "      --reconnect when the connection breaks, connect again (with\n"
+           "                  backoff): publish sends its unconfirmed messages\n"
+           "                  again, each queued once; consume subscribes again\n"
            "  -h, --help      show this help\n"
            "  -V, --version   show the version\n"
            "\n"
@@ -310,6 +313,7 @@ int main(int argc, char **argv)
 {
     static const struct option global_options[] = {
         {"url", required_argument, NULL, 'U'},
+        {"reconnect", no_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -323,6 +327,9 @@ int main(int argc, char **argv)
         switch (opt) {
         case 'U':
             cli_url = optarg;
+            break;
+        case 'R':
+            cli_reconnect = true;
             break;
         case 'h':
             print_main_help();

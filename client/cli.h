@@ -34,6 +34,8 @@ struct cli_command {
 
 /* The --url given on the command line, or NULL for ferry_default_url(). */
 extern const char *cli_url;
+/* --reconnect: connections are made with ferry_options.reconnect. */
+extern bool cli_reconnect;
 
 /* Prints "ferry: <formatted text>\n" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -17,6 +17,7 @@
 #include "ferry_proto.h"
 
 const char *cli_url;
+bool cli_reconnect;
 
 void cli_error(const char *fmt, ...)
 {
@@ -126,6 +127,7 @@ int cli_connect(const struct cli_command *cmd, ferry_conn **out)
     struct ferry_options opts = {
         .url = cli_url, /* NULL: $FERRY_URL or the default socket */
         .name = name,
+        .reconnect = cli_reconnect,
     };
     const char *url = cli_url != NULL ? cli_url : ferry_default_url();
 

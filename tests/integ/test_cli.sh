@@ -131,4 +131,17 @@ t kill "$id" 2>/dev/null; expect_eq "kill of a closed connection" 1 "$?"
 wait "$holder" 2>/dev/null
 expect_eq "messages back after kill" 2 "$(t stats held --json | grep -o '"depth": *[0-9]*' | grep -o '[0-9]*$')"
 
+# --reconnect: a publish from stdin whose connection is killed in the middle
+# connects again and sends what was not confirmed; every line arrives once
+( for i in $(seq 1 20); do echo "line $i"; sleep 0.05; done ) | t --reconnect publish relay &
+publisher=$!
+for _ in $(seq 50); do
+  t connections | grep -q 'ferry publish' && break
+  sleep 0.05
+done
+sleep 0.3
+t kill "$(t connections | awk '/ferry publish/ {print $6; exit}')" || fail "kill the publisher"
+wait "$publisher"; expect_eq "publish through a kill" 0 "$?"
+expect_eq "lines arrived once each" 20 "$(t stats relay --json | grep -o '"depth": *[0-9]*' | grep -o '[0-9]*$')"
+
 echo "cli: all checks passed"
