@@ -129,6 +129,12 @@ static void every_frame_type(void)
         { "end", { .type = FERRY_F_END, .rid = 13, .queue = str("fuzz") } },
         { "reopen", { .type = FERRY_F_REOPEN, .rid = 14, .queue = str("fuzz") } },
         { "join", { .type = FERRY_F_JOIN, .rid = 15, .queue = str("fuzz") } },
+        { "bind", { .type = FERRY_F_BIND, .rid = 16, .queue = str("fuzz"), .topic = str("f.*.#") } },
+        { "unbind", { .type = FERRY_F_UNBIND, .rid = 17, .queue = str("fuzz"), .topic = str("f.*.#") } },
+        { "publish-topic", { .type = FERRY_F_PUBLISH_TOPIC, .topic = str("f.x.y"), .headers = h,
+                             .id = 9, .has_id = true, .payload = str("hello") } },
+        { "declare-temp", { .type = FERRY_F_DECLARE_TEMP, .rid = 18 } },
+        { "ok-declare-temp", { .type = FERRY_F_OK, .rid = 18, .queue = str("tmp.1") } },
     };
     struct ferry_buf all = { 0 };
     for (size_t i = 0; i < sizeof frames / sizeof frames[0]; i++) {
@@ -318,6 +324,31 @@ static void client_streams(void)
     append(&b, &flood);
     append(&b, &stats);
     save("conn", "deliveries-past-the-output-bound", SAY_HELLO, &b);
+    ferry_buf_consume(&b, ferry_buf_pending(&b));
+
+    /* Topics: a temporary queue and "fuzz" (B's) bound, copies to both. */
+    struct ferry_frame temp = { .type = FERRY_F_DECLARE_TEMP, .rid = 20, .queue = str("tmp.mine") };
+    struct ferry_frame bind_temp = { .type = FERRY_F_BIND, .rid = 21, .queue = str("tmp.mine"),
+                                     .topic = str("f.#") };
+    struct ferry_frame bind_fuzz = { .type = FERRY_F_BIND, .rid = 22, .queue = str("fuzz"),
+                                     .topic = str("*.x") };
+    struct ferry_frame topic = { .type = FERRY_F_PUBLISH_TOPIC, .topic = str("f.x"), .id = 23,
+                                 .has_id = true, .payload = str("to both") };
+    struct ferry_frame consume_temp = { .type = FERRY_F_CONSUME, .rid = 24, .queue = str("tmp.mine"),
+                                        .sub = 9, .credit = 4 };
+    struct ferry_frame unbind = { .type = FERRY_F_UNBIND, .rid = 25, .queue = str("fuzz"),
+                                  .topic = str("*.x") };
+    struct ferry_frame server_named = { .type = FERRY_F_DECLARE_TEMP, .rid = 26 };
+    append(&b, &temp);
+    append(&b, &bind_temp);
+    append(&b, &bind_fuzz);
+    append(&b, &topic);
+    append(&b, &consume_temp);
+    append(&b, &topic);
+    append(&b, &unbind);
+    append(&b, &server_named);
+    append(&b, &stats);
+    save("conn", "topics-and-a-temporary-queue", SAY_HELLO, &b);
     ferry_buf_free(&b);
     ferry_buf_free(&hb);
 }
