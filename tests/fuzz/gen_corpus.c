@@ -86,7 +86,11 @@ static void every_frame_type(void)
           .max_length = 1000, .overflow = str("drop-oldest"), .dropped_oldest = 4 },
         { .name = str("other"), .ended = true, .overflow = str("block"), .blocked = 2 },
     };
-    struct ferry_server_stats ss = { 2, 2, 3600000, 10, 1200, 1776, 1073741824, 1 };
+    struct ferry_server_stats ss = {
+        .connections = 2, .queues = 2, .uptime_ms = 3600000, .messages = 10, .bytes = 1200,
+        .topic_publishes = 40, .unroutable = 1, .copies = 78, .bindings = 2,
+        .memory = 1776, .max_memory = 1073741824, .parked = 1,
+    };
     const struct { const char *name; struct ferry_frame f; } frames[] = {
         { "hello", { .type = FERRY_F_HELLO, .version = 1, .name = str("ferry-cli") } },
         { "welcome", { .type = FERRY_F_WELCOME, .version = 1, .name = str("ferryd 0.1.0"),
@@ -160,7 +164,9 @@ static void broker_streams(void)
     struct ferry_bytes h = { hb.data + hb.off, ferry_buf_pending(&hb) };
     static const uint64_t one[] = { 1 };
     struct ferry_queue_stats qs = { .name = str("fuzz"), .depth = 1, .consumers = 1 };
-    struct ferry_server_stats ss = { 1, 1, 5, 1, 1, 73, 0, 0 };
+    struct ferry_server_stats ss = {
+        .connections = 1, .queues = 1, .uptime_ms = 5, .messages = 1, .bytes = 1, .memory = 73,
+    };
 
     struct ferry_frame deliver = { .type = FERRY_F_DELIVER, .sub = 1, .tag = 1, .attempt = 1,
                                    .headers = h, .payload = str("hello") };
@@ -315,7 +321,7 @@ static void client_streams(void)
     enum { MANY = 400 };
     static struct ferry_item many[MANY];
     for (size_t i = 0; i < MANY; i++)
-        many[i] = (struct ferry_item){ str("sixteen bytes..."), { NULL, 0 } };
+        many[i] = (struct ferry_item){ .payload = str("sixteen bytes...") };
     struct ferry_frame wide = { .type = FERRY_F_CONSUME, .rid = 3, .queue = str("mine"),
                                 .sub = 7, .credit = 1000 };
     struct ferry_frame flood = { .type = FERRY_F_PUBLISH_BATCH, .queue = str("mine"),
