@@ -418,6 +418,14 @@ FERRY_API int ferry_unbind(ferry_conn *c, const char *queue, const char *pattern
  * refuses a 'tmp.' queue it does not have); declare and bind again.
  * ferry_request() does that for its own reply queue. */
 FERRY_API int ferry_declare_temp(ferry_conn *c, const char *queue, char *name_out, size_t name_cap);
+/* The headers a dead letter carries (docs/PROTOCOL.md, "Retries and dead
+ * letters"): the queue it came from, its deliveries there in decimal, and
+ * why the last one failed ("nack", "deadline", "lost", "attempts" or
+ * "expired"). Read them with ferry_message_header(). */
+#define FERRY_HEADER_DLQ_QUEUE "dlq-queue"
+#define FERRY_HEADER_DLQ_ATTEMPTS "dlq-attempts"
+#define FERRY_HEADER_DLQ_REASON "dlq-reason"
+
 /* Copies of up to `max` (at most 100; 0: 10) of the queue's ready messages,
  * in the order they would be delivered, left in the queue (a dead-letter
  * queue is browsed so). *msgs is an array of *count owned messages (tag

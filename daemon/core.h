@@ -139,8 +139,11 @@ enum retry_reason {
 };
 
 /* The ack deadline (ms) of a delivery of q's message to c (a GET's
- * consumer too); 0: none. */
-uint64_t retry_deadline_of(const struct consumer *c, const struct queue *q);
+ * consumer too); 0: none. Inline: dispatch asks it for every delivery. */
+static inline uint64_t retry_deadline_of(const struct consumer *c, const struct queue *q)
+{
+    return c != NULL && c->ack_deadline_ms != 0 ? c->ack_deadline_ms : q->settings.ack_deadline_ms;
+}
 /* Arms m's ack deadline, deadline_ms from now, for delivery `tag` on s
  * (the heap has room: timer_heap_reserve). */
 void retry_arm_deadline(struct broker *b, struct message *m, struct session *s, uint64_t tag,

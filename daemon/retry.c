@@ -39,13 +39,6 @@ static const char *reason_name(enum retry_reason why)
 
 /* ---- deadlines ---- */
 
-uint64_t retry_deadline_of(const struct consumer *c, const struct queue *q)
-{
-    if (c != NULL && c->ack_deadline_ms != 0)
-        return c->ack_deadline_ms;
-    return q->settings.ack_deadline_ms;
-}
-
 void retry_arm_deadline(struct broker *b, struct message *m, struct session *s, uint64_t tag,
                         uint64_t deadline_ms)
 {
