@@ -225,7 +225,8 @@ FERRY_API uint64_t ferry_last_publish_id(void);
 /* A publish the broker refused, that no FERRY_PUBLISH_CONFIRM caller waits
  * for: its id (ferry_last_publish_id), the broker's code (13 = QUEUE_FULL:
  * the queue or the broker's memory is at its bound under the reject policy,
- * or drop-oldest found nothing to drop) and text. Called once per refused
+ * or under block for a connection that also consumes, or drop-oldest
+ * found nothing to drop) and text. Called once per refused
  * id, from the thread that reads the connection (a blocked publish or
  * flush, ferry_process, the libevent loop), with no lock held; it must not
  * make blocking calls on this connection (they return FERRY_EDEADLK). */

@@ -111,8 +111,7 @@ struct session_ops {
     void (*get_ended)(void *owner, uint64_t rid);
     /* The session was parked by a publish to a full queue (policy block,
      * see broker_publish) and room has been made: it is parked no more.
-     * The connection retries its publish later (not from this callback),
-     * after broker_session_resume. */
+     * The connection retries its publish later (not from this callback). */
     void (*unblocked)(void *owner);
 };
 
@@ -295,12 +294,9 @@ void broker_session_set_writable(struct broker *b, struct session *s, bool writa
  * connection's are bounded, see requests.c). */
 size_t broker_session_subscriptions(const struct session *s);
 /* Whether a publish parked the session (policy block) and no room has
- * been made since: its connection must read nothing more, and dispatch
- * skips it (so it gets no delivery it could not ack). */
+ * been made since: its connection must read nothing more. A parked
+ * session is a pure producer (broker_publish): nothing to deliver to it. */
 bool broker_session_parked(const struct session *s);
-/* After ops->unblocked, outside any broker call: the session takes
- * deliveries again (dispatch resumes at once). */
-void broker_session_resume(struct broker *b, struct session *s);
 /* Deliveries the session has in flight (not yet acked or nacked). */
 size_t broker_session_inflight(const struct session *s);
 
@@ -344,8 +340,10 @@ enum ferry_code broker_queue_settings(struct broker *b, struct ferry_bytes queue
  * refuses QUEUE_FULL. block refuses QUEUE_FULL too but parks `from`
  * (broker_session_parked) until room is made (ops->unblocked), so that
  * its connection retries the same publish then; the session is parked
- * only if it has no delivery in flight (it could not ack one while
- * parked), and `from` may be NULL (no session to park). A publish that
+ * only if it is a pure producer: no delivery in flight, no subscription,
+ * no waiting GET (its connection is not read while parked, so it could
+ * not ack, and a consumer that stops could be what others wait for);
+ * else it is refused QUEUE_FULL. `from` may be NULL (no session to park). A publish that
  * could never fit (larger than a bound) is refused under every policy.
  * While sessions are parked on a queue, block-policy publishes of other
  * sessions to it park behind them (first parked, first woken). */

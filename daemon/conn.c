@@ -284,7 +284,6 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
     c->parked = false;
     event_del(c->hangup_ev);
     c->heard_ms = monotonic_ms(); /* its silence while parked was ours */
-    broker_session_resume(c->set->broker, c->session);
     if (!c->throttled)
         event_add(c->read_ev, NULL);
     process_input(c); /* the parked frame first */

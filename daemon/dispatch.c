@@ -23,8 +23,7 @@ static uint64_t message_size(const struct message *m)
 
 static bool consumer_has_room(const struct consumer *c)
 {
-    /* A parked session (flow.c) takes nothing it could not ack. */
-    return c->session->writable && c->session->parked_in == NULL && c->inflight < c->window;
+    return c->session->writable && c->inflight < c->window;
 }
 
 void dispatch_attach(struct consumer *c, struct queue *q)

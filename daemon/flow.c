@@ -99,9 +99,6 @@ static void park(struct park_list *list, struct session *s)
         list->head = s;
     list->tail = s;
     list->count++;
-    /* Its consumers leave the rings: a delivery now could not be acked. */
-    for (struct consumer *c = s->consumers; c != NULL; c = c->session_next)
-        dispatch_refresh(c);
 }
 
 void flow_unpark(struct session *s)
@@ -172,11 +169,16 @@ enum ferry_code flow_admit(struct broker *b, struct queue *q, struct session *fr
     enum overflow_at at = overflow_of(b, q, n, bytes);
     if (at == FITS && q->parked.head == NULL && b->parked.head == NULL)
         return FERRY_CODE_OK; /* room, and nobody waiting for it */
-    /* Only a session with nothing in flight is parked: its acks could not
-     * be read while it is, and its deliveries would hold the room others
-     * wait for. */
+    /* Only a pure producer is parked: no delivery in flight, no
+     * subscription, no waiting GET. Its connection is not read while it
+     * is, so it could not ack; its deliveries would hold the room others
+     * wait for; and a consumer that stopped consuming could be the one a
+     * queue waits for to drain, so that parked sessions could wait for
+     * each other in a cycle. A parked session holds nothing and takes
+     * nothing: whatever makes room never waits for it. */
     bool may_park = s->overflow == QUEUE_OVERFLOW_BLOCK && from != NULL &&
-                    from->tags.count == 0 && from->parked_in == NULL;
+                    from->tags.count == 0 && from->consumers == NULL &&
+                    from->parked_in == NULL;
     struct park_list *ahead = q->parked.head != NULL ? &q->parked
                               : b->parked.head != NULL && b->max_memory != 0 ? &b->parked
                               : NULL;

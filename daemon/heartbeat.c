@@ -34,7 +34,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         if (c->state != CONN_OPEN)
             continue; /* the handshake and closing timers cover the others */
         /* Parked on a full queue, it is not read, so its silence says
-         * nothing; it holds no delivery (flow.c), so waiting costs only
+         * nothing; it is a pure producer (flow.c), so waiting costs only
          * its slot. Judged again from its wake-up on. It is PINGed all
          * the same, or the client, hearing nothing while it waits, would
          * take the broker for gone (its PONGs wait unread, a few bytes). */

@@ -157,13 +157,6 @@ bool broker_session_parked(const struct session *s)
     return s->parked_in != NULL;
 }
 
-void broker_session_resume(struct broker *b, struct session *s)
-{
-    (void)b;
-    if (s->parked_in == NULL)
-        refresh_consumers(s, true);
-}
-
 /* ---- subscriptions ---- */
 
 enum ferry_code broker_consume(struct broker *b, struct session *s, struct ferry_bytes queue,

@@ -237,6 +237,28 @@ START_TEST(test_many_blocked_producers_all_get_through_each_in_its_order)
 }
 END_TEST
 
+static void ignore_message(ferry_conn *c, const ferry_message *m, void *arg) {}
+
+START_TEST(test_a_connection_that_also_consumes_is_refused_instead_of_blocked)
+{
+    start_with("[queue \"full\"]\nmax_length = 1\n");
+    ferry_conn *c = connect_plain();
+    ok(ferry_publish(c, "full", "a", 1, NULL, 0, FERRY_PUBLISH_CONFIRM), "publish a");
+    struct ferry_consume_options o = { .credit = 1, .on_message = ignore_message };
+    uint64_t sub;
+    ok(ferry_consume(c, "elsewhere", &o, &sub), "consume");
+    /* Stopped, it could not consume: it hears QUEUE_FULL at once. */
+    ck_assert_int_eq(ferry_publish(c, "full", "b", 1, NULL, 0, FERRY_PUBLISH_CONFIRM),
+                     FERRY_ESERVER);
+    ck_assert_int_eq(ferry_server_error(NULL), 13);
+    struct snapshot s = snapshot_of(c, "full");
+    ck_assert_uint_eq(s.q.rejected, 1);
+    ck_assert_uint_eq(s.q.blocked, 0);
+    ck_assert_uint_eq(s.parked, 0);
+    ferry_close(c);
+}
+END_TEST
+
 START_TEST(test_non_blocking_publish_says_would_block_once_the_output_is_full)
 {
     start_with("[queue \"small\"]\nmax_length = 1\n");
@@ -607,6 +629,7 @@ static Suite *flow_suite(void)
     tcase_add_checked_fixture(t, NULL, teardown);
     tcase_add_test(t, test_block_holds_the_producer_until_a_consumer_drains_and_others_go_on);
     tcase_add_test(t, test_many_blocked_producers_all_get_through_each_in_its_order);
+    tcase_add_test(t, test_a_connection_that_also_consumes_is_refused_instead_of_blocked);
     tcase_add_test(t, test_non_blocking_publish_says_would_block_once_the_output_is_full);
     tcase_add_test(t, test_a_reload_that_raises_the_bound_lets_the_blocked_producer_through);
     tcase_add_test(t, test_a_producer_blocked_longer_than_the_heartbeat_timeout_stays_connected);

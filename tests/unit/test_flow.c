@@ -242,7 +242,6 @@ START_TEST(test_block_parks_one_past_the_bound_and_an_ack_wakes_it)
     ck_assert_int_eq(broker_ack(b, c.s, tag_of(&c, 0)), FERRY_CODE_OK);
     ck_assert_uint_eq(wakes(&p), 1);
     ck_assert(!broker_session_parked(p.s));
-    broker_session_resume(b, p.s);
     ck_assert_int_eq(pub(b, &p, "q", "c"), FERRY_CODE_OK); /* the retry */
     ck_assert_uint_eq(stats_of(b, "q").published, 3);
     fake_close(&p);
@@ -289,28 +288,28 @@ START_TEST(test_a_session_with_deliveries_in_flight_is_refused_not_parked)
 }
 END_TEST
 
-START_TEST(test_a_parked_session_gets_no_delivery_until_resumed)
+START_TEST(test_a_session_that_also_consumes_is_refused_not_parked)
 {
     struct broker *b = broker_new(NULL);
-    struct fake p, c;
-    fake_open(&p, b);
-    fake_open(&c, b);
+    struct fake sub, get;
+    fake_open(&sub, b);
+    fake_open(&get, b);
     bounded(b, "full", 1, 0, QUEUE_OVERFLOW_BLOCK);
-    ck_assert_int_eq(broker_consume(b, p.s, bytes("other"), 1, 10), FERRY_CODE_OK);
     ck_assert_int_eq(pub(b, NULL, "full", "x"), FERRY_CODE_OK);
-    ck_assert_int_eq(pub(b, &p, "full", "y"), FERRY_CODE_QUEUE_FULL);
-    ck_assert(broker_session_parked(p.s));
-    ck_assert_int_eq(pub(b, NULL, "other", "m"), FERRY_CODE_OK);
-    ck_assert_uint_eq(count_of(&p, EV_DELIVER), 0);
-    ck_assert_uint_eq(stats_of(b, "other").depth, 1);
-
-    ck_assert_int_eq(broker_consume(b, c.s, bytes("full"), 1, 1), FERRY_CODE_OK);
-    ck_assert_int_eq(broker_ack(b, c.s, tag_of(&c, 0)), FERRY_CODE_OK);
-    ck_assert_uint_eq(wakes(&p), 1);
-    broker_session_resume(b, p.s);
-    ck_assert_uint_eq(count_of(&p, EV_DELIVER), 1); /* "other" resumes at once */
-    fake_close(&p);
-    fake_close(&c);
+    /* A subscription (to any queue, nothing in flight): it might be the
+     * consumer some parked producer waits for. */
+    ck_assert_int_eq(broker_consume(b, sub.s, bytes("other"), 1, 10), FERRY_CODE_OK);
+    ck_assert_int_eq(pub(b, &sub, "full", "y"), FERRY_CODE_QUEUE_FULL);
+    ck_assert(!broker_session_parked(sub.s));
+    /* A waiting GET likewise. */
+    ck_assert_int_eq(broker_get(b, get.s, bytes("other"), 7), FERRY_CODE_OK);
+    ck_assert_int_eq(pub(b, &get, "full", "y"), FERRY_CODE_QUEUE_FULL);
+    ck_assert(!broker_session_parked(get.s));
+    ck_assert_uint_eq(stats_of(b, "full").rejected, 2);
+    ck_assert_uint_eq(stats_of(b, "full").blocked, 0);
+    ck_assert_uint_eq(broker_parked_count(b), 0);
+    fake_close(&sub);
+    fake_close(&get);
     broker_free(b);
 }
 END_TEST
@@ -338,9 +337,7 @@ START_TEST(test_parked_sessions_are_woken_first_parked_first_and_newcomers_wait_
     /* A newcomer while nobody is parked any more: it fits. */
     ck_assert_int_eq(pub(b, &p3, "q", "m"), FERRY_CODE_OK);
     /* The woken retry in order: both full again, parked in the same order. */
-    broker_session_resume(b, p2.s);
     ck_assert_int_eq(pub(b, &p2, "q", "m"), FERRY_CODE_QUEUE_FULL);
-    broker_session_resume(b, p1.s);
     ck_assert_int_eq(pub(b, &p1, "q", "m"), FERRY_CODE_QUEUE_FULL);
     /* The queue is full; a newcomer that would fit after an ack parks behind. */
     ck_assert_int_eq(broker_ack(b, c.s, tag_of(&c, 1)), FERRY_CODE_OK); /* 1 left: resume level */
@@ -401,7 +398,6 @@ START_TEST(test_raising_the_bound_deleting_the_queue_or_leaving_unparks)
     struct queue_settings wider = { .max_length = 2, .overflow = QUEUE_OVERFLOW_BLOCK };
     ck_assert_int_eq(broker_configure_queue(b, bytes("q"), &wider), FERRY_CODE_OK);
     ck_assert_uint_eq(wakes(&p1), 1);
-    broker_session_resume(b, p1.s);
     ck_assert_int_eq(pub(b, &p1, "q", "b"), FERRY_CODE_OK);
 
     fake_close(&p3); /* leaves while parked */
@@ -452,7 +448,6 @@ START_TEST(test_max_memory_applies_the_policy_of_the_queue_published_to)
     ck_assert_int_eq(broker_consume(b, c.s, bytes("rej"), 1, 10), FERRY_CODE_OK);
     ck_assert_int_eq(broker_ack(b, c.s, tag_of(&c, 0)), FERRY_CODE_OK);
     ck_assert_uint_eq(wakes(&p), 1);
-    broker_session_resume(b, p.s);
     ck_assert_int_eq(pub(b, &p, "blk", "g"), FERRY_CODE_OK);
     ck_assert_uint_eq(broker_memory(b), broker_max_memory(b));
     fake_close(&p);
@@ -484,7 +479,6 @@ START_TEST(test_raising_max_memory_wakes_the_sessions_parked_on_it)
     struct broker_limits none = { 0 };
     broker_set_limits(b, &none);
     ck_assert_uint_eq(wakes(&p), 1);
-    broker_session_resume(b, p.s);
     ck_assert_int_eq(pub(b, &p, "q", "b"), FERRY_CODE_OK);
     fake_close(&p);
     broker_free(b);
@@ -522,7 +516,7 @@ static Suite *flow_suite(void)
     tcase_add_test(block, test_block_parks_one_past_the_bound_and_an_ack_wakes_it);
     tcase_add_test(block, test_block_wakes_at_max_bytes_once_below_the_resume_level);
     tcase_add_test(block, test_a_session_with_deliveries_in_flight_is_refused_not_parked);
-    tcase_add_test(block, test_a_parked_session_gets_no_delivery_until_resumed);
+    tcase_add_test(block, test_a_session_that_also_consumes_is_refused_not_parked);
     tcase_add_test(block, test_parked_sessions_are_woken_first_parked_first_and_newcomers_wait_behind);
     tcase_add_test(block, test_parked_publishers_wait_behind_the_first_even_where_there_is_room);
     tcase_add_test(block, test_raising_the_bound_deleting_the_queue_or_leaving_unparks);
