@@ -365,6 +365,29 @@ START_TEST(test_an_expired_message_goes_to_the_dead_letter_queue_when_there_is_o
 }
 END_TEST
 
+START_TEST(test_a_lowered_max_attempts_sweeps_used_up_messages_out_at_once)
+{
+    struct broker *b = timed_broker();
+    struct fake f;
+    fake_open(&f, b);
+    publish(b, "q", "tried");
+    publish(b, "q", "fresh");
+    consume(&f, "q", 1, 1);
+    ck_assert_int_eq(broker_nack(b, f.s, tag_of(&f, 0), true), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_cancel(b, f.s, 1), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_nack(b, f.s, tag_of(&f, 1), true), FERRY_CODE_OK); /* tried: 2 attempts */
+    /* A reload sets max_attempts = 2: no consumer needs to come for it. */
+    retrying(b, "q", 0, 0, 0, 2, "dead");
+    ck_assert_uint_eq(stats_of(b, "q").depth, 1);
+    ck_assert_uint_eq(stats_of(b, "q").dead_lettered, 1);
+    ck_assert_uint_eq(stats_of(b, "dead").depth, 1);
+    consume(&f, "q", 2, 10);
+    assert_delivery(&f, 2, "fresh", 1);
+    fake_close(&f);
+    broker_free(b);
+}
+END_TEST
+
 /* ---- PEEK and MOVE ---- */
 
 static bool count_peeked(void *arg, const struct message *m)
@@ -443,6 +466,7 @@ int main(void)
     tcase_add_test(dead, test_a_poison_message_ends_in_the_dead_letter_queue_while_the_rest_is_consumed);
     tcase_add_test(dead, test_a_ready_message_with_its_attempts_used_up_is_dead_lettered_at_dispatch);
     tcase_add_test(dead, test_an_expired_message_goes_to_the_dead_letter_queue_when_there_is_one);
+    tcase_add_test(dead, test_a_lowered_max_attempts_sweeps_used_up_messages_out_at_once);
     tcase_add_test(dead, test_peek_leaves_messages_and_move_sends_dead_letters_back_without_their_headers);
     suite_add_tcase(s, dead);
     SRunner *sr = srunner_create(s);
