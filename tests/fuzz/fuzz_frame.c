@@ -90,7 +90,7 @@ static void read_lists(const struct ferry_frame *f, struct lists *l)
     read_conns(f, l);
     ferry_iter_init(&it, f);
     switch (f->type) {
-    case FERRY_F_CONFIRM: case FERRY_F_ACK: case FERRY_F_NACK:
+    case FERRY_F_CONFIRM: case FERRY_F_ACK: case FERRY_F_NACK: case FERRY_F_TOUCH:
         l->uints = calloc(n ? n : 1, sizeof *l->uints);
         while (l->uints && got < n && ferry_iter_uint(&it, &l->uints[got]))
             got++;
@@ -103,6 +103,14 @@ static void read_lists(const struct ferry_frame *f, struct lists *l)
         }
         break;
     case FERRY_F_OK:
+        if (f->list_is_items) { /* the answer to PEEK */
+            l->items = calloc(n ? n : 1, sizeof *l->items);
+            while (l->items && got < n && ferry_iter_item(&it, &l->items[got])) {
+                walk_headers(l->items[got].headers);
+                got++;
+            }
+            break;
+        }
         l->stats = calloc(n ? n : 1, sizeof *l->stats);
         while (l->stats && got < n && ferry_iter_stats(&it, &l->stats[got]))
             got++;
@@ -150,6 +158,10 @@ static void compare_scalars(const struct ferry_frame *a, const struct ferry_fram
     if (a->version != b->version) mismatch("version");
     if (a->max_frame != b->max_frame) mismatch("max_frame");
     if (a->heartbeat_ms != b->heartbeat_ms) mismatch("hb");
+    if (a->delay_ms != b->delay_ms) mismatch("delay");
+    if (a->deliver_at != b->deliver_at) mismatch("at");
+    if (a->deadline_ms != b->deadline_ms) mismatch("deadline");
+    if (!same_bytes(a->to, b->to)) mismatch("to");
     if (a->count != b->count) mismatch("count");
     if (a->code != b->code) mismatch("code");
     if (a->fatal != b->fatal) mismatch("fatal");
