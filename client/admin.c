@@ -273,6 +273,8 @@ int admin__decode_stats(const struct ferry_frame *f, struct ferry_stats **out)
         s->memory = f->server.memory;
         s->max_memory = f->server.max_memory;
         s->parked = f->server.parked;
+        s->duplicates_dropped = f->server.dups;
+        s->duplicates_evicted = f->server.dup_evicted;
     }
     s->queues = count ? (struct ferry_queue_info *)(s + 1) : NULL;
     char *name = (char *)(s + 1) + count * sizeof(struct ferry_queue_info);

@@ -128,6 +128,10 @@ static void print_server_memory(const struct ferry_stats *s)
     if (s->max_memory != 0)
         printf(" of max_queued_memory %" PRIu64, s->max_memory);
     printf(", %" PRIu64 " connection(s) parked on a full queue\n", s->parked);
+    if (s->duplicates_dropped != 0 || s->duplicates_evicted != 0)
+        printf("duplicates: %" PRIu64 " publish(es) sent again confirmed, not queued; %" PRIu64
+               " forgotten early at dedup_entries\n",
+               s->duplicates_dropped, s->duplicates_evicted);
 }
 
 static void print_table(const struct ferry_stats *s)
@@ -193,11 +197,12 @@ static void print_json(const struct ferry_stats *s)
            ",\"messages\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"uptime_ms\":%" PRIu64
            ",\"topic_publishes\":%" PRIu64 ",\"unroutable\":%" PRIu64 ",\"copies\":%" PRIu64
            ",\"skipped\":%" PRIu64 ",\"bindings\":%" PRIu64
-           ",\"memory\":%" PRIu64 ",\"max_memory\":%" PRIu64 ",\"parked\":%" PRIu64 "},"
+           ",\"memory\":%" PRIu64 ",\"max_memory\":%" PRIu64 ",\"parked\":%" PRIu64
+           ",\"duplicates_dropped\":%" PRIu64 ",\"duplicates_evicted\":%" PRIu64 "},"
            "\"queues\":[",
            s->connections, s->queue_total, s->messages, s->bytes, s->uptime_ms,
            s->topic_publishes, s->unroutable, s->copies, s->skipped, s->bindings, s->memory,
-           s->max_memory, s->parked);
+           s->max_memory, s->parked, s->duplicates_dropped, s->duplicates_evicted);
     for (size_t i = 0; i < s->count; i++) {
         fputs(i == 0 ? "{\"name\":" : ",{\"name\":", stdout);
         cli_print_json_string(s->queues[i].name);

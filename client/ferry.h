@@ -470,6 +470,11 @@ struct ferry_stats {
     /* Queued memory (bytes + about 90 per message), its limit (0: none),
      * and the connections parked on a full queue now. */
     uint64_t memory, max_memory, parked;
+    /* Publishes a reconnecting producer sent again that the broker
+     * confirmed without queueing them twice, and (producer, id) pairs it
+     * forgot at its dedup_entries bound before their window ended (if this
+     * grows, a duplicate may get through: raise dedup_entries). */
+    uint64_t duplicates_dropped, duplicates_evicted;
     size_t count;                   /* entries in queues[] */
     struct ferry_queue_info *queues;
 };

@@ -83,12 +83,22 @@ int request__wait(struct ferry_conn *c, struct ferry_waiter *w, int64_t deadline
     return rc;
 }
 
-int request__roundtrip(struct ferry_conn *c, struct ferry_frame *f, struct ferry_waiter *w,
-                       int timeout_ms)
+/* Requests that may be made twice to the same effect: after a reconnect
+ * cut their answer off, they are asked again on the new connection. */
+static bool repeatable(enum ferry_frame_type type)
 {
-    if (conn__in_dispatch(c))
-        return FERRY_EDEADLK;
-    int64_t deadline = conn__deadline(timeout_ms);
+    switch (type) {
+    case FERRY_F_STATS: case FERRY_F_CONNS: case FERRY_F_JOIN: case FERRY_F_DECLARE:
+    case FERRY_F_END: case FERRY_F_REOPEN:
+        return true;
+    default:
+        return false; /* PURGE, DELETE, KILL would act twice; CONSUME is reopened */
+    }
+}
+
+static int roundtrip_once(struct ferry_conn *c, struct ferry_frame *f, struct ferry_waiter *w,
+                          int64_t deadline)
+{
     /* Requests are small: wait only for the output not to be over its bound. */
     int rc = io__wait_for_room(c, 0, deadline);
     if (rc != FERRY_OK)
@@ -102,6 +112,21 @@ int request__roundtrip(struct ferry_conn *c, struct ferry_frame *f, struct ferry
         return rc;
     }
     return request__wait(c, w, deadline);
+}
+
+int request__roundtrip(struct ferry_conn *c, struct ferry_frame *f, struct ferry_waiter *w,
+                       int timeout_ms)
+{
+    if (conn__in_dispatch(c))
+        return FERRY_EDEADLK;
+    int64_t deadline = conn__deadline(timeout_ms);
+    struct ferry_waiter fresh = *w; /* the reply fields the caller preset */
+    int rc = roundtrip_once(c, f, w, deadline);
+    while (rc == FERRY_EIO && c->reconnect && !c->dead && repeatable(f->type)) {
+        *w = fresh;
+        rc = roundtrip_once(c, f, w, deadline);
+    }
+    return rc;
 }
 
 void request__on_ok(struct ferry_conn *c, const struct ferry_frame *f)

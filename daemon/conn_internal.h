@@ -254,6 +254,10 @@ void duplicates_remember(struct conn *c, const struct ferry_frame *f, uint64_t w
 void duplicates_forget(struct conn_set *set, uint64_t producer, uint64_t id);
 /* A reload: the window's length. */
 void duplicates_apply(struct conn_set *set);
+/* For STATS: publishes confirmed again without being queued, and pairs
+ * forgotten at dedup_entries before their window ended, since start. */
+uint64_t duplicates_dropped(const struct conn_set *set);
+uint64_t duplicates_evicted(const struct conn_set *set);
 void duplicates_free(struct conn_set *set);
 
 /* ---- provided by heartbeat.c ---- */

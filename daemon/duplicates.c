@@ -64,6 +64,22 @@ void duplicates_free(struct conn_set *set)
     set->dedup = NULL;
 }
 
+uint64_t duplicates_dropped(const struct conn_set *set)
+{
+    struct dedup_stats st = { 0 };
+    if (set->dedup)
+        dedup_stats(set->dedup, &st);
+    return st.duplicates;
+}
+
+uint64_t duplicates_evicted(const struct conn_set *set)
+{
+    struct dedup_stats st = { 0 };
+    if (set->dedup)
+        dedup_stats(set->dedup, &st);
+    return st.evicted_early;
+}
+
 void duplicates_apply(struct conn_set *set)
 {
     if (set->dedup)

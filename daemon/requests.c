@@ -712,6 +712,8 @@ static void send_stats(struct conn *c, uint64_t rid, const struct ferry_queue_st
         .memory = broker_memory(b),
         .max_memory = broker_max_memory(b),
         .parked = broker_parked_count(b),
+        .dups = duplicates_dropped(c->set),
+        .dup_evicted = duplicates_evicted(c->set),
     };
     struct ferry_frame ok = {
         .type = FERRY_F_OK, .rid = rid,

@@ -81,7 +81,7 @@ static size_t conns_bound(const struct ferry_frame *f)
 
 static size_t stats_bound(const struct ferry_frame *f)
 {
-    size_t n = 2 * span_bound(0) + 1 + 13 * SCALAR_PAIR_MAX;
+    size_t n = 2 * span_bound(0) + 1 + 15 * SCALAR_PAIR_MAX;
     for (size_t i = 0; i < f->stats_count; i++)
         n += 1 + 22 * SCALAR_PAIR_MAX + f->stats[i].name.len
              + span_bound(f->stats[i].overflow.len)
@@ -215,7 +215,7 @@ static void encode_ping(struct encoder *e, const struct ferry_frame *f)
 static void put_server_stats(struct encoder *e, const struct ferry_server_stats *s)
 {
     put_key(e, "server");
-    msgpack_pack_map(&e->pk, 13);
+    msgpack_pack_map(&e->pk, 15);
     put_uint(e, "conns", s->connections);
     put_uint(e, "queues", s->queues);
     put_uint(e, "uptime_ms", s->uptime_ms);
@@ -229,6 +229,8 @@ static void put_server_stats(struct encoder *e, const struct ferry_server_stats 
     put_uint(e, "memory", s->memory);
     put_uint(e, "max_memory", s->max_memory);
     put_uint(e, "parked", s->parked);
+    put_uint(e, "dups", s->dups);
+    put_uint(e, "dup_evicted", s->dup_evicted);
 }
 
 static void put_uints(struct encoder *e, const char *key, const uint64_t *v, size_t n);

@@ -204,6 +204,8 @@ struct ferry_server_stats {
     uint64_t memory;      /* what max_memory bounds: bytes + overhead per message */
     uint64_t max_memory;  /* 0: no limit */
     uint64_t parked;      /* connections parked on a full queue or on max_memory now */
+    uint64_t dups;        /* publishes sent again by their producer, confirmed, not queued */
+    uint64_t dup_evicted; /* (producer, id) pairs forgotten at dedup_entries, inside the window */
 };
 
 /*

@@ -571,12 +571,13 @@ bool ferry_iter_conn(struct ferry_iter *it, struct ferry_conn_stats *cs)
 
 enum server_stat_key {
     SS_CONNS, SS_QUEUES, SS_UPTIME_MS, SS_MESSAGES, SS_BYTES, SS_TOPIC_PUBS, SS_UNROUTABLE,
-    SS_COPIES, SS_SKIPPED, SS_BINDINGS, SS_MEMORY, SS_MAX_MEMORY, SS_PARKED, SS_KEY_COUNT,
+    SS_COPIES, SS_SKIPPED, SS_BINDINGS, SS_MEMORY, SS_MAX_MEMORY, SS_PARKED, SS_DUPS,
+    SS_DUP_EVICTED, SS_KEY_COUNT,
 };
 
 static const char *const server_stat_keys[SS_KEY_COUNT] = {
     "conns", "queues", "uptime_ms", "messages", "bytes", "topic_pubs", "unroutable",
-    "copies", "skipped", "bindings", "memory", "max_memory", "parked",
+    "copies", "skipped", "bindings", "memory", "max_memory", "parked", "dups", "dup_evicted",
 };
 
 /* One value of the server stats map, stored into *out (a ferry_server_stats). */
@@ -586,7 +587,7 @@ static enum mpack_result read_server_stat(struct mpack_reader *r, int key, void 
     uint64_t *const counters[SS_KEY_COUNT] = {
         &s->connections, &s->queues, &s->uptime_ms, &s->messages, &s->bytes,
         &s->topic_publishes, &s->unroutable, &s->copies, &s->skipped, &s->bindings,
-        &s->memory, &s->max_memory, &s->parked,
+        &s->memory, &s->max_memory, &s->parked, &s->dups, &s->dup_evicted,
     };
     return mpack_read_uint(r, counters[key]);
 }

@@ -499,6 +499,11 @@ START_TEST(test_a_producer_sending_ids_again_after_a_reconnect_is_confirmed_once
     raw_publish_ids(0x1234, "dedup", 1, 3);
     raw_publish_ids(0x1234, "dedup", 2, 5);
     ck_assert_uint_eq(depth_of(admin, "dedup"), 5);
+    struct ferry_stats *st = NULL;
+    ck_assert_int_eq(ferry_stats(admin, NULL, &st), FERRY_OK);
+    ck_assert_uint_eq(st->duplicates_dropped, 2); /* ids 2 and 3 */
+    ck_assert_uint_eq(st->duplicates_evicted, 0);
+    ferry_stats_free(st);
     raw_publish_ids(0x9999, "dedup", 1, 2);
     ck_assert_uint_eq(depth_of(admin, "dedup"), 7);
     raw_publish_ids(0, "dedup", 1, 2);

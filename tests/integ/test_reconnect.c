@@ -264,6 +264,12 @@ static void publish_through_cuts(int n, int cuts)
     pthread_join(t, NULL);
     int rc = ferry_flush(c, 30000);
     ck_assert_msg(rc == FERRY_OK, "flush: %s", ferry_strerror(rc));
+    struct ferry_stats *st = NULL;
+    ck_assert_int_eq(ferry_stats(c, NULL, &st), FERRY_OK);
+    printf("reconnect: %llu reconnects, %llu publishes sent again and dropped by ferryd\n",
+           (unsigned long long)ferry_reconnects(c), (unsigned long long)st->duplicates_dropped);
+    ck_assert_uint_gt(ferry_reconnects(c), 0);
+    ferry_stats_free(st);
     ferry_close(c);
     printf("reconnect: %d publishes through %d cuts\n", n, atomic_load(&proxy.cuts_done));
     proxy_stop(&proxy);

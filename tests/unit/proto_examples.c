@@ -123,7 +123,7 @@ int main(void)
         { S("brief"), { NULL, 0 }, false, 0, 5000 },
     };
     static const struct ferry_server_stats server = { 2, 1, 3600000, 10, 1200, 40, 1, 78, 0, 2,
-                                                        1920, 0, 0 };
+                                                        1920, 0, 0, 0, 0 };
     static const struct ferry_queue_stats queue = {
         S("jobs"), 8, 2, 1, 150, 145, 140, 3, 0, 1200, false,
         { 5, 0, 0, 0, 0, 2, 0, 0, 0, 1 }, 0, 4, 2, 1000, 0, S("block"), 0, 0, 4, 1, 2,

@@ -136,7 +136,7 @@ static const struct ferry_queue_stats sample_queue_stats[] = {
 };
 static const struct ferry_server_stats sample_server_stats = { 3, 2, 123456, 12, 4096,
                                                                50, 4, 92, 2, 1024, 4960,
-                                                               1073741824, 1 };
+                                                               1073741824, 1, 77, 3 };
 static const struct ferry_conn_stats sample_conn_stats[] = {
     { 7, { (const uint8_t *)"unix:pid=42,uid=1000", 20 }, { (const uint8_t *)"worker", 6 }, 65536,
       true, 1, 256, 60000, 15 },
@@ -1161,7 +1161,8 @@ static void pack_server_map(struct mp *m, size_t keys)
 {
     static const char *const names[] = { "conns", "queues", "uptime_ms", "messages", "bytes",
                                          "topic_pubs", "unroutable", "copies", "skipped",
-                                         "bindings", "memory", "max_memory", "parked" };
+                                         "bindings", "memory", "max_memory", "parked", "dups",
+                                         "dup_evicted" };
     msgpack_pack_map(&m->pk, keys);
     for (size_t i = 0; i < keys; i++)
         mp_key_uint(m, names[i], i);
@@ -1232,7 +1233,7 @@ static void pack_valid(struct mp *m, enum kind k)
         msgpack_pack_map(&m->pk, 1);
         mp_key_str(m, "k", "v");
         break;
-    case K_SERVER: pack_server_map(m, 13); break;
+    case K_SERVER: pack_server_map(m, 15); break;
     case K_QUEUES: msgpack_pack_array(&m->pk, 1); pack_queue_map(m, 21); break;
     case K_CONNS: msgpack_pack_array(&m->pk, 1); pack_conn_map(m, 9); break;
     case K_AUTH: msgpack_pack_map(&m->pk, 1); mp_key_str(m, "user", "x"); break;
