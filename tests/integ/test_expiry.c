@@ -228,6 +228,23 @@ static const char *const durable_conf =
     "[queue \"keep\"]\n"
     "durable = yes\n";
 
+/* SIGKILLs ferryd, restarts it on the same directory and reconnects (c
+ * is closed); then, if the restart was quick (before sent_at + 1300 ms, so
+ * before a 1.5 s expiry stamped after sent_at), checks that `queue` still
+ * holds `depth` ready messages. */
+static ferry_conn *crash_and_check_depth(ferry_conn *c, const char *queue, long long sent_at,
+                                         uint64_t depth)
+{
+    ferry_close(c);
+    ferryd_kill(&daemon_);
+    ck_assert_int_eq(ferryd_restart(&daemon_, NULL), 0);
+    c = connect_or_fail();
+    struct queue_counts q = counts(c, queue);
+    if (harness_now_ms() < sent_at + 1300) /* judged only if the machine kept up */
+        ck_assert_uint_eq(q.depth, depth);
+    return c;
+}
+
 START_TEST(test_priorities_and_expiries_of_a_durable_queue_survive_restarts)
 {
     ferry_conn *c = start_and_connect(durable_conf);
@@ -239,16 +256,9 @@ START_TEST(test_priorities_and_expiries_of_a_durable_queue_survive_restarts)
     publish_with(c, "keep", "brief", 1500, 9);
     long long confirmed_at = harness_now_ms();
     publish_with(c, "keep", "lasting", 600000, 5);
-    ferry_close(c);
-
-    ferryd_kill(&daemon_);
-    ck_assert_int_eq(ferryd_restart(&daemon_, NULL), 0);
-    c = connect_or_fail();
     /* 'brief' (priority 9) expires 1.5 s after its publish, ferryd down or
      * not: still there if the restart was quick, then gone. */
-    struct queue_counts q = counts(c, "keep");
-    if (harness_now_ms() < sent_at + 1300) /* judged only if the machine kept up */
-        ck_assert_uint_eq(q.depth, 5);
+    c = crash_and_check_depth(c, "keep", sent_at, 5);
     long long left = confirmed_at + 1500 + 10 - harness_now_ms();
     if (left > 0)
         sleep_ms((long)left);
@@ -286,16 +296,9 @@ START_TEST(test_expired_messages_go_to_the_dead_letter_queue_across_a_restart)
     /* The first goes to 'dead' while ferryd runs (the sweep, no consumer). */
     wait_expired(c, "orders", 1);
     take_dead_letter(c, "dead", "soon", "expired");
-    ferry_close(c);
-
-    ferryd_kill(&daemon_);
-    ck_assert_int_eq(ferryd_restart(&daemon_, NULL), 0);
-    c = connect_or_fail();
     /* The second kept its expiry across the crash: still there if the
      * restart was quick, then dead-lettered at its time. */
-    struct queue_counts q = counts(c, "orders");
-    if (harness_now_ms() < sent_at + 1300) /* judged only if the machine kept up */
-        ck_assert_uint_eq(q.depth, 1);
+    c = crash_and_check_depth(c, "orders", sent_at, 1);
     wait_expired(c, "orders", 1); /* counted again from 0 after the restart */
     ck_assert_int_ge(harness_now_ms() - sent_at, 1500);
     take_dead_letter(c, "dead", "later", "expired");
