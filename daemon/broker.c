@@ -168,6 +168,18 @@ void broker_log_attempts(struct broker *b, const struct message *m)
         b->journal->attempts(b->journal->arg, &m->queue->settings, m->store_id, m->attempts);
 }
 
+void broker_log_wait(struct broker *b, const struct message *m, uint64_t due)
+{
+    if (m->store_id == 0 || !is_logged(b, m->queue) || b->journal->rewrite == NULL)
+        return;
+    struct message_meta meta = {
+        .deliver_at = due, .has_priority = true, .priority = m->priority,
+        .expires_at = m->expires_at,
+    };
+    b->journal->rewrite(b->journal->arg, &m->queue->settings, m->store_id, m->attempts, &meta,
+                        message_headers(m), message_payload(m));
+}
+
 enum queue_change { CHANGE_DECLARE, CHANGE_END, CHANGE_REOPEN, CHANGE_DELETE };
 
 /* Asks the journal to log a change of q before the broker makes it. */

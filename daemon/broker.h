@@ -184,6 +184,14 @@ struct broker_journal {
     /* The message left for good: acked, nacked without requeue, purged,
      * or taken back from a batch that failed. Never refused. */
     void (*settle)(void *arg, const struct queue_settings *s, uint64_t id);
+    /* The message starts to wait (a nack's delay, a backoff) until
+     * meta->deliver_at: log it again, whole, with this meta and attempt
+     * count, so that the wait survives a restart. Never refused: if it
+     * cannot be logged, the message comes back ready after a restart. NULL:
+     * waits are not logged. */
+    void (*rewrite)(void *arg, const struct queue_settings *s, uint64_t id, uint32_t attempts,
+                    const struct message_meta *meta, struct ferry_bytes headers,
+                    struct ferry_bytes payload);
     /* The message is being delivered for the attempts-th time. Never refused. */
     void (*attempts)(void *arg, const struct queue_settings *s, uint64_t id, uint32_t attempts);
     /* The queue is marked ended, reopened, or deleted with its messages. */

@@ -126,6 +126,9 @@ enum ferry_code broker_find_queue(struct broker *b, struct ferry_bytes name, boo
  * since the journal forgot that queue's messages with it). */
 void broker_log_settle(struct broker *b, const struct message *m);
 void broker_log_attempts(struct broker *b, const struct message *m);
+/* m (waiting) starts a wait until `due` after its publish: the journal logs
+ * it again with that deliver-at (see broker_journal.rewrite). */
+void broker_log_wait(struct broker *b, const struct message *m, uint64_t due);
 
 /* ---- retry.c ---- */
 

@@ -283,6 +283,20 @@ static void journal_settle(void *arg, const struct queue_settings *s, uint64_t i
                  "back after a crash", store_last_error(d->store));
 }
 
+static void journal_rewrite(void *arg, const struct queue_settings *s, uint64_t id,
+                            uint32_t attempts, const struct message_meta *meta,
+                            struct ferry_bytes headers, struct ferry_bytes payload)
+{
+    struct durable *d = arg;
+    uint8_t buf[META_MAX];
+    note_policy(d, s);
+    enum store_status status =
+        store_rewrite(d->store, id, attempts, meta_encode(meta, buf), headers, payload, NULL);
+    if (status != STORE_OK) /* the earlier record stands: it comes back ready after a restart */
+        log_warn("durable storage: a message's wait could not be logged (%s): after a "
+                 "restart it is ready at once", store_last_error(d->store));
+}
+
 static void journal_attempts(void *arg, const struct queue_settings *s, uint64_t id,
                              uint32_t attempts)
 {
@@ -499,6 +513,7 @@ struct durable *durable_open(const struct durable_config *cfg, struct broker *b,
         .publish = journal_publish,
         .settle = journal_settle,
         .attempts = journal_attempts,
+        .rewrite = journal_rewrite,
         .end = journal_end,
         .reopen = journal_reopen,
         .delete_queue = journal_delete,

@@ -103,7 +103,9 @@ static int rewrite_headers(const struct message *m, const struct ferry_kv *extra
 static bool hold(struct broker *b, struct message *m, uint64_t ms)
 {
     if (ms > 0 && timer_heap_reserve(&b->timers) == 0) {
-        dispatch_wait(b, m, broker_now(b) + ms);
+        uint64_t due = broker_now(b) + ms;
+        broker_log_wait(b, m, due); /* a durable message keeps its wait */
+        dispatch_wait(b, m, due);
         return true;
     }
     queue_push_front(m->queue, m);

@@ -421,6 +421,48 @@ enum store_status store_publish(struct store *st, struct ferry_bytes queue, uint
     return STORE_OK;
 }
 
+enum store_status store_rewrite(struct store *st, uint64_t id, uint32_t attempts,
+                                struct ferry_bytes meta, struct ferry_bytes headers,
+                                struct ferry_bytes payload, uint64_t *lsn)
+{
+    set_lsn(lsn, 0);
+    struct msg_entry *e = msg_index_find(&st->index, id);
+    if (e == NULL)
+        return STORE_OK;
+    if (meta.len > PUBLISH_META_MAX)
+        return store_fail(st, STORE_ERR_INVALID, "message meta longer than 255 bytes");
+    struct record_publish head = { .id = id, .queue_id = e->queue_id, .attempts = attempts,
+                                   .flags = PUBLISH_FLAG_COPY, .meta = meta, .headers = headers };
+    size_t head_size = record_publish_head_size(&head);
+    size_t room_for_data = RECORD_MAX_LENGTH - 1 - head_size;
+    if (headers.len > room_for_data || payload.len > room_for_data - headers.len)
+        return store_fail(st, STORE_ERR_INVALID, "message too large for one record");
+    size_t body_len = head_size + headers.len + payload.len;
+    size_t size = record_size(body_len);
+    enum store_status status = check_room(st, size, ROOM_CHANGE);
+    if (status == STORE_OK)
+        status = store_buffer_reserve(st, size);
+    if (status != STORE_OK)
+        return status;
+
+    uint32_t off = store_next_offset(st);
+    uint8_t *body = next_body(st);
+    record_publish_encode_head(body, &head);
+    if (headers.len > 0)
+        memcpy(body + head_size, headers.ptr, headers.len);
+    if (payload.len > 0)
+        memcpy(body + head_size + headers.len, payload.ptr, payload.len);
+    set_lsn(lsn, commit_record(st, RECORD_PUBLISH, body_len));
+    /* The new record stands for the message; the old one is dead. */
+    store_live_sub(st, e->seq, e->size);
+    e->seq = store_active(st)->seq;
+    e->off = off;
+    e->size = (uint32_t)size;
+    e->attempts = attempts;
+    store_live_add(st, e->seq, e->size);
+    return STORE_OK;
+}
+
 enum store_status store_ack(struct store *st, uint64_t id)
 {
     struct msg_entry *e = msg_index_find(&st->index, id);

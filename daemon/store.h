@@ -140,6 +140,17 @@ enum store_status store_publish(struct store *st, struct ferry_bytes queue, uint
                                 struct ferry_bytes meta, struct ferry_bytes headers,
                                 struct ferry_bytes payload, uint64_t *id, uint64_t *lsn);
 
+/* Logs message `id` again, whole, with a new meta and attempt count: a
+ * PUBLISH record with its id (flag COPY), which recovery takes instead of
+ * the earlier one, as it takes a compaction copy. So a message whose meta
+ * changes after its publish (one that starts to wait: its deliver-at)
+ * comes back with the new one. Unknown ids are a no-op. May use the
+ * reserve (like other changes); on FULL the earlier record stands.
+ * OK, INVALID, FULL, NO_MEMORY. *lsn may be NULL. */
+enum store_status store_rewrite(struct store *st, uint64_t id, uint32_t attempts,
+                                struct ferry_bytes meta, struct ferry_bytes headers,
+                                struct ferry_bytes payload, uint64_t *lsn);
+
 /* The message was acked or dropped: it will not come back. An unknown id
  * (already settled, of a deleted queue, or of a refused publish) is a
  * no-op. Never refused for space. The store forgets the message even when

@@ -968,6 +968,48 @@ START_TEST(test_meta_comes_back_with_its_message_and_survives_compaction)
 }
 END_TEST
 
+START_TEST(test_a_rewritten_message_comes_back_once_with_its_new_meta_and_attempts)
+{
+    char *dir = make_dir();
+    struct store_config cfg = config(dir);
+    struct store *st = open_with(&cfg, NULL, NULL);
+    declare(st, "q", "");
+    uint64_t first = publish(st, "q", "first");
+    uint64_t id = publish(st, "q", "waits");
+    publish(st, "q", "last");
+    flush_ok(st);
+    uint64_t live = stats_of(st).live_bytes;
+    ck_assert_int_eq(store_rewrite(st, id, 4, text("wait!"), text(""), text("waits"), NULL),
+                     STORE_OK);
+    ck_assert_int_eq(store_rewrite(st, 999, 1, text("x"), text(""), text("x"), NULL), STORE_OK);
+    flush_ok(st);
+    /* The new record stands for the message; the old one is dead. */
+    ck_assert_uint_eq(stats_of(st).live_bytes, live + 6);
+    close_ok(st);
+
+    struct seen seen = { 0 };
+    struct store_report report;
+    st = open_with(&cfg, &seen, &report);
+    ck_assert_uint_eq(report.problem_count, 0);
+    ck_assert_uint_eq(seen.count, 3);
+    ck_assert_uint_eq(seen.messages[0].id, first);
+    ck_assert_uint_eq(seen.messages[1].id, id); /* still in publish order */
+    ck_assert_str_eq(seen.messages[1].meta, "wait!");
+    ck_assert_str_eq(seen.messages[1].payload, "waits");
+    ck_assert_uint_eq(seen.messages[1].attempts, 4);
+    ck_assert_str_eq(seen.messages[2].payload, "last");
+    /* An ack settles it, whichever record stood. */
+    ck_assert_int_eq(store_ack(st, id), STORE_OK);
+    close_ok(st);
+    seen_reset(&seen);
+    st = open_with(&cfg, &seen, NULL);
+    ck_assert_uint_eq(seen.count, 2);
+    close_ok(st);
+    seen_reset(&seen);
+    remove_dir(dir);
+}
+END_TEST
+
 /* Rewrites segment `seq`'s header as format version 1 (whose records are
  * those of version 2 without PUBLISH meta). */
 static void make_version_1(const char *dir, uint64_t seq)
@@ -1533,6 +1575,7 @@ static Suite *store_suite(void)
     tcase_add_test(damage, test_unsound_segment_file_is_reported_and_ignored);
     tcase_add_test(damage, test_segment_of_a_newer_format_refuses_to_open);
     tcase_add_test(damage, test_meta_comes_back_with_its_message_and_survives_compaction);
+    tcase_add_test(damage, test_a_rewritten_message_comes_back_once_with_its_new_meta_and_attempts);
     tcase_add_test(damage, test_a_version_1_log_is_read_and_appends_go_to_a_new_version_2_segment);
     suite_add_tcase(s, damage);
 
