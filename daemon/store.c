@@ -371,6 +371,39 @@ enum store_status store_delete(struct store *st, struct ferry_bytes queue, uint6
 
 /* ---- messages ---- */
 
+/* The size of the PUBLISH record of head (meta and headers set) and
+ * payload, in *size; INVALID if it does not fit one record. */
+static enum store_status publish_record_size(struct store *st, const struct record_publish *head,
+                                             struct ferry_bytes payload, size_t *size)
+{
+    if (head->meta.len > PUBLISH_META_MAX)
+        return store_fail(st, STORE_ERR_INVALID, "message meta longer than 255 bytes");
+    size_t head_size = record_publish_head_size(head);
+    size_t room_for_data = RECORD_MAX_LENGTH - 1 - head_size;
+    if (head->headers.len > room_for_data || payload.len > room_for_data - head->headers.len)
+        return store_fail(st, STORE_ERR_INVALID, "message too large for one record");
+    *size = record_size(head_size + head->headers.len + payload.len);
+    return STORE_OK;
+}
+
+/* Appends the PUBLISH record (room reserved: store_buffer_reserve of its
+ * size) and returns its offset in the active segment. */
+static uint32_t append_publish(struct store *st, const struct record_publish *head,
+                               struct ferry_bytes payload, uint64_t *lsn)
+{
+    size_t head_size = record_publish_head_size(head);
+    uint32_t off = store_next_offset(st);
+    uint8_t *body = next_body(st);
+    record_publish_encode_head(body, head);
+    /* The one copy of the message on its way to disk. */
+    if (head->headers.len > 0)
+        memcpy(body + head_size, head->headers.ptr, head->headers.len);
+    if (payload.len > 0)
+        memcpy(body + head_size + head->headers.len, payload.ptr, payload.len);
+    set_lsn(lsn, commit_record(st, RECORD_PUBLISH, head_size + head->headers.len + payload.len));
+    return off;
+}
+
 enum store_status store_publish(struct store *st, struct ferry_bytes queue, uint32_t attempts,
                                 struct ferry_bytes meta, struct ferry_bytes headers,
                                 struct ferry_bytes payload, uint64_t *id, uint64_t *lsn)
@@ -378,17 +411,13 @@ enum store_status store_publish(struct store *st, struct ferry_bytes queue, uint
     struct store_queue *q = queue_table_find_name(&st->queues, queue);
     if (q == NULL)
         return unknown_queue(st, queue);
-    if (meta.len > PUBLISH_META_MAX)
-        return store_fail(st, STORE_ERR_INVALID, "message meta longer than 255 bytes");
     struct record_publish head = { .id = st->next_id, .queue_id = q->id, .attempts = attempts,
                                    .meta = meta, .headers = headers };
-    size_t head_size = record_publish_head_size(&head);
-    size_t room_for_data = RECORD_MAX_LENGTH - 1 - head_size;
-    if (headers.len > room_for_data || payload.len > room_for_data - headers.len)
-        return store_fail(st, STORE_ERR_INVALID, "message too large for one record");
-    size_t body_len = head_size + headers.len + payload.len;
-    size_t size = record_size(body_len);
-    enum store_status status = check_room(st, size, ROOM_PUBLISH);
+    size_t size;
+    enum store_status status = publish_record_size(st, &head, payload, &size);
+    if (status != STORE_OK)
+        return status;
+    status = check_room(st, size, ROOM_PUBLISH);
     if (status != STORE_OK) {
         st->counters.refused_publishes++;
         return status;
@@ -399,16 +428,7 @@ enum store_status store_publish(struct store *st, struct ferry_bytes queue, uint
         return STORE_ERR_NO_MEMORY;
 
     st->next_id++;
-    uint32_t off = store_next_offset(st);
-    uint8_t *body = next_body(st);
-    record_publish_encode_head(body, &head);
-    /* The one copy of the message on its way to disk. */
-    if (headers.len > 0)
-        memcpy(body + head_size, headers.ptr, headers.len);
-    if (payload.len > 0)
-        memcpy(body + head_size + headers.len, payload.ptr, payload.len);
-    set_lsn(lsn, commit_record(st, RECORD_PUBLISH, body_len));
-
+    uint32_t off = append_publish(st, &head, payload, lsn);
     struct msg_entry *e = msg_index_insert(&st->index, head.id);
     e->seq = store_active(st)->seq;
     e->off = off;
@@ -429,30 +449,18 @@ enum store_status store_rewrite(struct store *st, uint64_t id, uint32_t attempts
     struct msg_entry *e = msg_index_find(&st->index, id);
     if (e == NULL)
         return STORE_OK;
-    if (meta.len > PUBLISH_META_MAX)
-        return store_fail(st, STORE_ERR_INVALID, "message meta longer than 255 bytes");
     struct record_publish head = { .id = id, .queue_id = e->queue_id, .attempts = attempts,
                                    .flags = PUBLISH_FLAG_COPY, .meta = meta, .headers = headers };
-    size_t head_size = record_publish_head_size(&head);
-    size_t room_for_data = RECORD_MAX_LENGTH - 1 - head_size;
-    if (headers.len > room_for_data || payload.len > room_for_data - headers.len)
-        return store_fail(st, STORE_ERR_INVALID, "message too large for one record");
-    size_t body_len = head_size + headers.len + payload.len;
-    size_t size = record_size(body_len);
-    enum store_status status = check_room(st, size, ROOM_CHANGE);
+    size_t size;
+    enum store_status status = publish_record_size(st, &head, payload, &size);
+    if (status == STORE_OK)
+        status = check_room(st, size, ROOM_CHANGE);
     if (status == STORE_OK)
         status = store_buffer_reserve(st, size);
     if (status != STORE_OK)
         return status;
 
-    uint32_t off = store_next_offset(st);
-    uint8_t *body = next_body(st);
-    record_publish_encode_head(body, &head);
-    if (headers.len > 0)
-        memcpy(body + head_size, headers.ptr, headers.len);
-    if (payload.len > 0)
-        memcpy(body + head_size + headers.len, payload.ptr, payload.len);
-    set_lsn(lsn, commit_record(st, RECORD_PUBLISH, body_len));
+    uint32_t off = append_publish(st, &head, payload, lsn);
     /* The new record stands for the message; the old one is dead. */
     store_live_sub(st, e->seq, e->size);
     e->seq = store_active(st)->seq;
