@@ -287,3 +287,60 @@ int admin__decode_stats(const struct ferry_frame *f, struct ferry_stats **out)
     *out = s;
     return FERRY_OK;
 }
+
+int ferry_bindings(ferry_conn *c, const char *queue, char ***patterns, size_t *count)
+{
+    if (!patterns || !count)
+        return FERRY_EINVAL;
+    *patterns = NULL;
+    *count = 0;
+    if (!c || !conn__queue_valid(queue))
+        return FERRY_EINVAL;
+    struct ferry_frame f = { .type = FERRY_F_BINDINGS, .queue = conn__bytes(queue) };
+    struct ferry_waiter w = { .wants_patterns = true };
+    int rc = admin_request(c, &f, c->request_timeout_ms, &w);
+    if (rc == FERRY_OK) {
+        *patterns = w.patterns; /* the reader decoded them for us; the caller owns them now */
+        *count = w.pattern_count;
+    } else {
+        free(w.patterns);
+    }
+    return rc;
+}
+
+void ferry_bindings_free(char **patterns)
+{
+    free(patterns); /* one allocation: see admin__decode_patterns() */
+}
+
+int admin__decode_patterns(const struct ferry_frame *f, struct ferry_waiter *w)
+{
+    if (!f->has_patterns)
+        return FERRY_EPROTO;
+    /* One allocation: the pointers (and a NULL after them), then each
+     * pattern NUL-terminated. First measure, then fill. */
+    struct ferry_iter it;
+    struct ferry_bytes p;
+    size_t count = 0, text = 0;
+    ferry_iter_patterns_init(&it, f);
+    while (ferry_iter_str(&it, &p)) {
+        count++;
+        text += p.len + 1;
+    }
+    char **out = malloc((count + 1) * sizeof *out + text);
+    if (!out)
+        return FERRY_ENOMEM;
+    char *next = (char *)(out + count + 1);
+    size_t n = 0;
+    ferry_iter_patterns_init(&it, f);
+    while (n < count && ferry_iter_str(&it, &p)) {
+        memcpy(next, p.ptr, p.len);
+        next[p.len] = '\0';
+        out[n++] = next;
+        next += p.len + 1;
+    }
+    out[n] = NULL;
+    w->patterns = out;
+    w->pattern_count = n;
+    return FERRY_OK;
+}

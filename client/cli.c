@@ -102,6 +102,15 @@ static const struct cli_command commands[] = {
      "\n"
      "Options:\n"
      COMMON_OPTIONS_HELP},
+    {"bindings", cli_cmd_bindings, "list the topic patterns of a queue",
+     "Usage: ferry bindings QUEUE\n"
+     "\n"
+     "Prints each pattern QUEUE is bound by, one per line, newest first (a\n"
+     "run of # is shown as one #). Exits 1 (NOT_FOUND) if there is no such\n"
+     "queue.\n"
+     "\n"
+     "Options:\n"
+     COMMON_OPTIONS_HELP},
     {"request", cli_cmd_request, "send a request and print its reply",
      "Usage: ferry request [--timeout SECONDS] QUEUE MESSAGE\n"
      "\n"

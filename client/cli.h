@@ -131,6 +131,7 @@ int cli_cmd_kill(const struct cli_command *self, int argc, char **argv);
 int cli_cmd_subscribe(const struct cli_command *self, int argc, char **argv);
 int cli_cmd_bind(const struct cli_command *self, int argc, char **argv);
 int cli_cmd_unbind(const struct cli_command *self, int argc, char **argv);
+int cli_cmd_bindings(const struct cli_command *self, int argc, char **argv);
 int cli_cmd_request(const struct cli_command *self, int argc, char **argv);
 int cli_cmd_reply(const struct cli_command *self, int argc, char **argv);
 

@@ -1,9 +1,10 @@
 /*
- * cli_topic.c - the topic commands of `ferry`: bind and unbind a queue's
- * patterns, and the check of topics and patterns on the command line.
+ * cli_topic.c - the topic commands of `ferry`: bind, unbind and list a
+ * queue's patterns, and the check of topics and patterns on the command line.
  * Publishing to a topic is `ferry publish --topic` (cli_publish.c),
  * subscribing `ferry subscribe` (cli_consume.c).
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
@@ -62,4 +63,40 @@ int cli_cmd_bind(const struct cli_command *self, int argc, char **argv)
 int cli_cmd_unbind(const struct cli_command *self, int argc, char **argv)
 {
     return run_binding(self, argc, argv, ferry_unbind);
+}
+
+int cli_cmd_bindings(const struct cli_command *self, int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"url", required_argument, NULL, 'U'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int exit_code = CLI_EXIT_OK;
+    if (cli_next_option(self, argc, argv, ":h", options, &exit_code) == CLI_OPT_STOP)
+        return exit_code;
+    const char *queue;
+    exit_code = cli_one_queue(self, argc, argv, &queue);
+    if (exit_code != CLI_EXIT_OK)
+        return exit_code;
+    ferry_conn *conn;
+    exit_code = cli_connect(self, &conn);
+    if (exit_code != CLI_EXIT_OK)
+        return exit_code;
+    char **patterns = NULL;
+    size_t count = 0;
+    int status = ferry_bindings(conn, queue, &patterns, &count);
+    ferry_close(conn);
+    if (status != FERRY_OK)
+        return cli_fail(status, self->name);
+    for (size_t i = 0; i < count; i++) {
+        /* From the network: only what a broker may send reaches the terminal. */
+        struct ferry_bytes p = {(const uint8_t *)patterns[i], strlen(patterns[i])};
+        if (ferry_pattern_valid(p))
+            puts(patterns[i]);
+        else
+            cli_error("%s: the broker sent a pattern that is not one; left out", self->name);
+    }
+    ferry_bindings_free(patterns);
+    return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_BROKEN;
 }

@@ -87,6 +87,9 @@ struct ferry_waiter {
     ferry_message *message;   /* GET: the delivery, copied; ownership passes to the caller */
     bool wants_stats;
     struct ferry_stats *stats; /* STATS: decoded reply; ownership passes to the caller */
+    bool wants_patterns;
+    char **patterns;          /* BINDINGS: decoded reply, one allocation; ownership passes */
+    size_t pattern_count;
     /* CONNS: the page is appended to *conns (grown here, owned by the
      * caller of ferry_connections); conns_next is the reply's cursor. */
     struct ferry_connections **conns;
@@ -377,6 +380,8 @@ void rpc__reset(struct ferry_conn *c);
 
 /* Decodes an OK reply to STATS into one caller-owned allocation. */
 int admin__decode_stats(const struct ferry_frame *f, struct ferry_stats **out);
+/* Decodes an OK reply to BINDINGS into w->patterns (one allocation). */
+int admin__decode_patterns(const struct ferry_frame *f, struct ferry_waiter *w);
 /* Copies the messages of an OK reply to PEEK into w->peeked (owned).
  * FERRY_OK or FERRY_ENOMEM. */
 int admin__decode_peek(const struct ferry_frame *f, struct ferry_waiter *w);

@@ -409,6 +409,12 @@ FERRY_API int ferry_bind(ferry_conn *c, const char *queue, const char *pattern);
 /* Removes a binding (FERRY_ESERVER, code NOT_FOUND, if there is none). */
 FERRY_API int ferry_unbind(ferry_conn *c, const char *queue, const char *pattern);
 
+/* The patterns the queue is bound by (runs of '#' shown as one), in
+ * *patterns (a NULL-terminated array, *count entries) that the caller frees
+ * with ferry_bindings_free(). FERRY_ESERVER (NOT_FOUND) for no such queue. */
+FERRY_API int ferry_bindings(ferry_conn *c, const char *queue, char ***patterns, size_t *count);
+FERRY_API void ferry_bindings_free(char **patterns);
+
 /* Declares a temporary queue of this connection: only this connection may
  * consume, get, bind, purge or delete it (others may publish to it), it is
  * never durable, and the broker deletes it with its messages when the

@@ -147,6 +147,8 @@ void request__on_ok(struct ferry_conn *c, const struct ferry_frame *f)
     int status = FERRY_OK;
     if (w->wants_stats)
         status = admin__decode_stats(f, &w->stats);
+    else if (w->wants_patterns)
+        status = admin__decode_patterns(f, w);
     else if (w->conns)
         status = connections__decode_page(f, w);
     else if (w->peek_queue)

@@ -529,6 +529,10 @@ enum ferry_code broker_publish_topic(struct broker *b, struct ferry_bytes topic,
                                      struct ferry_bytes payload, struct ferry_bytes headers,
                                      const struct message_meta *meta, uint64_t *wait_lsn);
 void broker_topic_stats(const struct broker *b, struct topic_stats *out);
+/* Calls fn with each pattern the queue is bound by (runs of '#' folded),
+ * newest first; the span is valid during the call. OK or NOT_FOUND. */
+enum ferry_code broker_each_binding(struct broker *b, struct ferry_bytes queue,
+                                    void (*fn)(void *arg, struct ferry_bytes pattern), void *arg);
 
 /* Declares a temporary queue of session s: in memory whatever the conf
  * file says, usable for receiving (CONSUME, GET), binding, purging and

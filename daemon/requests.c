@@ -373,6 +373,20 @@ static void out_cut(struct conn *c, size_t from, size_t to)
     c->out.len -= to - from;
 }
 
+/* Sends the reply `ok` (rid set), or ERROR LIMIT with `too_large` if it
+ * would not fit the connection's max_frame. */
+static void reply_within_frame(struct conn *c, const struct ferry_frame *ok, const char *too_large)
+{
+    conn_emit_confirms(c);
+    size_t before = ferry_buf_pending(&c->out);
+    conn_reply(c, ok);
+    size_t after = ferry_buf_pending(&c->out);
+    if (c->state >= CONN_CLOSING || after - before <= FERRY_FRAME_PREFIX + c->max_frame)
+        return;
+    out_cut(c, before, after);
+    reply_error(c, ok->rid, FERRY_CODE_LIMIT, too_large);
+}
+
 static void on_consume(struct conn *c, const struct ferry_frame *f)
 {
     if (!has_rid(c, f) || refused_access(c, f))
@@ -648,6 +662,49 @@ static void on_declare_temp(struct conn *c, const struct ferry_frame *f)
     conn_reply(c, &ok);
 }
 
+/* A queue's patterns, copied out of the trie for the reply. */
+struct pattern_table {
+    struct ferry_bytes *rows; /* owned by on_bindings, like text */
+    uint8_t *text;            /* FERRY_TOPIC_MAX bytes per row */
+    size_t count;
+};
+
+static void collect_pattern(void *arg, struct ferry_bytes pattern)
+{
+    struct pattern_table *t = arg;
+    uint8_t *slot = t->text + t->count * FERRY_TOPIC_MAX;
+    memcpy(slot, pattern.ptr, pattern.len);
+    t->rows[t->count++] = (struct ferry_bytes){ slot, pattern.len };
+}
+
+static void on_bindings(struct conn *c, const struct ferry_frame *f)
+{
+    if (!has_rid(c, f))
+        return;
+    struct queue_stats st;
+    enum ferry_code code = broker_queue_stats(c->set->broker, f->queue, &st);
+    if (code != FERRY_CODE_OK) {
+        reply_error(c, f->rid, code, code_text(code));
+        return;
+    }
+    size_t n = st.bindings > 0 ? (size_t)st.bindings : 1;
+    struct pattern_table t = {
+        .rows = calloc(n, sizeof *t.rows), .text = malloc(n * FERRY_TOPIC_MAX),
+    };
+    if (t.rows == NULL || t.text == NULL) {
+        reply_error(c, f->rid, FERRY_CODE_NO_MEMORY, "server out of memory");
+    } else {
+        broker_each_binding(c->set->broker, f->queue, collect_pattern, &t);
+        struct ferry_frame ok = {
+            .type = FERRY_F_OK, .rid = f->rid,
+            .has_patterns = true, .patterns = t.rows, .pattern_count = t.count,
+        };
+        reply_within_frame(c, &ok, "bindings too many for one frame (max_frame)");
+    }
+    free(t.rows);
+    free(t.text);
+}
+
 /* ---- STATS ----------------------------------------------------------------- */
 
 struct stats_table {
@@ -719,14 +776,7 @@ static void send_stats(struct conn *c, uint64_t rid, const struct ferry_queue_st
         .type = FERRY_F_OK, .rid = rid,
         .server_stats = &server, .stats = rows, .stats_count = count,
     };
-    conn_emit_confirms(c);
-    size_t before = ferry_buf_pending(&c->out);
-    conn_reply(c, &ok);
-    size_t after = ferry_buf_pending(&c->out);
-    if (c->state >= CONN_CLOSING || after - before <= FERRY_FRAME_PREFIX + c->max_frame)
-        return;
-    out_cut(c, before, after);
-    reply_error(c, rid, FERRY_CODE_LIMIT, "stats too large for one frame; ask for one queue");
+    reply_within_frame(c, &ok, "stats too large for one frame; ask for one queue");
 }
 
 static void on_stats(struct conn *c, const struct ferry_frame *f)
@@ -805,6 +855,7 @@ void requests_handle_frame(struct conn *c, const struct ferry_frame *f)
     case FERRY_F_BIND: on_binding(c, f); break;
     case FERRY_F_UNBIND: on_binding(c, f); break;
     case FERRY_F_DECLARE_TEMP: on_declare_temp(c, f); break;
+    case FERRY_F_BINDINGS: on_bindings(c, f); break;
     case FERRY_F_CONNS: conns_on_list(c, f); break;
     case FERRY_F_KILL: conns_on_kill(c, f); break;
     case FERRY_F_WELCOME:

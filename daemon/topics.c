@@ -156,6 +156,21 @@ enum ferry_code broker_publish_topic(struct broker *b, struct ferry_bytes topic,
     return result;
 }
 
+enum ferry_code broker_each_binding(struct broker *b, struct ferry_bytes queue,
+                                    void (*fn)(void *arg, struct ferry_bytes pattern), void *arg)
+{
+    struct queue *q;
+    enum ferry_code code = broker_find_queue(b, queue, false, &q);
+    if (code != FERRY_CODE_OK)
+        return code;
+    uint8_t buf[FERRY_TOPIC_MAX];
+    for (const struct binding *bd = q->bindings; bd != NULL; bd = bd->target_next) {
+        size_t len = bindings_pattern(bd, buf);
+        fn(arg, (struct ferry_bytes){ buf, len });
+    }
+    return FERRY_CODE_OK;
+}
+
 void broker_topic_stats(const struct broker *b, struct topic_stats *out)
 {
     *out = b->topic_stats;

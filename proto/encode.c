@@ -104,7 +104,9 @@ static size_t frame_bound(const struct ferry_frame *f)
         n += items_bound(f);
         break;
     case FERRY_F_OK:
-        n += stats_bound(f) + conns_bound(f) + items_bound(f);
+        n += stats_bound(f) + conns_bound(f) + items_bound(f) + span_bound(0);
+        for (size_t i = 0; i < f->pattern_count; i++)
+            n += HEADER_MAX + f->patterns[i].len;
         break;
     default:
         break;
@@ -317,7 +319,7 @@ static void encode_ok(struct encoder *e, const struct ferry_frame *f)
     bool has_next = f->has_conns || f->next != 0; /* a CONNS reply always says "next" */
     bool has_items = f->item_count > 0;
     put_start(e, f, 2 + has_n + f->empty + has_server + has_queues + has_q + f->has_conns + has_next
-                        + has_items);
+                        + has_items + f->has_patterns);
     put_uint(e, "rid", f->rid);
     if (has_q)
         put_str(e, "q", f->queue);
@@ -335,6 +337,12 @@ static void encode_ok(struct encoder *e, const struct ferry_frame *f)
     }
     if (f->has_conns)
         put_conns(e, f);
+    if (f->has_patterns) {
+        put_key(e, "patterns");
+        msgpack_pack_array(&e->pk, f->pattern_count);
+        for (size_t i = 0; i < f->pattern_count; i++)
+            msgpack_pack_str_with_body(&e->pk, f->patterns[i].ptr, f->patterns[i].len);
+    }
     if (has_next)
         put_uint(e, "next", f->next);
     if (has_items) {
@@ -543,6 +551,7 @@ static bool encode_body(struct encoder *e, const struct ferry_frame *f)
     case FERRY_F_EOS: encode_eos(e, f); break;
     case FERRY_F_DECLARE: case FERRY_F_DELETE: case FERRY_F_PURGE: case FERRY_F_STATS:
     case FERRY_F_END: case FERRY_F_REOPEN: case FERRY_F_JOIN: case FERRY_F_DECLARE_TEMP:
+    case FERRY_F_BINDINGS:
         encode_queue_request(e, f);
         break;
     case FERRY_F_BIND: case FERRY_F_UNBIND: encode_binding(e, f); break;

@@ -95,6 +95,7 @@ enum ferry_frame_type {
     FERRY_F_UNBIND = 61,        /* client -> server */
     FERRY_F_PUBLISH_TOPIC = 62, /* client -> server: a copy to every bound queue */
     FERRY_F_DECLARE_TEMP = 63,  /* client -> server: a queue of this connection */
+    FERRY_F_BINDINGS = 64,      /* client -> server: list a queue's patterns */
 };
 
 /* Error codes carried by ERROR frames (key "code"). Part of the wire format.
@@ -281,6 +282,15 @@ struct ferry_frame {
     struct ferry_bytes conn_list;
     uint32_t conn_list_count;
 
+    /* OK reply to BINDINGS: encoded from patterns/pattern_count when
+     * has_patterns; decoded into pattern_list (read with
+     * ferry_iter_patterns_init and ferry_iter_str), has_patterns set. */
+    bool has_patterns;
+    const struct ferry_bytes *patterns;
+    size_t pattern_count;
+    struct ferry_bytes pattern_list;
+    uint32_t pattern_list_count;
+
     /* Decoded only: the list of an OK holds messages ("m", the answer to
      * PEEK; read with ferry_iter_item), not queue stats. */
     bool list_is_items;
@@ -367,6 +377,10 @@ bool ferry_iter_stats(struct ferry_iter *it, struct ferry_queue_stats *qs);
 void ferry_iter_conns_init(struct ferry_iter *it, const struct ferry_frame *f);
 /* Next connection of an OK reply to CONNS. false at the end. */
 bool ferry_iter_conn(struct ferry_iter *it, struct ferry_conn_stats *cs);
+/* The patterns of an OK reply to BINDINGS: init, then next (each a str of
+ * 1..FERRY_TOPIC_MAX bytes). */
+void ferry_iter_patterns_init(struct ferry_iter *it, const struct ferry_frame *f);
+bool ferry_iter_str(struct ferry_iter *it, struct ferry_bytes *s);
 
 /* ---- headers ----------------------------------------------------------- */
 

@@ -39,7 +39,7 @@ enum field_id {
     FIELD_EMPTY, FIELD_SERVER, FIELD_QUEUES, FIELD_V, FIELD_NAME, FIELD_AUTH,
     FIELD_MAX_FRAME, FIELD_HB, FIELD_TOPIC, FIELD_PATTERN, FIELD_PRIO, FIELD_DELAY, FIELD_AT,
     FIELD_BEFORE, FIELD_NEXT, FIELD_CONNS, FIELD_TTL, FIELD_PRODUCER, FIELD_DEADLINE, FIELD_TO,
-    FIELD_COUNT,
+    FIELD_PATTERNS, FIELD_COUNT,
 };
 
 enum field_kind {
@@ -52,6 +52,7 @@ enum field_kind {
     KIND_ITEMS,        /* lists.c: PUBLISH_BATCH items */
     KIND_QUEUE_STATS,  /* lists.c: STATS reply, one map per queue */
     KIND_CONN_STATS,   /* lists.c: CONNS reply, one map per connection */
+    KIND_PATTERNS,     /* lists.c: BINDINGS reply, an array of str */
     KIND_SERVER_STATS, /* lists.c: STATS reply, server map */
     KIND_IGNORED_MAP,  /* any map, skipped (HELLO auth, reserved) */
 };
@@ -112,6 +113,7 @@ static const struct field_desc fields[FIELD_COUNT] = {
     [FIELD_PRODUCER] = FIELD("producer", KIND_UINT, "uint", ""),
     [FIELD_DEADLINE] = FIELD("deadline", KIND_UINT, "uint", ""),
     [FIELD_TO] = FIELD("to", KIND_STR, "str", ""),
+    [FIELD_PATTERNS] = FIELD("patterns", KIND_PATTERNS, "array of str", "more than 65536 patterns"),
 };
 
 /* The field a key names, or FIELD_COUNT for a key no frame type knows. */
@@ -146,7 +148,7 @@ static const struct frame_spec specs[] = {
     [FERRY_F_PING] = { BIT(FIELD_RID), 0 },
     [FERRY_F_PONG] = { BIT(FIELD_RID), 0 },
     [FERRY_F_OK] = { BIT(FIELD_RID) | BIT(FIELD_N) | BIT(FIELD_EMPTY) | BIT(FIELD_SERVER) | BIT(FIELD_QUEUES) | BIT(FIELD_Q)
-                     | BIT(FIELD_CONNS) | BIT(FIELD_NEXT) | BIT(FIELD_M),
+                     | BIT(FIELD_CONNS) | BIT(FIELD_NEXT) | BIT(FIELD_M) | BIT(FIELD_PATTERNS),
                      BIT(FIELD_RID) },
     [FERRY_F_PUBLISH] = { BIT(FIELD_Q) | BIT(FIELD_P) | BIT(FIELD_H) | BIT(FIELD_ID) | BIT(FIELD_PRIO)
                           | BIT(FIELD_DELAY) | BIT(FIELD_AT) | BIT(FIELD_TTL),
@@ -185,6 +187,7 @@ static const struct frame_spec specs[] = {
                                 | BIT(FIELD_DELAY) | BIT(FIELD_AT) | BIT(FIELD_TTL),
                                 BIT(FIELD_TOPIC) | BIT(FIELD_P) },
     [FERRY_F_DECLARE_TEMP] = { BIT(FIELD_RID) | BIT(FIELD_Q), BIT(FIELD_RID) },
+    [FERRY_F_BINDINGS] = { BIT(FIELD_RID) | BIT(FIELD_Q), BIT(FIELD_RID) | BIT(FIELD_Q) },
 };
 
 /* The spec of frame type t, or NULL if t is not a frame type. */
@@ -369,6 +372,10 @@ static enum ferry_code decode_field(struct mpack_reader *r, struct ferry_frame *
     case KIND_CONN_STATS:
         ok = proto_check_conn_stats(r, w, &f->conn_list, &f->conn_list_count, why);
         f->has_conns = ok;
+        break;
+    case KIND_PATTERNS:
+        ok = proto_check_patterns(r, w, &f->pattern_list, &f->pattern_list_count, why);
+        f->has_patterns = ok;
         break;
     case KIND_SERVER_STATS:
         ok = proto_check_server_stats(r, w, &f->server, why);

@@ -612,3 +612,38 @@ bool proto_check_server_stats(struct mpack_reader *r, const struct field_whys *w
         return fail(why, "field 'server': lacks a key");
     return true;
 }
+
+/* ---- patterns (BINDINGS reply) ----------------------------------------- */
+
+static bool read_pattern(struct mpack_reader *r, const struct field_whys *w, void *out,
+                         const char **why)
+{
+    struct ferry_bytes *s = out;
+    enum mpack_result res = mpack_read_str(r, s);
+    if (res != MPACK_OK)
+        return fail(why, proto_read_why(res, w));
+    if (s->len == 0 || s->len > FERRY_TOPIC_MAX)
+        return fail(why, "field 'patterns': a pattern of 0 or more than 255 bytes");
+    return true;
+}
+
+bool proto_check_patterns(struct mpack_reader *r, const struct field_whys *w,
+                          struct ferry_bytes *list, uint32_t *count, const char **why)
+{
+    struct ferry_bytes one;
+    return check_list_of(r, w, read_pattern, &one, list, count, why);
+}
+
+void ferry_iter_patterns_init(struct ferry_iter *it, const struct ferry_frame *f)
+{
+    struct mpack_reader r;
+    mpack_reader_init(&r, f->pattern_list.ptr, f->pattern_list.len);
+    it->pos = r.pos;
+    it->end = r.end;
+    it->left = f->pattern_list_count;
+}
+
+bool ferry_iter_str(struct ferry_iter *it, struct ferry_bytes *s)
+{
+    return iter_next(it, read_pattern, s);
+}

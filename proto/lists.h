@@ -39,6 +39,9 @@ bool proto_check_queue_stats(struct mpack_reader *r, const struct field_whys *w,
 bool proto_check_conn_stats(struct mpack_reader *r, const struct field_whys *w,
                             struct ferry_bytes *list, uint32_t *count, const char **why);
 /* The server stats map, every key present. */
+/* An array of 0..65536 str, each 1..FERRY_TOPIC_MAX bytes (BINDINGS reply). */
+bool proto_check_patterns(struct mpack_reader *r, const struct field_whys *w,
+                          struct ferry_bytes *list, uint32_t *count, const char **why);
 bool proto_check_server_stats(struct mpack_reader *r, const struct field_whys *w,
                               struct ferry_server_stats *out, const char **why);
 

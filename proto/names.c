@@ -89,6 +89,7 @@ static const char *const frame_type_names[] = {
     [FERRY_F_UNBIND] = "UNBIND",
     [FERRY_F_PUBLISH_TOPIC] = "PUBLISH_TOPIC",
     [FERRY_F_DECLARE_TEMP] = "DECLARE_TEMP",
+    [FERRY_F_BINDINGS] = "BINDINGS",
 };
 
 const char *ferry_frame_type_name(uint32_t type)

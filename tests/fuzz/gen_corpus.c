@@ -91,6 +91,7 @@ static void every_frame_type(void)
         .topic_publishes = 40, .unroutable = 1, .copies = 78, .bindings = 2,
         .memory = 1776, .max_memory = 1073741824, .parked = 1,
     };
+    const struct ferry_bytes patterns[] = { str("f.#"), str("*.x") };
     const struct { const char *name; struct ferry_frame f; } frames[] = {
         { "hello", { .type = FERRY_F_HELLO, .version = 1, .name = str("ferry-cli") } },
         { "welcome", { .type = FERRY_F_WELCOME, .version = 1, .name = str("ferryd 0.1.0"),
@@ -149,6 +150,9 @@ static void every_frame_type(void)
                              .id = 9, .has_id = true, .payload = str("hello") } },
         { "declare-temp", { .type = FERRY_F_DECLARE_TEMP, .rid = 18 } },
         { "ok-declare-temp", { .type = FERRY_F_OK, .rid = 18, .queue = str("tmp.1") } },
+        { "bindings", { .type = FERRY_F_BINDINGS, .rid = 19, .queue = str("fuzz") } },
+        { "ok-bindings", { .type = FERRY_F_OK, .rid = 19, .has_patterns = true,
+                           .patterns = patterns, .pattern_count = 2 } },
     };
     struct ferry_buf all = { 0 };
     for (size_t i = 0; i < sizeof frames / sizeof frames[0]; i++) {
@@ -363,6 +367,8 @@ static void client_streams(void)
     append(&b, &topic);
     append(&b, &unbind);
     append(&b, &server_named);
+    struct ferry_frame list = { .type = FERRY_F_BINDINGS, .rid = 27, .queue = str("tmp.mine") };
+    append(&b, &list);
     append(&b, &stats);
     save("conn", "topics-and-a-temporary-queue", SAY_HELLO, &b);
     ferry_buf_free(&b);

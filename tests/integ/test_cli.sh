@@ -67,6 +67,8 @@ t publish --topic orders.eu.created o1 o2 || fail "publish --topic"
 t publish --topic invoices.paid i1 || fail "publish --topic unroutable"
 expect_eq "fan-out copies" "o1
 o2" "$(t consume audit -n 2 --timeout 5)"
+expect_eq "bindings" "#.created
+orders.#" "$(t bindings audit)"
 expect_eq "stats bindings" 2 "$(t stats audit --json | grep -o '"bindings": *[0-9]*' | tail -1 | grep -o '[0-9]*$')"
 expect_eq "stats unroutable" 1 "$(t stats --json | grep -o '"unroutable": *[0-9]*' | grep -o '[0-9]*$')"
 t unbind audit 'orders.#' || fail "unbind"
@@ -103,7 +105,7 @@ t move parked 2>/dev/null >/dev/null || fail "move of an empty queue"
 
 # bad usage is exit 2; --help is exit 0 for every command
 t publish 2>/dev/null; expect_eq "usage exit code" 2 "$?"
-for cmd in publish consume subscribe bind unbind request reply get end reopen join declare delete purge stats connections kill peek move; do
+for cmd in publish consume subscribe bind unbind bindings request reply get end reopen join declare delete purge stats connections kill peek move; do
   t "$cmd" --help >/dev/null || fail "$cmd --help"
 done
 

@@ -74,6 +74,23 @@ static struct ferry_queue_info queue_info(ferry_conn *c, const char *queue)
     return info;
 }
 
+/* The queue's patterns, newest first, as one space-separated string. */
+static void assert_bindings(ferry_conn *c, const char *queue, const char *want)
+{
+    char **patterns = NULL;
+    size_t count = 0;
+    ok(ferry_bindings(c, queue, &patterns, &count), "bindings");
+    char got[1024] = "";
+    for (size_t i = 0; i < count; i++) {
+        if (i > 0)
+            strcat(got, " ");
+        strncat(got, patterns[i], sizeof got - strlen(got) - 2);
+    }
+    ck_assert_ptr_null(patterns[count]);
+    ferry_bindings_free(patterns);
+    ck_assert_str_eq(got, want);
+}
+
 /* ---- fan-out ---- */
 
 START_TEST(test_every_bound_queue_gets_every_message_in_order)
@@ -98,6 +115,11 @@ START_TEST(test_every_bound_queue_gets_every_message_in_order)
     ck_assert_uint_eq(queue_info(c, "fan-eu").depth, N);
     ck_assert_uint_eq(queue_info(c, "fan-invoices").depth, 0);
     ck_assert_uint_eq(queue_info(c, "fan-eu").bindings, 2);
+    assert_bindings(c, "fan-eu", "orders.eu *.eu");
+    char **none = NULL;
+    size_t none_count = 0;
+    refused(ferry_bindings(c, "no-such-queue", &none, &none_count), FERRY_CODE_NOT_FOUND, "bindings");
+    ck_assert_ptr_null(none);
     struct ferry_stats *st = NULL;
     ok(ferry_stats(c, NULL, &st), "stats");
     ck_assert_uint_eq(st->topic_publishes, N + 1);
@@ -170,6 +192,7 @@ START_TEST(test_a_durable_queue_gets_its_conf_bindings_back_after_a_restart)
     ferryd_kill(&daemon_); /* a crash: the confirmed copies are in the log */
     ck_assert_int_eq(ferryd_restart(&daemon_, NULL), 0);
     c = connect_or_fail();
+    assert_bindings(c, "audit", "#.refunded orders.#"); /* the conf's; extra.* is gone */
     ck_assert_uint_eq(queue_info(c, "audit").depth, 2); /* durable: its copies survived */
     ck_assert_uint_eq(queue_info(c, "eu").depth, 0);    /* in memory: gone, but bound again */
     ok(ferry_publish_topic(c, "orders.us", "o2", 2, NULL), "publish");
@@ -309,6 +332,27 @@ START_TEST(test_bad_topics_and_patterns_on_the_wire_are_refused_and_not_fatal)
     raw_expect_error(&r, FERRY_CODE_BAD_NAME, false, "bind of a bad queue name");
     raw_expect_alive(&r, ++rid, "after bad topics");
     raw_close(&r);
+    stop_daemon();
+}
+END_TEST
+
+START_TEST(test_bindings_too_many_for_a_frame_are_refused_with_limit)
+{
+    const char *const args[] = { "--max-frame", "4096", NULL };
+    ck_assert_int_eq(ferryd_start(&daemon_, args), 0);
+    ferry_conn *c = connect_or_fail();
+    char pattern[80];
+    for (int i = 0; i < 100; i++) { /* some 6 KB of patterns */
+        snprintf(pattern, sizeof pattern, "a-rather-long-word-%03d.another-long-word.#", i);
+        ok(ferry_bind(c, "wide", pattern), "bind");
+    }
+    char **patterns = NULL;
+    size_t count = 0;
+    refused(ferry_bindings(c, "wide", &patterns, &count), FERRY_CODE_LIMIT, "bindings");
+    ok(ferry_unbind(c, "wide", "a-rather-long-word-000.another-long-word.#"), "unbind");
+    ok(ferry_bind(c, "narrow", "x.#.#.y"), "bind");
+    assert_bindings(c, "narrow", "x.#.y");
+    ferry_close(c);
     stop_daemon();
 }
 END_TEST
@@ -760,6 +804,7 @@ static Suite *topics_suite(void)
     tcase_add_test(fan, test_a_temporary_queue_is_private_and_goes_with_its_connection);
     tcase_add_test(fan, test_bad_topics_and_patterns_on_the_wire_are_refused_and_not_fatal);
     tcase_add_test(fan, test_bindings_and_temporary_queues_are_bounded);
+    tcase_add_test(fan, test_bindings_too_many_for_a_frame_are_refused_with_limit);
     tcase_add_test(fan, test_a_pattern_of_many_hashes_does_not_slow_publishing);
     tcase_add_test(fan, test_ferry_subscribe_prints_what_is_published_to_its_patterns);
     suite_add_tcase(s, fan);

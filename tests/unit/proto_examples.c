@@ -141,6 +141,7 @@ int main(void)
         7, S("unix:pid=4242,uid=1000"), S("worker"), 65536, true, 1, 256, 60000, 15000,
     };
 
+    static const struct ferry_bytes patterns[] = { S("orders.#"), S("#.refunded") };
     const struct {
         const char *title;
         struct ferry_frame f;
@@ -210,6 +211,9 @@ int main(void)
                              .has_id = true, .payload = S("hello") } },
         { "DECLARE_TEMP, server-named", { .type = FERRY_F_DECLARE_TEMP, .rid = 18 } },
         { "OK to DECLARE_TEMP", { .type = FERRY_F_OK, .rid = 18, .queue = S("tmp.1f") } },
+        { "BINDINGS", { .type = FERRY_F_BINDINGS, .rid = 19, .queue = S("audit") } },
+        { "OK to BINDINGS", { .type = FERRY_F_OK, .rid = 19, .has_patterns = true,
+                              .patterns = patterns, .pattern_count = 2 } },
         { "CONNS", { .type = FERRY_F_CONNS, .rid = 19 } },
         { "OK to CONNS, one connection, more after it", { .type = FERRY_F_OK, .rid = 19,
                                                           .has_conns = true, .conns = &conn,

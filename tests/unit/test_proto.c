@@ -146,6 +146,7 @@ static const struct ferry_conn_stats sample_conn_stats[] = {
 
 /* A span initializer for a string literal. */
 #define Q(s) { (const uint8_t *)(s), sizeof(s) - 1 }
+static const struct ferry_bytes sample_patterns[] = { Q("orders.#"), Q("*.eu"), Q("a") };
 
 /* Frames with every optional key present. */
 static const struct ferry_frame full_samples[] = {
@@ -195,6 +196,9 @@ static const struct ferry_frame full_samples[] = {
     { .type = FERRY_F_PUBLISH_TOPIC, .topic = Q("orders.eu"), .headers = SAMPLE_HEADERS, .id = 19,
       .has_id = true, .payload = Q("hi") },
     { .type = FERRY_F_DECLARE_TEMP, .rid = 20, .queue = Q("mine") },
+    { .type = FERRY_F_BINDINGS, .rid = 22, .queue = Q("audit") },
+    { .type = FERRY_F_OK, .rid = 22, .has_patterns = true, .patterns = sample_patterns,
+      .pattern_count = 3 },
     { .type = FERRY_F_OK, .rid = 20, .queue = Q("tmp.1") },
     { .type = FERRY_F_CONNS, .rid = 21, .before = 100 },
     { .type = FERRY_F_OK, .rid = 21, .has_conns = true, .conns = sample_conn_stats, .conn_count = 2,
@@ -237,6 +241,8 @@ static const struct ferry_frame bare_samples[] = {
     { .type = FERRY_F_UNBIND, .rid = 1, .queue = Q("a"), .topic = Q("#") },
     { .type = FERRY_F_PUBLISH_TOPIC, .topic = Q("a"), .payload = Q("") },
     { .type = FERRY_F_DECLARE_TEMP, .rid = 1 },
+    { .type = FERRY_F_BINDINGS, .rid = 1, .queue = Q("a") },
+    { .type = FERRY_F_OK, .rid = 1, .has_patterns = true },
     { .type = FERRY_F_CONNS, .rid = 1 },
     { .type = FERRY_F_OK, .rid = 1, .has_conns = true },
     { .type = FERRY_F_KILL, .rid = 1, .id = 1, .has_id = true },
@@ -349,6 +355,16 @@ static void assert_stats_equal(const struct ferry_frame *want, const struct ferr
         ck_assert_uint_eq(qs.blocked, w->blocked);
     }
     ck_assert(!ferry_iter_stats(&it, &qs));
+
+    ck_assert_int_eq(got->has_patterns, want->has_patterns);
+    ck_assert_uint_eq(got->pattern_list_count, want->pattern_count);
+    ferry_iter_patterns_init(&it, got);
+    struct ferry_bytes pattern;
+    for (size_t i = 0; i < want->pattern_count; i++) {
+        ck_assert(ferry_iter_str(&it, &pattern));
+        ck_assert(bytes_equal(pattern, want->patterns[i]));
+    }
+    ck_assert(!ferry_iter_str(&it, &pattern));
 
     ck_assert_int_eq(got->has_conns, want->has_conns);
     ck_assert_uint_eq(got->conn_list_count, want->conn_count);
@@ -1144,6 +1160,7 @@ static const struct type_spec type_specs[] = {
     { FERRY_F_PUBLISH_TOPIC, { { "topic", K_STR, REQ }, { "p", K_BIN, REQ }, { "h", K_HEADERS, OPT },
                                { "id", K_UINT, OPT } } },
     { FERRY_F_DECLARE_TEMP, { { "rid", K_UINT, REQ }, { "q", K_STR, OPT } } },
+    { FERRY_F_BINDINGS, { { "rid", K_UINT, REQ }, { "q", K_STR, REQ } } },
     { FERRY_F_CONNS, { { "rid", K_UINT, REQ }, { "before", K_UINT, OPT } } },
     { FERRY_F_KILL, { { "rid", K_UINT, REQ }, { "id", K_UINT, REQ } } },
 };
@@ -1905,7 +1922,8 @@ START_TEST(test_frame_type_names_cover_exactly_the_frame_types)
     int named = 0;
     for (uint32_t t = 0; t < 100; t++)
         named += ferry_frame_type_name(t) != NULL;
-    ck_assert_int_eq(named, 33);
+    ck_assert_int_eq(named, 34);
+    ck_assert_str_eq(ferry_frame_type_name(FERRY_F_BINDINGS), "BINDINGS");
     ck_assert_str_eq(ferry_frame_type_name(FERRY_F_BIND), "BIND");
     ck_assert_str_eq(ferry_frame_type_name(FERRY_F_DECLARE_TEMP), "DECLARE_TEMP");
     ck_assert_ptr_null(ferry_frame_type_name(0));
