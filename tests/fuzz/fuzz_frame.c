@@ -159,6 +159,8 @@ static void compare_scalars(const struct ferry_frame *a, const struct ferry_fram
     if (a->max_frame != b->max_frame) mismatch("max_frame");
     if (a->heartbeat_ms != b->heartbeat_ms) mismatch("hb");
     if (a->delay_ms != b->delay_ms) mismatch("delay");
+    if (a->has_priority != b->has_priority || a->priority != b->priority) mismatch("prio");
+    if (a->ttl_ms != b->ttl_ms) mismatch("ttl");
     if (a->deliver_at != b->deliver_at) mismatch("at");
     if (a->deadline_ms != b->deadline_ms) mismatch("deadline");
     if (!same_bytes(a->to, b->to)) mismatch("to");
@@ -198,7 +200,10 @@ static void compare_lists(const struct lists *a, const struct lists *b)
         if (a->uints && a->uints[i] != b->uints[i])
             mismatch("a list uint");
         if (a->items && (!same_bytes(a->items[i].payload, b->items[i].payload)
-                         || !same_bytes(a->items[i].headers, b->items[i].headers)))
+                         || !same_bytes(a->items[i].headers, b->items[i].headers)
+                         || a->items[i].has_priority != b->items[i].has_priority
+                         || a->items[i].priority != b->items[i].priority
+                         || a->items[i].ttl_ms != b->items[i].ttl_ms))
             mismatch("a batch item");
         if (a->stats) {
             const struct ferry_queue_stats *x = &a->stats[i], *y = &b->stats[i];
@@ -209,7 +214,10 @@ static void compare_lists(const struct lists *a, const struct lists *b)
                 || x->dropped != y->dropped || x->bytes != y->bytes || x->ended != y->ended
                 || x->max_length != y->max_length || x->max_bytes != y->max_bytes
                 || !same_bytes(x->overflow, y->overflow) || x->dropped_oldest != y->dropped_oldest
-                || x->rejected != y->rejected || x->blocked != y->blocked)
+                || x->rejected != y->rejected || x->blocked != y->blocked
+                || x->expired != y->expired
+                || memcmp(x->depth_by_priority, y->depth_by_priority,
+                          sizeof x->depth_by_priority) != 0)
                 mismatch("a queue's stats");
         }
     }
