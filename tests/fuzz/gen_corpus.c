@@ -83,7 +83,8 @@ static void every_frame_type(void)
     struct ferry_queue_stats qs[2] = {
         { .name = str("fuzz"), .depth = 8, .inflight = 2, .consumers = 1, .published = 150,
           .delivered = 145, .acked = 140, .redelivered = 3, .bytes = 1200,
-          .max_length = 1000, .overflow = str("drop-oldest"), .dropped_oldest = 4 },
+          .max_length = 1000, .overflow = str("drop-oldest"), .dropped_oldest = 4,
+          .depth_by_priority = { 5, 0, 0, 0, 0, 2, 0, 0, 0, 1 }, .expired = 3 },
         { .name = str("other"), .ended = true, .overflow = str("block"), .blocked = 2 },
     };
     struct ferry_server_stats ss = {
@@ -133,6 +134,9 @@ static void every_frame_type(void)
         { "move", { .type = FERRY_F_MOVE, .rid = 21, .queue = str("fuzz.dead"), .to = str("fuzz") } },
         { "publish-delayed", { .type = FERRY_F_PUBLISH, .queue = str("fuzz"), .delay_ms = 5000,
                                .deliver_at = 1767225600000, .payload = str("later") } },
+        { "publish-priority-ttl", { .type = FERRY_F_PUBLISH, .queue = str("fuzz"),
+                                    .has_priority = true, .priority = 9, .ttl_ms = 30000,
+                                    .payload = str("urgent") } },
         { "cancel", { .type = FERRY_F_CANCEL, .rid = 2, .sub = 1 } },
         { "get", { .type = FERRY_F_GET, .rid = 3, .queue = str("fuzz"), .wait_ms = 1000 } },
         { "eos", { .type = FERRY_F_EOS, .sub = 1, .queue = str("fuzz") } },
