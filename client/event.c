@@ -6,6 +6,7 @@
  */
 #include <event2/event.h>
 #include <stdlib.h>
+#include <sched.h>
 #include <time.h>
 
 #include "conn.h"
@@ -254,6 +255,8 @@ int ferry_dispatch(ferry_conn *c, unsigned busy_poll_us)
         if (c->read_total != seen) {
             seen = c->read_total;
             last_input = now_us();
+        } else if (!idle) {
+            sched_yield(); /* a thread waiting for this core runs first */
         }
     }
 }
