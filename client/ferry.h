@@ -355,7 +355,8 @@ FERRY_API int ferry_attach(ferry_conn *c, struct event_base *base);
  * keeps arriving on `c` within busy_poll_us of each other, and blocks only
  * after that much silence: deliveries skip the wake-up of a sleeping
  * thread (tens of microseconds on a virtual machine), at the price of a
- * core kept busy while traffic flows. 0 is plain event_base_dispatch().
+ * core kept busy while traffic flows (an empty poll yields the core to
+ * any thread waiting for it, so that other processes are not held up). 0 is plain event_base_dispatch().
  * FERRY_EINVAL if `c` is not attached, FERRY_EIO if the loop fails. */
 FERRY_API int ferry_dispatch(ferry_conn *c, unsigned busy_poll_us);
 
