@@ -541,13 +541,15 @@ enum ferry_code broker_each_binding(struct broker *b, struct ferry_bytes queue,
  * with that prefix are made by this call only (broker_find_queue).
  * *out is the name (valid while the queue lives). Declaring one of s's
  * own temporary queues again is OK. OK, BAD_NAME, EXCLUSIVE (the name is
- * a queue that is not s's temporary queue), LIMIT (max_queues, or
+ * a queue that is not s's temporary queue, or one the settings source
+ * makes durable, "tmp." names aside), LIMIT (max_queues, or
  * BROKER_TEMP_QUEUES_PER_SESSION_MAX), NO_MEMORY. */
 enum ferry_code broker_declare_temp(struct broker *b, struct session *s, struct ferry_bytes name,
                                     struct ferry_bytes *out);
 /* EXCLUSIVE if the queue is another session's temporary queue, else OK
  * (also when it does not exist). Asked before a session consumes, gets,
- * binds, unbinds, purges, ends, reopens or deletes. */
+ * peeks, moves messages out of, binds, unbinds, purges, ends, reopens or
+ * deletes. */
 enum ferry_code broker_check_access(struct broker *b, const struct session *s,
                                     struct ferry_bytes queue);
 

@@ -720,6 +720,11 @@ static int apply_key(const struct key_spec *key, void *base, const char *value,
         if (name.len > 0 && !ferry_name_valid(name))
             return fail_why(why, why_size, "bad queue name '%.64s': 1..255 bytes of "
                             "A-Z a-z 0-9 . _ - :", value);
+        /* Such a queue is never made for it: its messages would wait for
+         * ever for a dead-letter queue that cannot exist. */
+        if (strncmp(value, FERRY_TEMP_PREFIX, strlen(FERRY_TEMP_PREFIX)) == 0)
+            return fail_why(why, why_size, "queue name '%.64s': names beginning with "
+                            FERRY_TEMP_PREFIX " are for temporary queues", value);
         memcpy(field, value, name.len + 1);
         return 0;
     }
@@ -733,6 +738,12 @@ static int apply_key(const struct key_spec *key, void *base, const char *value,
 static void add_binds(struct parser *p, const char *value)
 {
     struct config_queue *q = &p->cfg->queues[p->cfg->queue_count - 1];
+    if (strncmp(q->name, FERRY_TEMP_PREFIX, strlen(FERRY_TEMP_PREFIX)) == 0) {
+        /* Only DECLARE_TEMP makes such a queue: the binding could never be made. */
+        report(p, p->line, "key 'bind': queue '%s' is a temporary queue's name (" FERRY_TEMP_PREFIX
+               "): its connection binds it", q->name);
+        return;
+    }
     const char *seps = " \t,";
     size_t added = 0;
     for (const char *s = value + strspn(value, seps); *s != '\0'; s += strspn(s, seps)) {

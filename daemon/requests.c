@@ -561,7 +561,7 @@ static bool peek_collect(void *arg, const struct message *m)
 
 static void on_peek(struct conn *c, const struct ferry_frame *f)
 {
-    if (!has_rid(c, f))
+    if (!has_rid(c, f) || refused_access(c, f))
         return;
     struct peeked *p = calloc(1, sizeof *p); /* ~5 KiB: not on the stack */
     if (!p) {
@@ -592,7 +592,8 @@ static void on_peek(struct conn *c, const struct ferry_frame *f)
 
 static void on_move(struct conn *c, const struct ferry_frame *f)
 {
-    if (!has_rid(c, f))
+    /* Moving takes messages out of `q`; moving into `to` is a publish. */
+    if (!has_rid(c, f) || refused_access(c, f))
         return;
     uint64_t moved = 0;
     enum ferry_code code = broker_move(c->set->broker, f->queue, f->to, f->count, &moved);

@@ -11,7 +11,7 @@
 
 /* Server-given names: "tmp." and a number in hex, never one in use. The
  * prefix is reserved: only DECLARE_TEMP makes a queue of such a name. */
-#define TEMP_PREFIX "tmp."
+#define TEMP_PREFIX FERRY_TEMP_PREFIX
 
 bool temp_queue_name_reserved(struct ferry_bytes name)
 {
@@ -84,6 +84,11 @@ enum ferry_code broker_declare_temp(struct broker *b, struct session *s, struct 
     if (s->temp_count >= BROKER_TEMP_QUEUES_PER_SESSION_MAX)
         return FERRY_CODE_LIMIT;
     struct queue_settings settings = broker_settings_for(b, name);
+    /* A name the configuration makes durable belongs to a durable queue,
+     * even one not made yet: taken by a temporary queue, its confirmed
+     * messages would live in memory, and go with the connection. */
+    if (settings.durable && !temp_queue_name_reserved(name))
+        return FERRY_CODE_EXCLUSIVE;
     settings.durable = false;
     code = broker_new_queue(b, name, &settings, &q);
     if (code != FERRY_CODE_OK)

@@ -40,6 +40,9 @@
  * instead be `*` (exactly one word) or `#` (zero or more words). */
 #define FERRY_TOPIC_MAX 255u
 #define FERRY_TOPIC_WORDS_MAX 32u
+/* Names of temporary queues begin with this; only DECLARE_TEMP makes a
+ * queue of such a name. */
+#define FERRY_TEMP_PREFIX "tmp."
 /* Message priorities: 0 (lowest, the default) to 9 (highest). */
 #define FERRY_PRIORITY_MAX 9u
 #define FERRY_PRIORITY_LEVELS (FERRY_PRIORITY_MAX + 1u)

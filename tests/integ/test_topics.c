@@ -511,6 +511,13 @@ START_TEST(test_a_temporary_queue_is_private_and_goes_with_its_connection)
     refused(ferry_delete(other, name), FERRY_CODE_EXCLUSIVE, "delete by another");
     refused(ferry_purge(other, name, NULL), FERRY_CODE_EXCLUSIVE, "purge by another");
     refused(ferry_bind(other, name, "x"), FERRY_CODE_EXCLUSIVE, "bind by another");
+    /* Nor read its messages, nor move them away (the replies it waits for). */
+    ferry_message **peeked = NULL;
+    size_t npeeked = 0;
+    refused(ferry_peek(other, name, 10, &peeked, &npeeked), FERRY_CODE_EXCLUSIVE,
+            "peek by another");
+    refused(ferry_move(other, name, "stolen", 0, NULL), FERRY_CODE_EXCLUSIVE, "move by another");
+    ck_assert_uint_eq(queue_info(other, name).depth, 2);
     char again[FERRY_NAME_MAX + 1];
     refused(ferry_declare_temp(other, name, again, sizeof again), FERRY_CODE_EXCLUSIVE,
             "declare another's");

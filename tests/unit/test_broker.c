@@ -2623,6 +2623,24 @@ START_TEST(test_a_temporary_queue_is_its_sessions_alone_but_anyone_may_publish_t
 }
 END_TEST
 
+START_TEST(test_a_name_configured_durable_cannot_be_taken_by_a_temporary_queue)
+{
+    struct broker *b = broker_new(NULL);
+    broker_set_settings_source(b, durable_names, NULL); /* "d...": durable */
+    struct fake owner;
+    fake_open(&owner, b);
+    struct ferry_bytes name;
+    /* Not made yet, but its publishes are to be durable: a temporary queue
+     * (in memory, gone with its connection) must not take the name. */
+    ck_assert_int_eq(broker_declare_temp(b, owner.s, bytes("durable-jobs"), &name),
+                     FERRY_CODE_EXCLUSIVE);
+    ck_assert_uint_eq(broker_queue_count(b), 0);
+    ck_assert_int_eq(broker_declare_temp(b, owner.s, bytes("replies"), &name), FERRY_CODE_OK);
+    fake_close(&owner);
+    broker_free(b);
+}
+END_TEST
+
 START_TEST(test_a_temporary_queue_goes_with_its_session_messages_and_bindings_included)
 {
     struct broker *b = broker_new(NULL);
@@ -2660,13 +2678,15 @@ START_TEST(test_a_temporary_queue_stays_in_memory_whatever_the_conf_says)
     struct fake a;
     fake_open(&a, b);
     struct ferry_bytes name;
-    ck_assert_int_eq(broker_declare_temp(b, a.s, bytes("dtemp"), &name), FERRY_CODE_OK);
-    publish(b, "dtemp", "x");
+    /* A name the conf makes durable is refused (the next test); a
+     * temporary queue the conf makes durable later stays in memory. */
+    ck_assert_int_eq(broker_declare_temp(b, a.s, bytes("temp"), &name), FERRY_CODE_OK);
+    publish(b, "temp", "x");
     ck_assert_uint_eq(jcount(&j, J_PUBLISH), 0);
     ck_assert_uint_eq(jcount(&j, J_DECLARE), 0);
     struct queue_settings s = { .durable = true, .fsync = QUEUE_FSYNC_ALWAYS };
-    ck_assert_int_eq(broker_configure_queue(b, bytes("dtemp"), &s), FERRY_CODE_OK);
-    publish(b, "dtemp", "y");
+    ck_assert_int_eq(broker_configure_queue(b, bytes("temp"), &s), FERRY_CODE_OK);
+    publish(b, "temp", "y");
     ck_assert_uint_eq(jcount(&j, J_PUBLISH), 0);
     fake_close(&a);
     ck_assert_uint_eq(jcount(&j, J_DELETE), 0);
@@ -3105,6 +3125,7 @@ static Suite *broker_suite(void)
     tcase_add_test(topics, test_a_topic_publish_logs_one_record_per_durable_bound_queue);
     tcase_add_test(topics, test_a_temporary_queue_is_named_by_the_broker_when_asked);
     tcase_add_test(topics, test_a_temporary_queue_is_its_sessions_alone_but_anyone_may_publish_to_it);
+    tcase_add_test(topics, test_a_name_configured_durable_cannot_be_taken_by_a_temporary_queue);
     tcase_add_test(topics, test_a_temporary_queue_goes_with_its_session_messages_and_bindings_included);
     tcase_add_test(topics, test_a_temporary_queue_stays_in_memory_whatever_the_conf_says);
     tcase_add_test(topics, test_temporary_queues_per_session_are_bounded);

@@ -713,6 +713,9 @@ START_TEST(test_retry_settings_are_read_per_queue_and_checked)
     assert_one_error("[queues]\ndead_letter_queue = bad/name\n",
                      "t.conf:2: key 'dead_letter_queue': bad queue name 'bad/name': 1..255 bytes "
                      "of A-Z a-z 0-9 . _ - :");
+    assert_one_error("[queue \"jobs\"]\ndead_letter_queue = tmp.dead\n",
+                     "t.conf:2: key 'dead_letter_queue': queue name 'tmp.dead': names beginning "
+                     "with tmp. are for temporary queues");
     assert_one_error("[queues]\nmax_attempts = 2000000\n",
                      "t.conf:2: key 'max_attempts': '2000000' is out of range (0 or 1..1000000)");
     assert_one_error("[queues]\nack_deadline = 25h\n",
@@ -802,6 +805,9 @@ START_TEST(test_a_bad_bind_is_refused_with_its_line)
     assert_one_error("[queue \"q\"]\nbind = ,\n",
                      "t.conf:2: key 'bind': expected one or more patterns");
     assert_one_error("[queues]\nbind = a\n", "t.conf:2: key 'bind': only in a [queue \"NAME\"] section");
+    assert_one_error("[queue \"tmp.1\"]\nbind = a\n",
+                     "t.conf:2: key 'bind': queue 'tmp.1' is a temporary queue's name (tmp.): its "
+                     "connection binds it");
 }
 END_TEST
 
