@@ -138,9 +138,12 @@ void broker_advance(struct broker *b)
 {
     uint64_t now = broker_now(b);
     struct timer *t;
-    while ((t = timer_heap_top(&b->timers)) != NULL && t->due <= now) {
+    size_t fired = 0;
+    while (fired < BROKER_TIMERS_PER_ADVANCE && (t = timer_heap_top(&b->timers)) != NULL &&
+           t->due <= now) {
         timer_disarm(&b->timers, t);
         dispatch_timer_fired(b, message_of_timer(t));
+        fired++;
     }
     if (b->expiring > 0 && b->sweep_due <= now) {
         expiry_sweep(b, now);

@@ -157,7 +157,8 @@ static inline bool queue_settings_equal(const struct queue_settings *a,
                                         const struct queue_settings *b)
 {
     return a->durable == b->durable && (!a->durable || a->fsync == b->fsync) &&
-           a->priority == b->priority && a->max_length == b->max_length && a->max_bytes == b->max_bytes &&
+           a->priority == b->priority && a->ttl_ms == b->ttl_ms &&
+           a->max_length == b->max_length && a->max_bytes == b->max_bytes &&
            a->overflow == b->overflow && a->ack_deadline_ms == b->ack_deadline_ms &&
            a->retry_backoff_ms == b->retry_backoff_ms &&
            a->retry_backoff_max_ms == b->retry_backoff_max_ms &&
@@ -231,10 +232,15 @@ enum ferry_code broker_deliver_at(const struct broker *b, uint64_t delay_ms, uin
 /* When the broker's next timer is due (broker clock ms; at or before
  * broker_now(): due now), or UINT64_MAX if none is armed. O(1). */
 uint64_t broker_next_due(const struct broker *b);
-/* Does what every timer due by now asks (a delayed message becomes ready
- * and is delivered, ...), in due order; and, while messages with an
- * expiry are held, every EXPIRY_SWEEP_MS, the expiry sweep. */
+/* Does what the timers due by now ask (a delayed message becomes ready
+ * and is delivered, ...), in due order, at most BROKER_TIMERS_PER_ADVANCE
+ * of them (the rest are still due: broker_next_due says so, and the next
+ * call goes on); and, while messages with an expiry are held, every
+ * EXPIRY_SWEEP_MS, the expiry sweep. */
 void broker_advance(struct broker *b);
+/* So that a million messages delayed to the same millisecond do not hold
+ * the loop for a second: the loop serves its connections in between. */
+#define BROKER_TIMERS_PER_ADVANCE 16384u
 
 /* Expiry. A message past its expiry is never delivered: dispatch drops it
  * (counted in stats.expired) on its way to a consumer. So that depth and

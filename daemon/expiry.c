@@ -67,16 +67,29 @@ void expiry_sweep(struct broker *b, uint64_t now)
 {
     size_t slots = queue_map_slot_count(&b->queues);
     size_t budget = EXPIRY_SWEEP_BUDGET;
-    /* From where the last sweep ran out of budget, so that every queue has
-     * its turn however many there are. Expiring frees no queue. */
-    for (size_t n = 0; n < slots && budget > 0; n++) {
+    /* The walk of the queue map is bounded too: with a million queues,
+     * most without an expiring message, a sweep must not look at every
+     * slot each time. */
+    size_t visits = EXPIRY_SWEEP_BUDGET;
+    /* From where the last sweep stopped, so that every queue has its turn
+     * however many there are. Expiring frees no queue (it may create the
+     * dead-letter queue, which grows the map: the old slot count still
+     * walks it). */
+    size_t n = 0;
+    while (n < slots && budget > 0 && visits > 0) {
         size_t slot = (b->sweep_slot + n) % slots;
+        n++;
+        visits--;
         struct queue *q = queue_map_slot(&b->queues, slot);
         if (q == NULL || q->expiring == 0 || !queue_has_ready(q))
             continue;
         size_t looked = sweep_queue(b, q, now, budget);
         budget -= looked;
-        if (budget == 0)
+        if (budget == 0) {
             b->sweep_slot = slot; /* q may have more: it starts the next sweep */
+            return;
+        }
     }
+    if (slots > 0)
+        b->sweep_slot = (b->sweep_slot + n) % slots; /* the first slot not looked at */
 }

@@ -796,7 +796,14 @@ static void on_stats(struct conn *c, const struct ferry_frame *f)
         send_stats(c, f->rid, &row, 1);
         return;
     }
+    /* A reply lists at most FERRY_LIST_MAX queues (a client refuses more
+     * as a bad frame); past that, the table is not even made. */
     size_t queues = broker_queue_count(b);
+    if (queues > FERRY_LIST_MAX) {
+        reply_error(c, f->rid, FERRY_CODE_LIMIT,
+                    "more than 65536 queues: too many for one STATS reply; ask for one queue");
+        return;
+    }
     struct stats_table t = { .cap = queues };
     if (queues > 0) {
         t.rows = calloc(queues, sizeof *t.rows);

@@ -611,6 +611,46 @@ START_TEST(test_the_queue_past_the_default_limit_of_10000_is_refused_with_limit)
 }
 END_TEST
 
+/* A STATS reply lists at most 65,536 queues (PROTOCOL.md, "Limits"). */
+#define STATS_QUEUES_MAX 65536
+
+START_TEST(test_stats_of_more_queues_than_a_reply_may_list_is_refused_with_limit)
+{
+    /* Restarted with room for more queues than one reply may list. */
+    ferry_close(good_);
+    good_ = NULL;
+    ck_assert_int_eq(ferryd_terminate(&daemon_), 0);
+    char conf[256];
+    snprintf(conf, sizeof conf, "%smax_queues = %d\n", conf_text, STATS_QUEUES_MAX + 10);
+    ck_assert_int_eq(ferryd_write_conf(&daemon_, conf), 0);
+    ck_assert_int_eq(ferryd_restart(&daemon_, NULL), 0);
+    ck_assert_int_eq(ferry_connect(daemon_.url, &good_), FERRY_OK);
+    assert_good_client_served("a restart");
+
+    struct raw r;
+    raw_open(&r, &daemon_);
+    raw_hello(&r);
+    uint32_t last = 0;
+    int room = STATS_QUEUES_MAX - (int)queue_count(); /* "calm" counts */
+    ck_assert_uint_eq(queue_storm(&r, FERRY_F_DECLARE, 0, room, &last), (size_t)room);
+    struct ferry_stats *st = NULL;
+    ck_assert_int_eq(ferry_stats(good_, NULL, &st), FERRY_OK); /* exactly as many: listed */
+    ck_assert_uint_eq(st->count, STATS_QUEUES_MAX);
+    ferry_stats_free(st);
+
+    ck_assert_uint_eq(queue_storm(&r, FERRY_F_DECLARE, room, 1, &last), 1);
+    st = NULL;
+    ck_assert_int_eq(ferry_stats(good_, NULL, &st), FERRY_ESERVER);
+    ck_assert_int_eq(ferry_server_error(NULL), FERRY_CODE_LIMIT);
+    ck_assert_int_eq(ferry_stats(good_, "calm", &st), FERRY_OK); /* one queue still answers */
+    ck_assert_uint_eq(st->queue_total, STATS_QUEUES_MAX + 1);
+    ferry_stats_free(st);
+    raw_expect_alive(&r, 1u << 30, "after STATS");
+    raw_close(&r);
+    assert_good_client_served("STATS of too many queues");
+}
+END_TEST
+
 /* Subscriptions hold server memory: one connection may have 10,000
  * (requests.c), whatever the queue and consumer limits allow. */
 #define SUBSCRIPTIONS_PER_CONNECTION 10000
@@ -774,6 +814,7 @@ static Suite *hostile_suite(void)
     tcase_add_test(tc, test_a_queue_name_of_10000_bytes_is_refused_with_bad_name);
     tcase_add_test(tc, test_the_queue_past_the_default_limit_of_10000_is_refused_with_limit);
     tcase_add_test(tc, test_the_subscription_past_10000_on_one_connection_is_refused_with_limit);
+    tcase_add_test(tc, test_stats_of_more_queues_than_a_reply_may_list_is_refused_with_limit);
     tcase_add_test(tc, test_memory_does_not_grow_with_rounds_of_hostile_clients);
     suite_add_tcase(s, tc);
     return s;

@@ -2006,6 +2006,36 @@ START_TEST(test_purge_and_delete_drop_delayed_messages_and_their_timers)
 }
 END_TEST
 
+START_TEST(test_many_timers_due_at_once_fire_over_several_turns_in_due_order)
+{
+    /* More delayed messages due at one millisecond than one turn fires:
+     * the loop serves its connections in between, and nothing is lost or
+     * reordered. */
+    struct broker *b = timed_broker();
+    const uint64_t total = BROKER_TIMERS_PER_ADVANCE + 100;
+    uint64_t at = fake_now + 100;
+    for (uint64_t i = 0; i < total; i++)
+        publish_at(b, "q", "d", at);
+    publish_at(b, "q", "last", at + 1);
+    fake_now += 200;
+    ck_assert_uint_le(broker_next_due(b), fake_now);
+    broker_advance(b);
+    ck_assert_uint_eq(stats_of(b, "q").depth, BROKER_TIMERS_PER_ADVANCE);
+    ck_assert_uint_eq(stats_of(b, "q").delayed, total + 1 - BROKER_TIMERS_PER_ADVANCE);
+    ck_assert_uint_le(broker_next_due(b), fake_now); /* the rest is still due */
+    broker_advance(b);
+    ck_assert_uint_eq(stats_of(b, "q").delayed, 0);
+    ck_assert_uint_eq(broker_next_due(b), UINT64_MAX);
+    struct fake a;
+    fake_open(&a, b);
+    consume(&a, "q", 1, total + 1);
+    ck_assert_uint_eq(count_of(&a, EV_DELIVER), total + 1);
+    assert_delivery(&a, total, "last", 1); /* due last, out last */
+    fake_close(&a);
+    broker_free(b);
+}
+END_TEST
+
 START_TEST(test_join_and_end_of_stream_wait_for_delayed_messages)
 {
     struct broker *b = timed_broker();
@@ -2853,6 +2883,46 @@ START_TEST(test_the_sweep_looks_at_a_bounded_number_of_messages_each_time)
 }
 END_TEST
 
+START_TEST(test_a_new_ttl_alone_is_put_in_force_on_an_existing_queue)
+{
+    /* A reload that changes nothing but a queue's ttl. */
+    struct broker *b = timed_broker();
+    ck_assert_int_eq(broker_declare(b, bytes("q")), FERRY_CODE_OK);
+    struct queue_settings s;
+    ck_assert_int_eq(broker_queue_settings(b, bytes("q"), &s), FERRY_CODE_OK);
+    s.ttl_ms = 100;
+    ck_assert_int_eq(broker_configure_queue(b, bytes("q"), &s), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_queue_settings(b, bytes("q"), &s), FERRY_CODE_OK);
+    ck_assert_uint_eq(s.ttl_ms, 100);
+    publish(b, "q", "brief");
+    advance(b, 100);
+    ck_assert_uint_eq(stats_of(b, "q").expired, 1);
+    broker_free(b);
+}
+END_TEST
+
+START_TEST(test_a_sweep_walks_a_bounded_part_of_a_map_of_many_queues)
+{
+    /* 9,000 queues take a map of 32,768 slots, twice what one sweep may
+     * look at: the first sweep finds some of the expired messages, the
+     * second the rest. */
+    struct broker *b = timed_broker();
+    const uint64_t queues = 9000;
+    for (uint64_t i = 0; i < queues; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "e-%llu", (unsigned long long)i);
+        publish_expiring(b, name, "m", 100);
+    }
+    advance(b, 100);
+    uint64_t left = broker_message_count(b);
+    ck_assert_msg(left > 0 && left < queues, "%llu left after one sweep",
+                  (unsigned long long)left);
+    advance(b, EXPIRY_SWEEP_MS);
+    ck_assert_uint_eq(broker_message_count(b), 0);
+    broker_free(b);
+}
+END_TEST
+
 /* Queues named "t..." have a ttl of 1 s. */
 static void ttl_names(void *arg, struct ferry_bytes name, struct queue_settings *out)
 {
@@ -3096,6 +3166,7 @@ static Suite *broker_suite(void)
     tcase_add_test(timing, test_a_deliver_at_in_the_past_is_delivered_at_once);
     tcase_add_test(timing, test_delayed_messages_come_out_in_due_order_behind_the_ready_ones);
     tcase_add_test(timing, test_purge_and_delete_drop_delayed_messages_and_their_timers);
+    tcase_add_test(timing, test_many_timers_due_at_once_fire_over_several_turns_in_due_order);
     tcase_add_test(timing, test_join_and_end_of_stream_wait_for_delayed_messages);
     tcase_add_test(timing, test_a_delayed_durable_publish_logs_its_deliver_at_and_comes_back_waiting);
     suite_add_tcase(s, timing);
@@ -3138,6 +3209,8 @@ static Suite *broker_suite(void)
     tcase_add_test(expiry, test_the_sweep_keeps_depth_and_bytes_right_without_a_consumer);
     tcase_add_test(expiry, test_the_sweep_finds_expired_messages_behind_a_lasting_one);
     tcase_add_test(expiry, test_the_sweep_looks_at_a_bounded_number_of_messages_each_time);
+    tcase_add_test(expiry, test_a_sweep_walks_a_bounded_part_of_a_map_of_many_queues);
+    tcase_add_test(expiry, test_a_new_ttl_alone_is_put_in_force_on_an_existing_queue);
     tcase_add_test(expiry, test_the_shorter_of_the_queue_ttl_and_the_message_ttl_applies);
     tcase_add_test(expiry, test_a_message_in_flight_does_not_expire_but_does_once_requeued);
     tcase_add_test(expiry, test_a_delayed_message_lives_from_its_deliver_at);
