@@ -113,14 +113,28 @@ int ferry_move(ferry_conn *c, const char *queue, const char *to, uint64_t max, u
     int rc = conn__lock(c);
     if (rc != FERRY_OK)
         return rc;
-    struct ferry_waiter w = { 0 };
-    struct ferry_frame f = { .type = FERRY_F_MOVE, .queue = conn__bytes(queue), .count = max };
+    /* The broker moves at most FERRY_MOVE_MAX per request (so that one
+     * request holds its loop for a bounded time): ask again until a
+     * request moves nothing. */
+    struct ferry_frame f = { .type = FERRY_F_MOVE, .queue = conn__bytes(queue) };
     if (to)
         f.to = conn__bytes(to);
-    rc = request__roundtrip(c, &f, &w, c->request_timeout_ms);
+    uint64_t total = 0;
+    for (;;) {
+        struct ferry_waiter w = { 0 };
+        f.count = max == 0 ? 0 : max - total;
+        rc = request__roundtrip(c, &f, &w, c->request_timeout_ms);
+        if (rc != FERRY_OK)
+            break;
+        total += w.count;
+        if (w.count == 0 || (max != 0 && total >= max))
+            break;
+    }
     conn__unlock(c);
+    if (rc == FERRY_ESERVER && total > 0)
+        rc = FERRY_OK; /* as the broker says of one request: some moved, then it stopped */
     if (rc == FERRY_OK && moved)
-        *moved = w.count;
+        *moved = total;
     return rc;
 }
 

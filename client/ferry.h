@@ -447,7 +447,9 @@ FERRY_API void ferry_peek_free(ferry_message **msgs, size_t count);
  * to queue `to`, or with `to` NULL each back to the queue its "dlq-queue"
  * header names (stopping at a message without one). They become new
  * messages there, without their dlq-* headers and with attempts counted
- * from 1 again. *moved (may be NULL) says how many moved. */
+ * from 1 again. *moved (may be NULL) says how many moved. The broker
+ * moves at most FERRY_MOVE_MAX (10,000) per request: this asks again
+ * until a request moves nothing. */
 FERRY_API int ferry_move(ferry_conn *c, const char *queue, const char *to, uint64_t max,
                          uint64_t *moved);
 

@@ -368,6 +368,9 @@ enum ferry_code broker_publish_copy(struct broker *b, struct queue *to, const st
     if (copy == NULL)
         return FERRY_CODE_NO_MEMORY;
     copy->priority = m->priority;
+    /* A new message of `to`: its ttl counts from now (a dead-letter queue
+     * with a ttl must not keep dead letters for ever). */
+    copy->expires_at = expiry_of(b, to, NULL, 0);
     struct message_meta meta = { .has_priority = true, .priority = m->priority };
     uint64_t lsn = 0;
     enum ferry_code code = log_publish(b, to, copy, &meta, &lsn);

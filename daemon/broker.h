@@ -463,15 +463,17 @@ enum ferry_code broker_join(struct broker *b, struct session *s, struct ferry_by
 /* ---- dead letters (retry.c) ---- */
 
 /* Calls fn for each of the first `max` ready messages of the queue, in
- * the order they would be delivered, until fn returns false; they stay
- * where they are. fn must not call into the broker. OK, BAD_NAME,
- * NOT_FOUND. */
+ * the order they would be delivered (expired ones passed over), until fn
+ * returns false; they stay where they are. fn must not call into the
+ * broker. OK, BAD_NAME, NOT_FOUND. */
 enum ferry_code broker_peek(struct broker *b, struct ferry_bytes queue, size_t max,
                             bool (*fn)(void *arg, const struct message *m), void *arg);
-/* Moves up to `max` (0: all) of the queue's ready messages, front first,
- * to `to`, or, when `to` is empty, each to the queue its "dlq-queue"
- * header names (stopping at a message without one). Each becomes a new
- * message there without its dlq-* headers, its attempts counted from 0;
+/* Moves up to `max` (0, or more than FERRY_MOVE_MAX: FERRY_MOVE_MAX) of
+ * the queue's ready messages, front first, to `to`, or, when `to` is
+ * empty, each to the queue its "dlq-queue" header names (stopping at a
+ * message without one). Each becomes a new message there without its
+ * dlq-* headers, its attempts counted from 0, its expiry the target's ttl
+ * from now; an expired one is expired instead (expiry_expire), not moved;
  * the new one is logged before the old one is settled. *moved says how
  * many. OK (also when it stopped early), BAD_NAME, NOT_FOUND, BAD_REQUEST
  * (`to` is the queue itself), or the refusal of the first move (ENDED,

@@ -108,8 +108,8 @@ void temp_queue_forget(struct queue *q);
 void temp_queues_delete_all(struct broker *b, struct session *s);
 /* Queues a new message with m's payload and the given headers at the back
  * of `to` (not ended), logged if `to` is durable, and dispatches `to`;
- * attempts start again. For dead letters and their way back: bounds of
- * flow control do not apply. OK, ENDED, LIMIT, NO_MEMORY, or the journal's
+ * attempts start again, and `to`'s ttl counts from now. For dead letters
+ * and their way back: bounds of flow control do not apply. OK, ENDED, LIMIT, NO_MEMORY, or the journal's
  * refusal (then nothing is queued). */
 enum ferry_code broker_publish_copy(struct broker *b, struct queue *to, const struct message *m,
                                     struct ferry_bytes headers);

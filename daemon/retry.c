@@ -285,9 +285,18 @@ enum ferry_code broker_peek(struct broker *b, struct ferry_bytes queue, size_t m
     enum ferry_code code = broker_find_queue(b, queue, false, &q);
     if (code != FERRY_CODE_OK)
         return code;
-    size_t seen = 0;
-    for (const struct message *m = queue_first_ready(q); m != NULL && seen < max;
-         m = queue_next_ready(q, m), seen++) {
+    /* An expired message is never delivered: it is not shown either (the
+     * sweep or the next dispatch takes it out). Passing over them is
+     * bounded like a sweep. */
+    uint64_t now = 0;
+    size_t seen = 0, passed = 0;
+    for (const struct message *m = queue_first_ready(q);
+         m != NULL && seen < max && passed < EXPIRY_SWEEP_BUDGET; m = queue_next_ready(q, m)) {
+        if (m->expires_at != 0 && expiry_passed(b, m, &now)) {
+            passed++;
+            continue;
+        }
+        seen++;
         if (!fn(arg, m))
             break;
     }
@@ -305,13 +314,18 @@ static enum ferry_code move_one(struct broker *b, struct queue *q, struct messag
     struct ferry_buf headers = { 0 };
     if (rewrite_headers(m, NULL, 0, &headers) != 0)
         return FERRY_CODE_NO_MEMORY;
+    /* Out of q first: publishing the copy dispatches `to`, which may
+     * dead-letter into q and dispatch it, and must not find m there. */
+    queue_remove_ready(q, m);
     struct ferry_bytes h = { headers.data + headers.off, ferry_buf_pending(&headers) };
     code = broker_publish_copy(b, dest, m, h);
     ferry_buf_free(&headers);
-    if (code != FERRY_CODE_OK)
+    if (code != FERRY_CODE_OK) {
+        queue_push_front(q, m); /* refused before anything was dispatched */
         return code;
+    }
     /* Logged in its new queue before it is settled in this one. */
-    dispatch_forget(b, queue_pop_front(q));
+    dispatch_forget(b, m);
     return FERRY_CODE_OK;
 }
 
@@ -327,14 +341,28 @@ enum ferry_code broker_move(struct broker *b, struct ferry_bytes queue, struct f
         return FERRY_CODE_BAD_NAME;
     if (same_name(to, queue_name(q)))
         return FERRY_CODE_BAD_REQUEST; /* it would move the same messages for ever */
-    /* Only what is ready now: what moves in meanwhile is not moved again. */
-    uint64_t limit = q->stats.depth;
-    if (max != 0 && max < limit)
-        limit = max;
-    while (*moved < limit) {
+    /* Only what is ready now: what moves in meanwhile is not moved again.
+     * And at most FERRY_MOVE_MAX, looking at twice that at most (expired
+     * ones are taken out on the way): one request holds the loop that long. */
+    if (max == 0 || max > FERRY_MOVE_MAX)
+        max = FERRY_MOVE_MAX;
+    uint64_t ready = q->stats.depth, looked = 0;
+    if (ready > 2 * (uint64_t)FERRY_MOVE_MAX)
+        ready = 2 * (uint64_t)FERRY_MOVE_MAX;
+    uint64_t now = 0;
+    bool expired = false;
+    while (*moved < max && looked < ready) {
         struct message *m = queue_first_ready(q);
         if (m == NULL)
             break;
+        looked++;
+        if (m->expires_at != 0 && expiry_passed(b, m, &now)) {
+            /* Never delivered, never moved: it expires as dispatch would. */
+            queue_remove_ready(q, m);
+            expiry_expire(b, m);
+            expired = true;
+            continue;
+        }
         struct ferry_bytes target = to.len > 0 ? to : header_value(m, DLQ_QUEUE);
         if (!ferry_name_valid(target) || same_name(target, queue_name(q)))
             break; /* not a dead letter: the move stops before it */
@@ -343,7 +371,7 @@ enum ferry_code broker_move(struct broker *b, struct ferry_bytes queue, struct f
             break;
         (*moved)++;
     }
-    if (*moved > 0)
+    if (*moved > 0 || expired)
         dispatch_settled(q); /* EOS and JOINs of q */
     return *moved == 0 && code != FERRY_CODE_OK ? code : FERRY_CODE_OK;
 }

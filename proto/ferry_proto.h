@@ -50,6 +50,10 @@
  * client wants; absent, 10). */
 #define FERRY_PEEK_MAX 100u
 #define FERRY_PEEK_DEFAULT 10u
+/* MOVE: at most this many messages in one request ("n" absent or larger
+ * asks for this many), so that one request holds the server's loop for a
+ * bounded time; libferry's ferry_move() asks again for the rest. */
+#define FERRY_MOVE_MAX 10000u
 /* The longest a PUBLISH may be delayed ("delay", or "at" from now): 366
  * days, so that every time the broker computes fits and stays meaningful. */
 #define FERRY_DELAY_MAX_MS (366ull * 24 * 3600 * 1000)

@@ -277,6 +277,28 @@ START_TEST(test_a_poison_message_that_crashes_consumers_ends_in_the_dead_letter_
 }
 END_TEST
 
+START_TEST(test_ferry_move_of_more_than_one_request_moves_them_all)
+{
+    /* The broker moves FERRY_MOVE_MAX per request; ferry_move asks again. */
+    ck_assert_int_eq(ferryd_start(&daemon_, NULL), 0);
+    ferry_conn *c = connect_or_fail();
+    const uint64_t total = FERRY_MOVE_MAX + 5;
+    for (uint64_t i = 0; i < total; i++)
+        ck_assert_int_eq(ferry_publish(c, "many", "m", 1, NULL, 0, 0), FERRY_OK);
+    ck_assert_uint_eq(queue_info(c, "many").depth, total);
+    uint64_t moved = 0;
+    ck_assert_int_eq(ferry_move(c, "many", "moved", 0, &moved), FERRY_OK);
+    ck_assert_uint_eq(moved, total);
+    ck_assert_uint_eq(queue_info(c, "moved").depth, total);
+    ck_assert_uint_eq(queue_info(c, "many").depth, 0);
+    /* A count is kept to across requests too. */
+    ck_assert_int_eq(ferry_move(c, "moved", "many", FERRY_MOVE_MAX + 2, &moved), FERRY_OK);
+    ck_assert_uint_eq(moved, FERRY_MOVE_MAX + 2);
+    ck_assert_uint_eq(queue_info(c, "moved").depth, 3);
+    ferry_close(c);
+}
+END_TEST
+
 START_TEST(test_dead_letters_and_used_up_attempts_survive_a_crash)
 {
     start_with(retry_conf);
@@ -436,6 +458,7 @@ static Suite *retry_suite(void)
     tcase_add_test(retries, test_an_unacked_delivery_comes_back_after_its_deadline_unless_touched);
     tcase_add_test(retries, test_a_nack_with_a_delay_comes_back_no_sooner);
     tcase_add_test(retries, test_a_poison_message_that_crashes_consumers_ends_in_the_dead_letter_queue);
+    tcase_add_test(retries, test_ferry_move_of_more_than_one_request_moves_them_all);
     tcase_add_test(retries, test_dead_letters_and_used_up_attempts_survive_a_crash);
     tcase_add_test(retries, test_after_a_crash_deadlines_apply_again_and_nack_delays_are_kept);
     suite_add_tcase(s, retries);

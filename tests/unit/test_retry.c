@@ -446,6 +446,86 @@ START_TEST(test_peek_leaves_messages_and_move_sends_dead_letters_back_without_th
 }
 END_TEST
 
+/* Gives an existing queue a ttl (its other settings: none). */
+static void with_ttl(struct broker *b, const char *queue, uint64_t ttl_ms)
+{
+    ck_assert_int_eq(broker_declare(b, bytes(queue)), FERRY_CODE_OK);
+    struct queue_settings s = { .ttl_ms = ttl_ms };
+    ck_assert_int_eq(broker_configure_queue(b, bytes(queue), &s), FERRY_CODE_OK);
+}
+
+START_TEST(test_one_move_moves_at_most_ferry_move_max_messages)
+{
+    struct broker *b = timed_broker();
+    const uint64_t total = FERRY_MOVE_MAX + 5;
+    for (uint64_t i = 0; i < total; i++)
+        publish(b, "big", "m");
+    uint64_t moved = 0;
+    ck_assert_int_eq(broker_move(b, bytes("big"), bytes("dest"), 0, &moved), FERRY_CODE_OK);
+    ck_assert_uint_eq(moved, FERRY_MOVE_MAX);
+    ck_assert_int_eq(broker_move(b, bytes("big"), bytes("dest"), total, &moved), FERRY_CODE_OK);
+    ck_assert_uint_eq(moved, 5);
+    ck_assert_uint_eq(stats_of(b, "dest").depth, total);
+    broker_free(b);
+}
+END_TEST
+
+START_TEST(test_dead_letters_expire_with_the_ttl_of_their_dead_letter_queue)
+{
+    struct broker *b = timed_broker();
+    retrying(b, "q", 0, 0, 0, 1, "dead");
+    with_ttl(b, "dead", 1000);
+    struct fake f;
+    fake_open(&f, b);
+    publish(b, "q", "poison");
+    consume(&f, "q", 1, 10);
+    ck_assert_int_eq(broker_nack(b, f.s, tag_of(&f, 0), true), FERRY_CODE_OK);
+    ck_assert_uint_eq(stats_of(b, "dead").depth, 1);
+    /* A new message of "dead": its ttl counts from the dead-lettering. */
+    fake_now += 999;
+    size_t peeked = 0;
+    ck_assert_int_eq(broker_peek(b, bytes("dead"), 10, count_peeked, &peeked), FERRY_CODE_OK);
+    ck_assert_uint_eq(peeked, 1);
+    fake_now += 1;
+    consume(&f, "dead", 2, 10);
+    ck_assert_uint_eq(deliveries(&f), 1); /* only the first delivery from q */
+    ck_assert_uint_eq(stats_of(b, "dead").expired, 1);
+    ck_assert_uint_eq(stats_of(b, "dead").depth, 0);
+    fake_close(&f);
+    broker_free(b);
+}
+END_TEST
+
+START_TEST(test_peek_and_move_pass_over_expired_messages_and_move_never_revives_one)
+{
+    struct broker *b = timed_broker();
+    with_ttl(b, "dead", 100);
+    publish(b, "dead", "old");
+    fake_now += 50;
+    publish(b, "dead", "new");
+    fake_now += 60; /* "old" expired 10 ms ago; "new" has 40 ms left */
+    size_t peeked = 0;
+    ck_assert_int_eq(broker_peek(b, bytes("dead"), 10, count_peeked, &peeked), FERRY_CODE_OK);
+    ck_assert_uint_eq(peeked, 1);
+
+    uint64_t moved = 0;
+    ck_assert_int_eq(broker_move(b, bytes("dead"), bytes("back"), 0, &moved), FERRY_CODE_OK);
+    ck_assert_uint_eq(moved, 1);
+    ck_assert_uint_eq(stats_of(b, "dead").expired, 1);
+    ck_assert_uint_eq(stats_of(b, "dead").depth, 0);
+    ck_assert_uint_eq(broker_message_count(b), 1);
+    /* "back" has no ttl: the moved message is a new one there and lasts. */
+    advance(b, 10000);
+    struct fake f;
+    fake_open(&f, b);
+    consume(&f, "back", 1, 10);
+    ck_assert_uint_eq(deliveries(&f), 1);
+    assert_delivery(&f, 0, "new", 1);
+    fake_close(&f);
+    broker_free(b);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("retry");
@@ -468,6 +548,9 @@ int main(void)
     tcase_add_test(dead, test_an_expired_message_goes_to_the_dead_letter_queue_when_there_is_one);
     tcase_add_test(dead, test_a_lowered_max_attempts_sweeps_used_up_messages_out_at_once);
     tcase_add_test(dead, test_peek_leaves_messages_and_move_sends_dead_letters_back_without_their_headers);
+    tcase_add_test(dead, test_one_move_moves_at_most_ferry_move_max_messages);
+    tcase_add_test(dead, test_dead_letters_expire_with_the_ttl_of_their_dead_letter_queue);
+    tcase_add_test(dead, test_peek_and_move_pass_over_expired_messages_and_move_never_revives_one);
     suite_add_tcase(s, dead);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
