@@ -439,7 +439,9 @@ static enum ferry_code settle_one(struct conn *c, const struct ferry_frame *f, u
     }
 }
 
-/* ACK, NACK and TOUCH: every tag is handled; the unknown ones earn one ERROR. */
+/* ACK, NACK and TOUCH: every tag is handled; the unknown ones earn one
+ * ERROR, and any other refusal (a TOUCH without memory for its timer) one
+ * more with its own code. */
 static void on_settle(struct conn *c, const struct ferry_frame *f)
 {
     if (f->delay_ms > FERRY_DELAY_MAX_MS || f->deadline_ms > FERRY_DELAY_MAX_MS) {
@@ -450,12 +452,17 @@ static void on_settle(struct conn *c, const struct ferry_frame *f)
     uint64_t tag;
     uint64_t first_unknown = 0;
     size_t unknown = 0;
+    enum ferry_code other = FERRY_CODE_OK;
     ferry_iter_init(&it, f);
     while (ferry_iter_uint(&it, &tag)) {
         enum ferry_code code = settle_one(c, f, tag);
-        if (code != FERRY_CODE_OK && unknown++ == 0)
+        if (code == FERRY_CODE_UNKNOWN_TAG && unknown++ == 0)
             first_unknown = tag;
+        else if (code != FERRY_CODE_OK && code != FERRY_CODE_UNKNOWN_TAG)
+            other = code;
     }
+    if (other != FERRY_CODE_OK)
+        reply_error(c, 0, other, code_text(other));
     if (unknown == 0)
         return;
     char text[128];
