@@ -40,11 +40,43 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start_ferryd [extra ferryd args...]: sets FERRY_URL and ferryd_pid.
+# wait_listening PATH [PID]: waits until a connection to the Unix socket
+# PATH is accepted (the file exists from bind(), before listen(), and a
+# killed ferryd leaves its file behind), at most 10 s (60 s under
+# valgrind); fails at once if process PID has ended. Like harness.c's
+# wait_ready; python3 is there, since meson runs on it.
+wait_listening() {
+  local limit=10
+  under_valgrind && limit=60
+  python3 - "$1" "${2:-0}" "$limit" <<'PY'
+import socket, sys, time
+path, pid, limit = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+deadline = time.monotonic() + limit
+while time.monotonic() < deadline:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        sys.exit(0)
+    except OSError:
+        pass
+    finally:
+        s.close()
+    if pid:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    sys.exit(2)  # exited, not reaped yet
+        except FileNotFoundError:
+            sys.exit(2)
+    time.sleep(0.02)
+sys.exit(1)
+PY
+}
+
+# start_ferryd [extra ferryd args...]: sets FERRY_URL and ferryd_pid, and
+# returns once ferryd accepts connections.
 start_ferryd() {
   export FERRY_URL="unix:$ferryd_dir/ferryd.sock"
-  # A socket file left by a killed ferryd would pass the wait below at once,
-  # before the new one listens.
   rm -f "$ferryd_dir/ferryd.sock"
   if under_valgrind; then
     valgrind --quiet --error-exitcode=99 --leak-check=full \
@@ -54,12 +86,9 @@ start_ferryd() {
     "$FERRYD" -l "$FERRY_URL" "$@" 2>>"$ferryd_dir/ferryd.log" &
   fi
   ferryd_pid=$!
-  for _ in $(seq 1 200); do
-    [ -S "$ferryd_dir/ferryd.sock" ] && return 0
-    kill -0 "$ferryd_pid" 2>/dev/null || { cat "$ferryd_dir/ferryd.log" >&2; return 1; }
-    sleep 0.05
-  done
-  echo "ferryd did not start" >&2
+  wait_listening "$ferryd_dir/ferryd.sock" "$ferryd_pid" && return 0
+  echo "ferryd did not start listening; its log:" >&2
+  cat "$ferryd_dir/ferryd.log" >&2
   return 1
 }
 

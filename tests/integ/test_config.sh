@@ -61,7 +61,7 @@ CONF
 t "$FERRYD" --check-config -c "$good" >/dev/null || fail "check good conf"
 "$FERRYD" -c "$good" 2>>"$ferryd_dir/ferryd.log" &
 ferryd_pid=$!
-for _ in $(seq 1 200); do [ -S "$ferryd_dir/conf.sock" ] && break; sleep 0.05; done
+wait_listening "$ferryd_dir/conf.sock" "$ferryd_pid" || fail "ferryd did not listen on the conf's socket"
 export FERRY_URL="unix:$ferryd_dir/conf.sock"
 expect_eq "socket mode" 600 "$(stat -c %a "$ferryd_dir/conf.sock")"
 big=$(head -c 40000 /dev/zero | tr '\0' a)
@@ -73,7 +73,7 @@ stop_ferryd
 # --max-frame its value.
 "$FERRYD" -c "$good" -l "unix:$ferryd_dir/cli.sock" --max-frame 32KiB 2>>"$ferryd_dir/ferryd.log" &
 ferryd_pid=$!
-for _ in $(seq 1 200); do [ -S "$ferryd_dir/cli.sock" ] && break; sleep 0.05; done
+wait_listening "$ferryd_dir/cli.sock" "$ferryd_pid" || fail "ferryd did not listen on -l's socket"
 export FERRY_URL="unix:$ferryd_dir/cli.sock"
 [ ! -e "$ferryd_dir/conf.sock" ] || fail "-l did not replace the file's listener"
 t "$FERRY" publish jobs "$big" 2>/dev/null && fail "a 40 KB publish passed --max-frame 32KiB"
