@@ -55,6 +55,7 @@ pid_t harness_cli_spawn(const struct ferryd *d, const char *const *args, int chi
         return -1;
     }
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* dies with the test, like ferryd */
         dup2(fds[1], child_fd);
         close(fds[0]);
         close(fds[1]);

@@ -73,7 +73,8 @@ bool harness_rss_reliable(void);
 
 /* Runs `ferry ARGS...` (args NULL-terminated, at most 14) against d, its
  * file descriptor child_fd (1: stdout, 2: stderr) into a pipe whose read
- * end is *pipe_fd (the caller closes it and reaps the child). Its pid, or -1. */
+ * end is *pipe_fd (the caller closes it and reaps the child). Its pid, or -1.
+ * Like ferryd, it is killed if the thread that spawned it ends first. */
 pid_t harness_cli_spawn(const struct ferryd *d, const char *const *args, int child_fd,
                         int *pipe_fd);
 

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -148,7 +149,9 @@ START_TEST(test_a_stopped_process_is_closed_and_its_messages_go_to_another)
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
-        /* The child takes the three messages and holds them. */
+        /* The child takes the three messages and holds them. It dies with
+         * this test process: stopped, it would outlive a failed assertion. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         ferry_conn *c = NULL;
         if (ferry_connect(daemon_.url, &c) != FERRY_OK)
             _exit(1);

@@ -11,9 +11,11 @@
 #include <check.h>
 #include <ferry.h>
 #include <ferry_proto.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -235,8 +237,10 @@ START_TEST(test_a_poison_message_that_crashes_consumers_ends_in_the_dead_letter_
     long long deadline = harness_now_ms() + 15000;
     while (queue_info(c, "jobs.dead").depth == 0 && harness_now_ms() < deadline) {
         pid_t child = fork();
-        if (child == 0)
+        if (child == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL); /* dies with this test process */
             crashing_consumer(daemon_.url);
+        }
         int status = harness_reap(child, 10000);
         ck_assert(WIFEXITED(status));
         if (WEXITSTATUS(status) == 1)
