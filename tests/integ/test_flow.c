@@ -484,6 +484,14 @@ START_TEST(test_a_consumer_that_does_not_ack_gets_no_more_than_its_credit)
     struct ferry_consume_options o = { .credit = 5, .on_message = count_message, .arg = &got };
     uint64_t sub;
     ok(ferry_consume(c, "q", &o, &sub), "consume");
+    /* The window fills (however slow the machine), then stays full: no
+     * sixth message in another half second. */
+    long long deadline = harness_now_ms() + WAIT_MS;
+    while (got < 5 && harness_now_ms() < deadline) {
+        ok(ferry_process(c), "process");
+        harness_sleep_ms(10);
+    }
+    ck_assert_int_eq(got, 5);
     long long until = harness_now_ms() + 500;
     while (harness_now_ms() < until) {
         ok(ferry_process(c), "process");
