@@ -196,10 +196,14 @@ START_TEST(test_a_reload_gives_a_live_queue_its_new_ttl_and_priority)
                                                  "priority = 4\n"),
                      0);
     ck_assert_int_eq(kill(daemon_.pid, SIGHUP), 0);
+    /* Both lines: the test may read the log between the two writes. */
+    static const char ttl_line[] = "reload: queue 'live': ttl 0 ms -> 3000 ms";
+    static const char priority_line[] = "reload: queue 'live': default priority 0 -> 4";
     long long deadline = harness_now_ms() + WAIT_MS;
-    while (!log_says("reload: queue 'live': ttl 0 ms -> 3000 ms") && harness_now_ms() < deadline)
+    while (!(log_says(ttl_line) && log_says(priority_line)) && harness_now_ms() < deadline)
         sleep_ms(20);
-    ck_assert(log_says("reload: queue 'live': default priority 0 -> 4"));
+    ck_assert_msg(log_says(ttl_line), "no '%s' in %s", ttl_line, daemon_.log);
+    ck_assert_msg(log_says(priority_line), "no '%s' in %s", priority_line, daemon_.log);
     publish_with(c, "live", "low", 0, 2);
     publish_with(c, "live", "after", 0, -1); /* the new default: priority 4 */
     long long confirmed_at = harness_now_ms();
