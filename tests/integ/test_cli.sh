@@ -52,10 +52,13 @@ mid
 low1
 low2" "$(t consume prio -n 4)"
 t publish -p 10 prio x 2>/dev/null; expect_eq "priority 10 exit code" 2 "$?"
-# publish --delay: counted as delayed, not in depth, until its time; then delivered
+# publish --delay: counted as delayed, not in depth, until its time (an
+# hour: a loaded machine does not reach it between the two commands); then
+# delivered
+t publish --delay 1h waiting w1 w2 || fail "publish --delay 1h"
+expect_eq "delayed after publish --delay" 2 "$(t stats waiting --json | grep -o '"delayed": *[0-9]*' | grep -o '[0-9]*$')"
+expect_eq "depth of delayed" 0 "$(t stats waiting --json | grep -o '"depth": *[0-9]*' | grep -o '[0-9]*$')"
 t publish --delay 1s later l1 l2 || fail "publish --delay"
-expect_eq "delayed after publish --delay" 2 "$(t stats later --json | grep -o '"delayed": *[0-9]*' | grep -o '[0-9]*$')"
-expect_eq "depth of delayed" 0 "$(t stats later --json | grep -o '"depth": *[0-9]*' | grep -o '[0-9]*$')"
 expect_eq "delayed messages after their time" "l1
 l2" "$(t consume later -n 2 --timeout 10)"
 t publish --delay 5x later x 2>/dev/null; expect_eq "bad --delay exit code" 2 "$?"
@@ -121,11 +124,14 @@ t stats --json | grep -q '"name": *"jobs"' || fail "stats --json lists jobs"
 t publish held a b >/dev/null || fail "publish to held"
 t consume held --no-ack --credit 2 --timeout 30 >/dev/null 2>&1 &
 holder=$!
-for _ in $(seq 50); do
-  t connections --json | grep -q '"name": "ferry consume"' && break
+# Listed once connected, holding both once subscribed: wait for the latter.
+line=""
+for _ in $(seq 200); do
+  line=$(t connections | grep 'ferry consume')
+  [ "$(echo "$line" | awk '{print $3}')" = 2 ] && break
   sleep 0.1
 done
-line=$(t connections | grep 'ferry consume') || fail "connections lists the consumer"
+[ -n "$line" ] || fail "connections lists the consumer"
 expect_eq "the consumer's messages in flight" 2 "$(echo "$line" | awk '{print $3}')"
 id=$(echo "$line" | awk '{print $6}')
 t kill "$id" || fail "kill $id"
@@ -134,15 +140,23 @@ wait "$holder" 2>/dev/null
 expect_eq "messages back after kill" 2 "$(t stats held --json | grep -o '"depth": *[0-9]*' | grep -o '[0-9]*$')"
 
 # --reconnect: a publish from stdin whose connection is killed in the middle
-# connects again and sends what was not confirmed; every line arrives once
-( for i in $(seq 1 20); do echo "line $i"; sleep 0.05; done ) | t --reconnect publish relay &
+# connects again and sends its lines; every line arrives once. The second
+# half of its input waits until the kill is done (at most 30 s), so that
+# the kill comes in the middle however slow the machine.
+killed="$ferryd_dir/publisher-killed"
+( for i in $(seq 1 10); do echo "line $i"; done
+  for _ in $(seq 600); do [ -e "$killed" ] && break; sleep 0.05; done
+  for i in $(seq 11 20); do echo "line $i"; done ) | t --reconnect publish relay &
 publisher=$!
-for _ in $(seq 50); do
-  t connections | grep -q 'ferry publish' && break
+id=""
+for _ in $(seq 200); do
+  id=$(t connections | awk '/ferry publish/ {print $6; exit}')
+  [ -n "$id" ] && break
   sleep 0.05
 done
-sleep 0.3
-t kill "$(t connections | awk '/ferry publish/ {print $6; exit}')" || fail "kill the publisher"
+[ -n "$id" ] || fail "connections lists the publisher"
+t kill "$id" || fail "kill the publisher"
+touch "$killed"
 wait "$publisher"; expect_eq "publish through a kill" 0 "$?"
 expect_eq "lines arrived once each" 20 "$(t stats relay --json | grep -o '"depth": *[0-9]*' | grep -o '[0-9]*$')"
 
