@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "broker.h"
+#include "core_alloc.h"
 #include "fake_session.h"
 
 /* Gives queue q these retry settings (creating it). */
@@ -470,6 +471,36 @@ START_TEST(test_one_move_moves_at_most_ferry_move_max_messages)
 }
 END_TEST
 
+static bool fail_always(void)
+{
+    return true;
+}
+
+START_TEST(test_a_move_refused_for_memory_leaves_the_message_first_in_its_queue)
+{
+    struct broker *b = timed_broker();
+    publish(b, "src", "first");
+    publish(b, "src", "second");
+    ck_assert_int_eq(broker_declare(b, bytes("dest")), FERRY_CODE_OK);
+    uint64_t moved = 0;
+    core_alloc_should_fail = fail_always; /* the copy cannot be made */
+    ck_assert_int_eq(broker_move(b, bytes("src"), bytes("dest"), 0, &moved),
+                     FERRY_CODE_NO_MEMORY);
+    core_alloc_should_fail = NULL;
+    ck_assert_uint_eq(moved, 0);
+    ck_assert_uint_eq(stats_of(b, "src").depth, 2);
+    ck_assert_uint_eq(stats_of(b, "dest").depth, 0);
+    ck_assert_uint_eq(broker_message_count(b), 2);
+    struct fake f;
+    fake_open(&f, b);
+    consume(&f, "src", 1, 10);
+    assert_delivery(&f, 0, "first", 1); /* still first, not yet delivered */
+    assert_delivery(&f, 1, "second", 1);
+    fake_close(&f);
+    broker_free(b);
+}
+END_TEST
+
 START_TEST(test_dead_letters_expire_with_the_ttl_of_their_dead_letter_queue)
 {
     struct broker *b = timed_broker();
@@ -550,6 +581,7 @@ int main(void)
     tcase_add_test(dead, test_peek_leaves_messages_and_move_sends_dead_letters_back_without_their_headers);
     tcase_add_test(dead, test_one_move_moves_at_most_ferry_move_max_messages);
     tcase_add_test(dead, test_dead_letters_expire_with_the_ttl_of_their_dead_letter_queue);
+    tcase_add_test(dead, test_a_move_refused_for_memory_leaves_the_message_first_in_its_queue);
     tcase_add_test(dead, test_peek_and_move_pass_over_expired_messages_and_move_never_revives_one);
     suite_add_tcase(s, dead);
     SRunner *sr = srunner_create(s);
