@@ -99,12 +99,14 @@ static int rewrite_headers(const struct message *m, const struct ferry_kv *extra
 }
 
 /* m waits in its own queue for ms: true; or, if the heap cannot grow, is
- * ready at the front again: false. */
-static bool hold(struct broker *b, struct message *m, uint64_t ms)
+ * ready at the front again: false. A durable m's wait is logged (it then
+ * holds across a restart) if `keep`. */
+static bool hold(struct broker *b, struct message *m, uint64_t ms, bool keep)
 {
     if (ms > 0 && timer_heap_reserve(&b->timers) == 0) {
         uint64_t due = broker_now(b) + ms;
-        broker_log_wait(b, m, due); /* a durable message keeps its wait */
+        if (keep)
+            broker_log_wait(b, m, due); /* the whole message again, with its deliver-at */
         dispatch_wait(b, m, due);
         return true;
     }
@@ -163,9 +165,13 @@ static bool dead_letter(struct broker *b, struct message *m, enum retry_reason w
         return true;
     }
     if (publish_dead_letter(b, m, name, why) != FERRY_CODE_OK) {
-        /* Not lost: it waits in q and is dead-lettered at its next turn. */
+        /* Not lost: it waits in q and is dead-lettered at its next turn.
+         * That wait is not logged: after a restart the message is found
+         * used up and tried again at once, and a dead-letter queue that
+         * keeps refusing must not have the log rewrite the whole message
+         * at every try. */
         uint64_t wait = q->settings.retry_backoff_max_ms;
-        return hold(b, m, wait > DEAD_LETTER_RETRY_MS ? wait : DEAD_LETTER_RETRY_MS);
+        return hold(b, m, wait > DEAD_LETTER_RETRY_MS ? wait : DEAD_LETTER_RETRY_MS, false);
     }
     q->stats.dead_lettered++;
     /* The copy is logged before the original is settled: a crash in
@@ -225,7 +231,7 @@ struct queue *retry_take_back(struct broker *b, struct message *m, enum retry_re
         queue_push_front(q, m); /* ready again; the queue still owns it */
         return q;
     }
-    hold(b, m, wait);
+    hold(b, m, wait, true);
     return q; /* if it could not wait it is at the front */
 }
 

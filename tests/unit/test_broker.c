@@ -1300,7 +1300,7 @@ END_TEST
 
 /* A fake journal that records every call, hands out ids from 100 and LSNs
  * from 1, and refuses what a test asks it to. */
-enum jkind { J_DECLARE, J_PUBLISH, J_SETTLE, J_ATTEMPTS, J_END, J_REOPEN, J_DELETE };
+enum jkind { J_DECLARE, J_PUBLISH, J_SETTLE, J_ATTEMPTS, J_END, J_REOPEN, J_DELETE, J_REWRITE };
 
 struct jentry {
     enum jkind kind;
@@ -1395,6 +1395,18 @@ static void j_attempts(void *arg, const struct queue_settings *s, uint64_t id, u
     e->attempts = attempts;
 }
 
+static void j_rewrite(void *arg, const struct queue_settings *s, uint64_t id, uint32_t attempts,
+                      const struct message_meta *meta, struct ferry_bytes headers,
+                      struct ferry_bytes payload)
+{
+    (void)headers;
+    (void)payload;
+    struct jentry *e = jrecord(arg, J_REWRITE, no_queue, s);
+    e->id = id;
+    e->attempts = attempts;
+    e->deliver_at = meta->deliver_at;
+}
+
 static void journal_open(struct fake_journal *j, struct broker *b)
 {
     memset(j, 0, sizeof *j);
@@ -1403,6 +1415,7 @@ static void journal_open(struct fake_journal *j, struct broker *b)
     j->ops = (struct broker_journal){
         .arg = j, .declare = j_declare, .publish = j_publish, .settle = j_settle,
         .attempts = j_attempts, .end = j_end, .reopen = j_reopen, .delete_queue = j_delete,
+        .rewrite = j_rewrite,
     };
     broker_set_journal(b, &j->ops);
 }
@@ -2701,6 +2714,40 @@ START_TEST(test_a_temporary_queue_goes_with_its_session_messages_and_bindings_in
 }
 END_TEST
 
+START_TEST(test_a_dead_letter_refused_waits_without_rewriting_the_log_a_nack_delay_is_kept)
+{
+    struct fake_journal j;
+    struct broker *b = durable_broker(&j); /* names starting with 'd' are durable */
+    struct queue_settings s = { .durable = true, .fsync = QUEUE_FSYNC_ALWAYS, .max_attempts = 2 };
+    snprintf(s.dead_letter, sizeof s.dead_letter, "dz");
+    ck_assert_int_eq(broker_declare(b, bytes("dq")), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_configure_queue(b, bytes("dq"), &s), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_declare(b, bytes("dz")), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_end(b, bytes("dz")), FERRY_CODE_OK); /* refuses dead letters */
+    publish(b, "dq", "x");
+    struct fake f;
+    fake_open(&f, b);
+    consume(&f, "dq", 1, 10);
+    /* A nack's wait is logged: it holds across a restart. */
+    ck_assert_int_eq(broker_nack_delay(b, f.s, nth(&f, EV_DELIVER, 0)->tag, 60000), FERRY_CODE_OK);
+    ck_assert_uint_eq(jcount(&j, J_REWRITE), 1);
+    ck_assert_uint_eq(stats_of(b, "dq").delayed, 1);
+    ck_assert_int_eq(broker_cancel(b, f.s, 1), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_purge(b, bytes("dq"), NULL), FERRY_CODE_OK);
+    /* Used up, refused by its dead-letter queue: it waits, unlogged. */
+    publish(b, "dq", "y");
+    consume(&f, "dq", 2, 10);
+    ck_assert_int_eq(broker_nack(b, f.s, nth(&f, EV_DELIVER, 1)->tag, true), FERRY_CODE_OK);
+    ck_assert_int_eq(broker_nack(b, f.s, nth(&f, EV_DELIVER, 2)->tag, true), FERRY_CODE_OK);
+    ck_assert_uint_eq(stats_of(b, "dq").delayed, 1);
+    ck_assert_uint_eq(stats_of(b, "dq").dead_lettered, 0);
+    ck_assert_uint_eq(jcount(&j, J_REWRITE), 1);
+    fake_close(&f);
+    broker_free(b);
+    journal_close(&j);
+}
+END_TEST
+
 START_TEST(test_a_temporary_queue_stays_in_memory_whatever_the_conf_says)
 {
     struct fake_journal j;
@@ -3145,6 +3192,7 @@ static Suite *broker_suite(void)
     tcase_add_test(journal, test_a_refused_publish_is_not_queued);
     tcase_add_test(journal, test_a_batch_refused_half_way_queues_nothing_and_settles_what_it_logged);
     tcase_add_test(journal, test_a_batch_that_runs_out_of_memory_half_way_queues_nothing);
+    tcase_add_test(journal, test_a_dead_letter_refused_waits_without_rewriting_the_log_a_nack_delay_is_kept);
     tcase_add_test(journal, test_drop_oldest_settles_the_dropped_message_in_the_journal_after_the_new_one_is_logged);
     tcase_add_test(journal, test_each_delivery_logs_its_attempt_count_and_requeue_logs_nothing_more);
     tcase_add_test(journal, test_ack_nack_drop_and_purge_settle_in_the_journal);
