@@ -139,7 +139,8 @@ void conn_send(struct conn *c, const struct ferry_frame *f)
 {
     /* After a fatal ERROR nothing more is said; after the peer's EOF what
      * it asked is still answered. */
-    if (c->state > CONN_CLOSING || (c->state == CONN_CLOSING && !c->peer_closed))
+    if (c->state > CONN_CLOSING || (c->state == CONN_CLOSING && !c->peer_closed)
+        || c->write_failed)
         return;
     if (ferry_frame_encode(&c->out, f) != 0) {
         conn_fail(c, FERRY_CODE_NO_MEMORY, "server out of memory");
@@ -391,11 +392,29 @@ static void after_write(struct conn *c)
         unthrottle(c);
 }
 
+/* A write failed: the peer is gone, or reads no more. What it wrote
+ * before it went may still wait in the socket, its last ACKs among it (a
+ * client acks, then closes): an open connection reads and handles that
+ * once, answering nothing, before it closes (on_readable). Else, or while
+ * parked (its frame waits for room), it closes now. May free c. */
+static void lose_peer(struct conn *c)
+{
+    if (c->state != CONN_OPEN || c->parked) {
+        conn_close(c);
+        return;
+    }
+    c->write_failed = true;
+    ferry_buf_consume(&c->out, ferry_buf_pending(&c->out));
+    c->throttled = false; /* nothing waits to be written any more */
+    broker_session_set_writable(c->set->broker, c->session, false); /* nothing more is delivered */
+    event_active(c->read_ev, EV_READ, 0);
+}
+
 /* One write() of everything queued for c. May free c. */
 static void conn_write(struct conn *c)
 {
-    if (c->write_armed)
-        return; /* the socket was full; the write event will come */
+    if (c->write_armed || c->write_failed)
+        return; /* the socket was full (the write event will come), or the peer is gone */
     size_t pending = ferry_buf_pending(&c->out);
     if (pending > 0) {
         ssize_t n;
@@ -404,7 +423,7 @@ static void conn_write(struct conn *c)
         while (n < 0 && errno == EINTR);
         if (n < 0 && errno != EAGAIN) {
             log_debug("conn %" PRIu64 ": write: %s", c->id, strerror(errno));
-            conn_close(c);
+            lose_peer(c);
             return;
         }
         if (n > 0) {
@@ -515,10 +534,10 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     struct conn *c = arg;
     struct conn_set *set = c->set;
     bool alive = c->state == CONN_LINGERING ? discard_input(c) : read_input(c);
-    if (alive)
+    if (alive && !c->write_failed)
         end_batch(c);
     else
-        conn_close(c);
+        conn_close(c); /* after a failed write: once its last input is handled */
     conn_set_flush(set);
 }
 

@@ -71,6 +71,9 @@ struct conn {
     /* The peer closed its side: what it asked is still answered (its
      * confirms among them) before the connection closes. */
     bool peer_closed;
+    /* A write failed (the peer is gone): nothing more is sent; what it
+     * wrote before it went is read and handled once, then it closes. */
+    bool write_failed;
     size_t pending_confirms; /* its entries in set->pending */
 
     /* What CONNS shows of it (conns.c). */

@@ -4,7 +4,8 @@
  * within heartbeat_timeout and their messages go to another consumer;
  * libferry keeps an idle connection alive on every kind of use and gives
  * up on a silent broker); per-connection statistics (CONNS names the slow
- * consumer, pages through more than one reply's worth) and KILL.
+ * consumer, pages through more than one reply's worth) and KILL; an ACK
+ * written just before the close counts even when ferryd's write fails.
  */
 #include "harness.h"
 #include "raw.h"
@@ -515,6 +516,104 @@ START_TEST(test_a_producer_sending_ids_again_after_a_reconnect_is_confirmed_once
 }
 END_TEST
 
+/* ---- the last ACK before a close ------------------------------------------- */
+
+/* A raw consumer takes a small message and a 4 MiB one (credit 2), acks
+ * the small one and closes at once, as `ferry consume -n 1` does, while
+ * most of the large one still waits in ferryd's output. ferryd's next
+ * write then fails (the peer is gone): the ACK, already in the socket,
+ * must still be handled (ferryd used to close without reading it, and the
+ * acked message came back). `stop`: ferryd is stopped meanwhile, so that
+ * it sees the ACK, the close and a writable socket at once; else its
+ * output bound is small, so that the large delivery throttles it (then it
+ * reads nothing until it could write). */
+static void ack_then_close(bool stop)
+{
+    enum { BIG = 4 * 1024 * 1024 };
+    if (!stop) {
+        ferryd_terminate(&daemon_);
+        ck_assert_int_eq(ferryd_write_conf(&daemon_, "[limits]\nmax_output = 64KiB\n"), 0);
+        ck_assert_int_eq(ferryd_restart(&daemon_, NULL), 0);
+    }
+    ferry_conn *admin = connect_named("admin");
+    ck_assert_int_eq(ferry_publish(admin, "last", "small", 5, NULL, 0, 0), FERRY_OK);
+    char *big = calloc(1, BIG);
+    ck_assert_ptr_nonnull(big);
+    ck_assert_int_eq(ferry_publish(admin, "last", big, BIG, NULL, 0, 0), FERRY_OK);
+    free(big);
+    ck_assert_int_eq(ferry_flush(admin, 10000), FERRY_OK);
+
+    struct raw r;
+    raw_open(&r, &daemon_);
+    raw_hello_with(&r, (struct ferry_frame){ .name = raw_bytes("acker") }, NULL);
+    struct ferry_frame consume = { .type = FERRY_F_CONSUME, .rid = 1, .queue = raw_bytes("last"),
+                                   .sub = 1, .credit = 2 };
+    raw_send(&r, &consume);
+    struct ferry_frame f;
+    do
+        ck_assert_msg(raw_next(&r, &f), "no DELIVER");
+    while (f.type != FERRY_F_DELIVER);
+    ck_assert_uint_eq(f.payload.len, 5);
+    uint64_t tag = f.tag;
+    /* The large delivery waits in ferryd's output (the socket took a part). */
+    long long until = harness_now_ms() + 10000;
+    for (bool waiting = false; !waiting;) {
+        struct ferry_connections *l = NULL;
+        ck_assert_int_eq(ferry_connections(admin, &l), FERRY_OK);
+        const struct ferry_conn_info *a = find_by_name(l, "acker");
+        waiting = a != NULL && a->out_bytes > 0;
+        ferry_connections_free(l);
+        ck_assert_msg(waiting || harness_now_ms() < until, "the large delivery never backed up");
+        if (!waiting)
+            harness_sleep_ms(10);
+    }
+    if (stop)
+        ck_assert_int_eq(kill(daemon_.pid, SIGSTOP), 0);
+    struct ferry_frame ack = { .type = FERRY_F_ACK, .uints = &tag, .uint_count = 1 };
+    raw_send(&r, &ack);
+    raw_close(&r); /* with the large delivery unread */
+    if (stop) {
+        harness_sleep_ms(100);
+        ck_assert_int_eq(kill(daemon_.pid, SIGCONT), 0);
+    }
+
+    /* Once the connection is gone: the small message acked, the large back. */
+    until = harness_now_ms() + 10000;
+    for (;;) {
+        struct ferry_stats *st = NULL;
+        ck_assert_int_eq(ferry_stats(admin, "last", &st), FERRY_OK);
+        struct ferry_queue_info q = st->queues[0];
+        ferry_stats_free(st);
+        if (q.inflight == 0) {
+            ck_assert_msg(q.acked == 1 && q.depth == 1,
+                          "the ACK before the close was lost: acked %llu, depth %llu",
+                          (unsigned long long)q.acked, (unsigned long long)q.depth);
+            break;
+        }
+        ck_assert_msg(harness_now_ms() < until, "the consumer's connection was never closed");
+        harness_sleep_ms(10);
+    }
+    ferry_message *m = NULL;
+    ck_assert_int_eq(ferry_get(admin, "last", 10000, &m), FERRY_OK);
+    ck_assert_uint_eq(m->len, BIG);
+    ck_assert_uint_eq(m->attempt, 2);
+    ck_assert_int_eq(ferry_ack(admin, m->tag), FERRY_OK);
+    ferry_message_free(m);
+    ferry_close(admin);
+}
+
+START_TEST(test_an_ack_just_before_the_close_counts_when_ferryd_sees_both_at_once)
+{
+    ack_then_close(true);
+}
+END_TEST
+
+START_TEST(test_an_ack_just_before_the_close_counts_when_ferryd_is_throttled)
+{
+    ack_then_close(false);
+}
+END_TEST
+
 static Suite *liveness_suite(void)
 {
     Suite *s = suite_create("liveness");
@@ -537,6 +636,8 @@ static Suite *liveness_suite(void)
     tcase_add_test(conns, test_connections_name_the_slow_consumer_and_kill_frees_its_messages);
     tcase_add_test(conns, test_connections_beyond_one_page_are_all_listed_once);
     tcase_add_test(conns, test_a_producer_sending_ids_again_after_a_reconnect_is_confirmed_once);
+    tcase_add_test(conns, test_an_ack_just_before_the_close_counts_when_ferryd_sees_both_at_once);
+    tcase_add_test(conns, test_an_ack_just_before_the_close_counts_when_ferryd_is_throttled);
     suite_add_tcase(s, conns);
     return s;
 }
