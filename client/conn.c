@@ -88,7 +88,7 @@ void conn__fail(struct ferry_conn *c, int status)
             c->broken = true;
             c->attempts = 0;
             c->next_attempt_ms = conn__now_ms() + c->reconnect_base_ms;
-            dup2(c->silent_fd, c->fd);
+            dup3(c->silent_fd, c->fd, O_CLOEXEC); /* dup2 would drop close-on-exec */
             if (c->keeper_started)
                 pthread_cond_signal(&c->keeper_cv);
         } else {

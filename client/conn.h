@@ -62,6 +62,7 @@ struct ferry_sub {
     void *arg;
     uint32_t credit; /* its window, CREDITs included: what a reconnect asks for again */
     uint64_t ack_deadline_ms; /* asked for again by a reconnect too */
+    uint64_t reopen_rid; /* the rid of the CONSUME a reconnect sent for it; 0: none */
     /* Set by ferry_cancel(). The entry (and `queue`) is freed only by the
      * reader between batches, never while a callback may hold `queue`. */
     bool cancelled;
@@ -203,7 +204,7 @@ struct ferry_conn {
     bool keeper_started;
     bool keeper_stop;
     pthread_t keeper;
-    pthread_cond_t keeper_cv; /* only ferry_close() signals it */
+    pthread_cond_t keeper_cv; /* signalled by ferry_close(), a break, a loop taking over */
 };
 
 /* ---- conn.c: lifetime, locking, failure ------------------------------- */
@@ -368,12 +369,17 @@ void consume__flush_acks(struct ferry_conn *c);
 void consume__sweep(struct ferry_conn *c);
 /* Frees every subscription (ferry_close). */
 void consume__free_all(struct ferry_conn *c);
+/* An ERROR whose rid no caller waits for: if it answers the CONSUME a
+ * reconnect sent (reconnect.c), the subscription is dropped and the
+ * refusal goes to the error handler; else nothing. Reader role, mutex held. */
+void consume__on_reopen_refused(struct ferry_conn *c, const struct ferry_frame *f);
 
 /* ---- rpc.c ------------------------------------------------------------- */
 
 /* The connection was made again (reconnect.c, mutex held): the reply
  * queue died with the old one, so its subscription is dropped here (not
- * resumed) and the next ferry_request() makes a new queue. */
+ * resumed), the callers waiting for a reply return FERRY_EIO, and the
+ * next ferry_request() makes a new queue. */
 void rpc__reset(struct ferry_conn *c);
 
 /* ---- admin.c ----------------------------------------------------------- */

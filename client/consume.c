@@ -5,6 +5,7 @@
  * they get points straight into the input buffer.
  */
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -191,6 +192,27 @@ void consume__flush_acks(struct ferry_conn *c)
     if (io__append(c, &ack) != FERRY_OK)
         conn__fail(c, FERRY_ENOMEM);
     c->pending_ack_count = 0;
+}
+
+void consume__on_reopen_refused(struct ferry_conn *c, const struct ferry_frame *f)
+{
+    for (size_t i = 0; i < c->sub_count; i++) {
+        struct ferry_sub *s = &c->subs[i];
+        if (s->cancelled || s->reopen_rid != f->rid)
+            continue;
+        /* Not open at the broker: forgotten, as ferry_cancel would (freed
+         * by this reader after the batch), and its owner is told why. */
+        s->cancelled = true;
+        char why[FERRY_ERROR_TEXT_MAX + 1];
+        conn__copy_text(why, f->text);
+        char text[FERRY_ERROR_TEXT_MAX + 1];
+        int len = snprintf(text, sizeof text, "queue '%s' not subscribed again after a reconnect: %s",
+                           s->queue, why);
+        size_t used = len < 0 ? 0 : (size_t)len < sizeof text ? (size_t)len : sizeof text - 1;
+        conn__report_error(c, f->code ? (int)f->code : FERRY_CODE_INTERNAL,
+                           (struct ferry_bytes){ (const uint8_t *)text, used });
+        return;
+    }
 }
 
 /* ---- public ----------------------------------------------------------- */

@@ -118,7 +118,10 @@ FERRY_API int ferry_connect(const char *url, ferry_conn **out);
 FERRY_API int ferry_connect_opts(const struct ferry_options *opts, ferry_conn **out);
 
 /* Closes and frees. Unflushed publishes are written if the socket takes
- * them without blocking, else dropped: call ferry_flush() first. */
+ * them without blocking, else dropped: call ferry_flush() first. Not from
+ * a callback of this connection, nor while another thread uses it. With
+ * reconnect, it waits for a reconnect attempt the keeper thread is making
+ * (at most connect_timeout_ms). */
 FERRY_API void ferry_close(ferry_conn *c);
 
 /* ---- producing ------------------------------------------------------- */
@@ -267,7 +270,8 @@ typedef void (*ferry_message_fn)(ferry_conn *c, const ferry_message *m, void *ar
 /* End of stream: the queue was ended and every message before the end has
  * been delivered and acked (or the queue was deleted). */
 typedef void (*ferry_eos_fn)(ferry_conn *c, uint64_t sub, const char *queue, void *arg);
-/* An asynchronous error from the broker (an ack of an unknown tag...).
+/* An asynchronous error from the broker (an ack of an unknown tag, a
+ * subscription the broker refused to open again after a reconnect...).
  * On a connection driven by ferry_attach() it is also called once, with
  * code < 0 (the ferry_status, e.g. FERRY_EIO) and text = ferry_strerror(code),
  * when the connection ends; no callback of that connection follows. */
@@ -335,7 +339,10 @@ FERRY_API bool ferry_want_write(ferry_conn *c);
 /* Writes pending output without blocking. FERRY_OK or an I/O status. */
 FERRY_API int ferry_write_pending(ferry_conn *c);
 /* Milliseconds until ferry_process() should be called again even without
- * input (heartbeats, the next reconnect attempt), or -1 for no deadline. */
+ * input (heartbeats, the next reconnect attempt), or -1 for no deadline.
+ * A ferry_process() that makes a reconnect attempt blocks while it
+ * connects and waits for the broker's WELCOME: at most connect_timeout_ms
+ * (a broker that accepts but does not answer, an unreachable TCP host). */
 FERRY_API int ferry_next_timeout(ferry_conn *c);
 /* How many times the connection was made again (ferry_options.reconnect).
  * ferry_fd() keeps its number across a reconnect, but names a new socket:
@@ -389,7 +396,10 @@ FERRY_API int ferry_join(ferry_conn *c, const char *queue, int timeout_ms);
  * reply, owned by the caller (ferry_message_free; it needs no ack).
  * FERRY_ETIMEDOUT if none came in time (a late reply is dropped).
  * Thread-safe: any number of threads may wait on one connection at once,
- * each gets its own reply. Not from a callback (FERRY_EDEADLK). */
+ * each gets its own reply. Not from a callback (FERRY_EDEADLK). With
+ * reconnect, a request waiting when the connection is made again returns
+ * FERRY_EIO then (its reply queue went with the old connection; the request
+ * may still be handled): retry if it may be handled twice. */
 FERRY_API int ferry_request(ferry_conn *c, const char *queue, const void *data, size_t len,
                             const struct ferry_publish_options *o, int timeout_ms,
                             ferry_message **reply);
@@ -423,7 +433,8 @@ FERRY_API void ferry_bindings_free(char **patterns);
  * name_out (name_cap > 255 bytes) receives the queue's name. A reconnect
  * (ferry_options.reconnect) is a new connection: the queue is gone with
  * the old one, and a subscription to it is not resumed (the broker
- * refuses a 'tmp.' queue it does not have); declare and bind again.
+ * refuses a 'tmp.' queue it does not have: the error handler hears it and
+ * the subscription is forgotten); declare and bind again.
  * ferry_request() does that for its own reply queue. */
 FERRY_API int ferry_declare_temp(ferry_conn *c, const char *queue, char *name_out, size_t name_cap);
 /* The headers a dead letter carries (docs/PROTOCOL.md, "Retries and dead

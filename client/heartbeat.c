@@ -100,11 +100,13 @@ int heartbeat__start(struct ferry_conn *c)
     pthread_condattr_destroy(&attr);
     if (rc != 0)
         return FERRY_ENOMEM;
+    /* Set before the thread exists: it reads the flag (conn__fail). */
+    c->keeper_started = true;
     if (pthread_create(&c->keeper, NULL, keeper_main, c) != 0) {
+        c->keeper_started = false;
         pthread_cond_destroy(&c->keeper_cv);
         return FERRY_ENOMEM;
     }
-    c->keeper_started = true;
     return FERRY_OK;
 }
 
@@ -118,7 +120,9 @@ void heartbeat__stop(struct ferry_conn *c)
     conn__wake(c); /* it may sleep on the connection's own while it reconnects */
     pthread_mutex_unlock(&c->mu);
     if (pthread_equal(c->keeper, pthread_self())) {
-        /* ferry_close() from a callback the keeper ran: it ends by itself. */
+        /* ferry_close() from a callback the keeper ran, which libferry(3)
+         * forbids (the keeper would go on with a freed connection): do not
+         * join oneself, at least. */
         pthread_detach(c->keeper);
     } else {
         pthread_join(c->keeper, NULL);

@@ -38,7 +38,8 @@ static void on_error(struct ferry_conn *c, const struct ferry_frame *f)
         publish__on_refusal(c, f);
     else if (!f->rid)
         conn__report_error(c, (int)f->code, f->text);
-    /* else: the answer to a request whose caller timed out and left. */
+    else /* a resubscription refused, or a request whose caller timed out and left */
+        consume__on_reopen_refused(c, f);
     if (!f->fatal)
         return;
     /* The broker stopping, a heartbeat it missed, an operator's KILL: worth

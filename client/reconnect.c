@@ -7,6 +7,7 @@
  * Whoever waits does it: a blocking call, the keeper thread, or the loop.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -138,14 +139,17 @@ static void fail_requests(struct ferry_conn *c)
 static int resubscribe(struct ferry_conn *c)
 {
     for (size_t i = 0; i < c->sub_count; i++) {
-        const struct ferry_sub *s = &c->subs[i];
+        struct ferry_sub *s = &c->subs[i];
         if (s->cancelled)
             continue;
         struct ferry_frame f = {
             .type = FERRY_F_CONSUME, .rid = c->next_rid++, .queue = conn__bytes(s->queue),
             .sub = s->id, .credit = s->credit, .deadline_ms = s->ack_deadline_ms,
         };
-        int rc = io__append(c, &f); /* its OK (or ERROR) has no waiter: dropped */
+        /* Its OK has no waiter and is dropped; its ERROR finds the
+         * subscription by this rid (consume__on_reopen_refused). */
+        s->reopen_rid = f.rid;
+        int rc = io__append(c, &f);
         if (rc != FERRY_OK)
             return rc;
     }
@@ -169,7 +173,10 @@ static int resend_all(struct ferry_conn *c)
 
 static void install(struct ferry_conn *c, int fd, const struct ferry_frame *welcome)
 {
-    dup2(fd, c->fd); /* the descriptor number callers know stays the same */
+    /* The descriptor number callers know stays the same, close-on-exec
+     * as at connect (dup2 would clear it, and an exec'd child would keep
+     * the broker's connection open). */
+    dup3(fd, c->fd, O_CLOEXEC);
     close(fd);
     c->max_frame = (size_t)welcome->max_frame;
     c->heartbeat_ms = welcome->heartbeat_ms;

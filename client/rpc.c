@@ -75,6 +75,7 @@ static int rpc_setup(struct ferry_conn *c, int64_t deadline)
         return rc;
     }
     c->rpc_state = RPC_SETTING_UP;
+    uint64_t epoch = c->epoch;
     conn__unlock(c); /* the two round trips lock for themselves */
 
     char name[FERRY_NAME_MAX + 1];
@@ -84,7 +85,13 @@ static int rpc_setup(struct ferry_conn *c, int64_t deadline)
     if (rc == FERRY_OK)
         rc = ferry_consume(c, name, &o, &sub);
     pthread_mutex_lock(&c->mu); /* even if the connection died: the state must move on */
-    if (rc == FERRY_OK) {
+    if (c->epoch != epoch && !c->dead) {
+        /* A reconnect came meanwhile: the queue went with the old
+         * connection (a DECLARE_TEMP cut off says FERRY_EIO; a CONSUME cut
+         * off counts as opened). The caller makes another. */
+        c->rpc_state = RPC_NONE; /* its subscription: see rpc__reset() */
+        rc = FERRY_OK;
+    } else if (rc == FERRY_OK) {
         memcpy(c->rpc_queue, name, sizeof name);
         c->rpc_sub = sub;
         c->rpc_state = RPC_READY;
@@ -98,14 +105,24 @@ static int rpc_setup(struct ferry_conn *c, int64_t deadline)
 
 void rpc__reset(struct ferry_conn *c)
 {
-    if (c->rpc_state != RPC_READY)
-        return;
+    /* No reply can reach a caller waiting now: its reply_to queue is gone.
+     * It returns FERRY_EIO at once instead of at its timeout. */
+    for (struct rpc_waiter *w = c->rpc_waiters; w != NULL; w = w->next) {
+        if (!w->done) {
+            w->status = FERRY_EIO;
+            w->done = true;
+        }
+    }
+    /* The reply subscription, also one that rpc_setup() is opening now
+     * (which then finds the epoch moved): not resumed, since the broker
+     * would refuse the old queue's name. */
     for (size_t i = 0; i < c->sub_count; i++) {
-        if (c->subs[i].id == c->rpc_sub)
+        if (c->subs[i].on_message == on_reply)
             c->subs[i].cancelled = true; /* freed by the reader between batches */
     }
     c->rpc_sub = 0;
-    c->rpc_state = RPC_NONE;
+    if (c->rpc_state == RPC_READY)
+        c->rpc_state = RPC_NONE;
 }
 
 /* Waits (pumping) until w is answered or the deadline passes; unlinks w.
@@ -145,12 +162,21 @@ int ferry_request(ferry_conn *c, const char *queue, const void *data, size_t len
     if (conn__in_dispatch(c))
         return FERRY_EDEADLK;
     int64_t deadline = conn__deadline(timeout_ms);
-    int rc = rpc_setup(c, deadline);
-    if (rc != FERRY_OK)
-        return rc;
-    rc = conn__lock(c);
-    if (rc != FERRY_OK)
-        return rc;
+    int rc;
+    for (;;) {
+        rc = rpc_setup(c, deadline);
+        if (rc != FERRY_OK)
+            return rc;
+        rc = conn__lock(c);
+        if (rc != FERRY_OK)
+            return rc;
+        if (c->rpc_state == RPC_READY)
+            break;
+        /* A reconnect took the reply queue since: make another. */
+        conn__unlock(c);
+        if (deadline != CONN_NO_DEADLINE && conn__now_ms() >= deadline)
+            return FERRY_ETIMEDOUT;
+    }
     struct rpc_waiter w = { .next = c->rpc_waiters };
     w.corr_len = (size_t)snprintf(w.corr, sizeof w.corr, "%llx",
                                   (unsigned long long)++c->rpc_next_id);

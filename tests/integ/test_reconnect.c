@@ -4,7 +4,9 @@
  * a stream of confirmed publishes cut again and again arrives whole, each
  * message once (ferryd drops what the producer sends again); a consumer
  * cut again and again opens its subscription again and carries on until
- * the queue is drained; an operator's KILL is survived the same way.
+ * the queue is drained; an operator's KILL is survived the same way; the
+ * descriptor stays close-on-exec, and a subscription the broker refuses
+ * to open again reaches the error handler.
  */
 #include "harness.h"
 
@@ -13,6 +15,7 @@
 #include <fcntl.h>
 #include <event2/event.h>
 #include <ferry.h>
+#include <ferry_proto.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -408,6 +411,116 @@ START_TEST(test_a_consumer_killed_again_and_again_resubscribes_and_carries_on)
 }
 END_TEST
 
+/* ---- what a reconnect must keep, and what it must tell ---------------------- */
+
+/* Closes the broker's connection named `name` (KILL, through `admin`). */
+static void kill_named(ferry_conn *admin, const char *name)
+{
+    struct ferry_connections *l = NULL;
+    ck_assert_int_eq(ferry_connections(admin, &l), FERRY_OK);
+    int killed = 0;
+    for (size_t i = 0; i < l->count; i++) {
+        if (strcmp(l->conns[i].name, name) == 0) {
+            ck_assert_int_eq(ferry_kill(admin, l->conns[i].id), FERRY_OK);
+            killed++;
+        }
+    }
+    ferry_connections_free(l);
+    ck_assert_int_eq(killed, 1);
+}
+
+/* A blocking call on c after its KILL: it reads the KILLED error, makes the
+ * connection again and asks again on the new one. */
+static void stats_through_reconnect(ferry_conn *c)
+{
+    struct ferry_stats *st = NULL;
+    int rc = ferry_stats(c, NULL, &st);
+    ck_assert_msg(rc == FERRY_OK, "stats: %s", ferry_strerror(rc));
+    ferry_stats_free(st);
+    ck_assert_uint_ge(ferry_reconnects(c), 1);
+}
+
+static bool close_on_exec(int fd)
+{
+    int flags = fcntl(fd, F_GETFD);
+    return flags >= 0 && (flags & FD_CLOEXEC) != 0;
+}
+
+/* The new socket is put at the old descriptor number: it must stay
+ * close-on-exec, or a child that execs (ferry reply --exec) keeps the
+ * broker's connection open after the parent closed it. */
+START_TEST(test_the_descriptor_stays_close_on_exec_across_a_reconnect)
+{
+    ferry_conn *admin = NULL;
+    ck_assert_int_eq(ferry_connect(daemon_.url, &admin), FERRY_OK);
+    ferry_conn *c = connect_reconnecting(daemon_.url, "cloexec");
+    ck_assert(close_on_exec(ferry_fd(c)));
+    kill_named(admin, "cloexec");
+    stats_through_reconnect(c);
+    ck_assert_msg(close_on_exec(ferry_fd(c)), "the reconnected socket is not close-on-exec");
+    ferry_close(c);
+    ferry_close(admin);
+}
+END_TEST
+
+/* The errors other than the KILL's own (KILLED, which comes first). */
+struct error_seen {
+    atomic_int count;
+    int code;
+    char text[256];
+};
+
+static void on_error_seen(ferry_conn *c, int code, const char *text, void *arg)
+{
+    struct error_seen *e = arg;
+    if (code == FERRY_CODE_KILLED)
+        return;
+    if (atomic_load(&e->count) == 0) {
+        e->code = code;
+        snprintf(e->text, sizeof e->text, "%s", text);
+    }
+    atomic_fetch_add(&e->count, 1);
+}
+
+static void on_message_ack(ferry_conn *c, const ferry_message *m, void *arg)
+{
+    ferry_ack(c, m->tag);
+}
+
+/* A subscription to a temporary queue cannot be opened again after a
+ * reconnect (the queue went with the old connection): the broker's refusal
+ * reaches the error handler, naming the queue, and the subscription is
+ * forgotten; the connection's other subscription is opened again. */
+START_TEST(test_a_subscription_refused_after_a_reconnect_reaches_the_error_handler)
+{
+    ferry_conn *admin = NULL;
+    ck_assert_int_eq(ferry_connect(daemon_.url, &admin), FERRY_OK);
+    ferry_conn *c = connect_reconnecting(daemon_.url, "temp-consumer");
+    struct error_seen e = { 0 };
+    ferry_set_error_handler(c, on_error_seen, &e);
+    char temp[FERRY_NAME_MAX + 1];
+    ck_assert_int_eq(ferry_declare_temp(c, NULL, temp, sizeof temp), FERRY_OK);
+    struct ferry_consume_options o = { .credit = 8, .on_message = on_message_ack };
+    uint64_t temp_sub = 0, kept_sub = 0;
+    ck_assert_int_eq(ferry_consume(c, temp, &o, &temp_sub), FERRY_OK);
+    ck_assert_int_eq(ferry_consume(c, "kept", &o, &kept_sub), FERRY_OK);
+
+    kill_named(admin, "temp-consumer");
+    stats_through_reconnect(c); /* the refusal comes before the answer */
+    ck_assert_int_eq(atomic_load(&e.count), 1);
+    ck_assert_int_eq(e.code, FERRY_CODE_NOT_FOUND);
+    ck_assert_msg(strstr(e.text, temp) != NULL, "the error does not name the queue: %s", e.text);
+    ck_assert_int_eq(ferry_credit(c, temp_sub, 1), FERRY_EINVAL); /* forgotten */
+    ck_assert_int_eq(ferry_credit(c, kept_sub, 1), FERRY_OK);
+    struct ferry_stats *st = NULL;
+    ck_assert_int_eq(ferry_stats(admin, "kept", &st), FERRY_OK);
+    ck_assert_uint_eq(st->queues[0].consumers, 1); /* opened again */
+    ferry_stats_free(st);
+    ferry_close(c);
+    ferry_close(admin);
+}
+END_TEST
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -418,6 +531,8 @@ int main(void)
     tcase_add_test(tc, test_confirmed_publishes_cut_again_and_again_arrive_each_once);
     tcase_add_test(tc, test_a_consumer_cut_again_and_again_resubscribes_and_carries_on);
     tcase_add_test(tc, test_a_consumer_killed_again_and_again_resubscribes_and_carries_on);
+    tcase_add_test(tc, test_the_descriptor_stays_close_on_exec_across_a_reconnect);
+    tcase_add_test(tc, test_a_subscription_refused_after_a_reconnect_reaches_the_error_handler);
     suite_add_tcase(s, tc);
     TCase *durable = tcase_create("durable");
     tcase_add_checked_fixture(durable, setup_durable, teardown);

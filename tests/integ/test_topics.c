@@ -727,6 +727,72 @@ START_TEST(test_requests_go_on_after_a_reconnect_over_a_new_reply_queue)
 }
 END_TEST
 
+/* Closes the broker's connection named `name` after `delay_ms` (a thread). */
+struct breaker {
+    ferry_conn *admin;
+    const char *name;
+    long delay_ms;
+    int killed;
+};
+
+static void *break_later(void *arg)
+{
+    struct breaker *b = arg;
+    harness_sleep_ms(b->delay_ms);
+    struct ferry_connections *l = NULL;
+    if (ferry_connections(b->admin, &l) != FERRY_OK)
+        return NULL;
+    for (size_t i = 0; i < l->count; i++)
+        if (strcmp(l->conns[i].name, b->name) == 0 && ferry_kill(b->admin, l->conns[i].id) == FERRY_OK)
+            b->killed++;
+    ferry_connections_free(l);
+    return NULL;
+}
+
+/* A request waiting for its reply when its connection breaks cannot get it
+ * any more (its reply queue went with the old connection): with reconnect
+ * it returns FERRY_EIO as soon as the connection is made again, not at its
+ * timeout; the next request gets its reply over a new reply queue. */
+START_TEST(test_a_request_waiting_through_a_reconnect_returns_at_once)
+{
+    enum { TIMEOUT_MS = 30000 };
+    start_daemon();
+    struct ferry_options o = {
+        .url = daemon_.url, .name = "requester", .reconnect = true,
+        .reconnect_base_ms = 20, .reconnect_max_ms = 200,
+    };
+    ferry_conn *c = NULL;
+    ok(ferry_connect_opts(&o, &c), "connect");
+    ferry_conn *admin = connect_or_fail();
+    struct breaker b = { .admin = admin, .name = "requester", .delay_ms = 300 };
+    pthread_t breaker;
+    ck_assert_int_eq(pthread_create(&breaker, NULL, break_later, &b), 0);
+    ferry_message *reply = NULL;
+    long long t0 = harness_now_ms();
+    int rc = ferry_request(c, "nobody", "lost", 4, NULL, TIMEOUT_MS, &reply);
+    long long took = harness_now_ms() - t0;
+    pthread_join(breaker, NULL);
+    ck_assert_int_eq(b.killed, 1);
+    ck_assert_msg(rc == FERRY_EIO, "request through a reconnect: %s after %lld ms",
+                  ferry_strerror(rc), took);
+    ck_assert_ptr_null(reply);
+    ck_assert_int_lt(took, TIMEOUT_MS / 2);
+    ck_assert_uint_ge(ferry_reconnects(c), 1);
+
+    struct responder s = { .url = daemon_.url };
+    pthread_t responder;
+    ck_assert_int_eq(pthread_create(&responder, NULL, run_responder, &s), 0);
+    ok(ferry_request(c, "rpc", "after", 5, NULL, WAIT_MS, &reply), "request after");
+    ck_assert(reply->len == 8 && memcmp(reply->data, "re:after", 8) == 0);
+    ferry_message_free(reply);
+    atomic_store(&s.stop, true);
+    pthread_join(responder, NULL);
+    ferry_close(admin);
+    ferry_close(c);
+    stop_daemon();
+}
+END_TEST
+
 /* ---- the CLI ---- */
 
 /* Runs `ferry ARGS...` with stdout into a pipe; returns its pid. */
@@ -822,6 +888,7 @@ static Suite *topics_suite(void)
     tcase_add_test(rpc, test_a_thousand_requests_from_ten_threads_each_get_their_own_reply);
     tcase_add_test(rpc, test_a_request_times_out_and_its_late_reply_goes_to_nobody);
     tcase_add_test(rpc, test_requests_go_on_after_a_reconnect_over_a_new_reply_queue);
+    tcase_add_test(rpc, test_a_request_waiting_through_a_reconnect_returns_at_once);
     suite_add_tcase(s, rpc);
     return s;
 }
