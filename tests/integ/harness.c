@@ -219,11 +219,44 @@ static int wait_ready(struct ferryd *d)
     return -1;
 }
 
+/* Every daemon's directory is made inside one directory of this test
+ * program, made before main() and removed when its main process exits: a
+ * failed Check assertion ends a forked test at once (_exit, no teardown),
+ * which left that test's directory behind (its ferryd dies with it,
+ * PR_SET_PDEATHSIG). "" if it could not be made: then directly in /tmp. */
+static char root_dir[32];
+static pid_t root_owner;
+
+static void remove_root_dir(void)
+{
+    if (getpid() != root_owner) /* a forked test, or a child of one */
+        return;
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "harness: could not remove %s\n", root_dir);
+}
+
+__attribute__((constructor)) static void make_root_dir(void)
+{
+    snprintf(root_dir, sizeof root_dir, "/tmp/ferry-test-XXXXXX");
+    if (!mkdtemp(root_dir)) {
+        root_dir[0] = '\0';
+        return;
+    }
+    root_owner = getpid();
+    if (atexit(remove_root_dir) != 0)
+        root_owner = 0;
+}
+
 int ferryd_prepare(struct ferryd *d)
 {
     memset(d, 0, sizeof *d);
     d->pid = -1;
-    snprintf(d->dir, sizeof d->dir, "/tmp/ferry-test-XXXXXX");
+    if (root_dir[0])
+        snprintf(d->dir, sizeof d->dir, "%s/ferryd-XXXXXX", root_dir);
+    else
+        snprintf(d->dir, sizeof d->dir, "/tmp/ferry-test-XXXXXX");
     if (!mkdtemp(d->dir)) {
         perror("harness: mkdtemp");
         return -1;

@@ -4,7 +4,10 @@
  * Each daemon gets a fresh temporary directory with its Unix socket and its
  * log; it is stopped by PID (SIGTERM, then SIGKILL) and its directory is
  * removed. A daemon also dies with the test process that started it
- * (PR_SET_PDEATHSIG), so a test killed on timeout leaves nothing behind.
+ * (PR_SET_PDEATHSIG), so a test killed on timeout leaves nothing behind;
+ * and the directories lie inside one directory of the test program, which
+ * its main process removes at exit, so a failed assertion (which ends a
+ * forked Check test before its teardown) leaves none behind either.
  */
 #ifndef FERRY_TEST_HARNESS_H
 #define FERRY_TEST_HARNESS_H
