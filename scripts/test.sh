@@ -18,6 +18,9 @@ run_build() {   # $1 = build dir, rest = meson setup options
   ninja -C "$dir" >"$dir/ninja.log" || { tail -n 40 "$dir/ninja.log"; return 1; }
 }
 run_suite() {   # $1 = build dir, rest = meson setup options
+  # An earlier run's log must not be counted below if this build fails
+  # (then a missing log counts as one failure).
+  rm -f "$1/meson-logs/testlog.json"
   run_build "$@" && meson test -C "$1" --num-processes "$jobs" --print-errorlogs
 }
 
