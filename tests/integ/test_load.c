@@ -46,7 +46,8 @@
 #define PROBE_GAP_US 1000
 #define PROBES_MAX 100000
 /* p99 of the probe's round trips must stay under this (normal and ASan
- * builds; the issue's target, 50 ms at p99, is for a normal build). */
+ * builds; the issue's target, 50 ms at p99, is for a normal build), on a
+ * machine that lets ferryd run: see starved(). */
 #define P99_BOUND_MS 250.0
 /* After the storm, ferryd's VmRSS must have given back at least three
  * quarters of what the storm added, or be within this of its idle level. */
@@ -375,6 +376,37 @@ static double percentile(double *sorted, size_t n, double q)
     return sorted[i < n ? i : n - 1];
 }
 
+/* ---- the machine ------------------------------------------------------------------- */
+
+/* Milliseconds process `pid` (ferryd: one thread) has spent runnable but
+ * waiting for a CPU (/proc/PID/schedstat); -1 if unknown. */
+static long long cpu_wait_ms(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/schedstat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    unsigned long long on_cpu, waiting;
+    int n = fscanf(f, "%llu %llu", &on_cpu, &waiting);
+    fclose(f);
+    return n == 2 ? (long long)(waiting / 1000000u) : -1;
+}
+
+/* Whether the machine kept ferryd from running for half the storm or more
+ * (other builds beside the suite, or the suite under nice among them).
+ * The p99 bound says how ferryd shares its time among its clients; with
+ * ferryd waiting that long for a CPU, a round trip measures the scheduler
+ * instead. Measured on 2 cores: a quiet machine has ferryd wait 20 % of
+ * the storm (31 % under ASan), with p99 4 ms (35 ms under ASan); two to
+ * four busy processes beside it, 45-76 % and p99 30-190 ms; the same at a
+ * lower priority than they (nice 5 or 10), 79-90 % and p99 260-1,200 ms,
+ * in both builds. */
+static bool starved(long long waited_ms, long long storm_ms)
+{
+    return waited_ms >= 0 && 2 * waited_ms >= storm_ms;
+}
+
 /* ---- the test ---------------------------------------------------------------------- */
 
 static uint64_t connections(ferry_conn *c)
@@ -430,7 +462,10 @@ START_TEST(test_a_small_client_stays_responsive_through_a_storm_of_connections)
     ck_assert_int_ge(s.epfd, 0);
     pthread_t probe_thread;
     pthread_create(&probe_thread, NULL, probe_loop, &p);
+    long long wait_before = cpu_wait_ms(daemon_.pid);
     long long storm_ms = run_storm(&s);
+    long long waited_ms = cpu_wait_ms(daemon_.pid);
+    waited_ms = waited_ms >= 0 && wait_before >= 0 ? waited_ms - wait_before : -1;
     atomic_store(&p.stop, true);
     pthread_join(probe_thread, NULL);
     ck_assert_msg(s.failure[0] == '\0', "storm: %s", s.failure);
@@ -453,9 +488,12 @@ START_TEST(test_a_small_client_stays_responsive_through_a_storm_of_connections)
            p.count, p50, p99, max);
     printf("load: ferryd VmRSS idle %ld KiB, peak during the storm %ld KiB, after %ld KiB\n",
            rss_idle, p.peak_rss_kb, rss_after);
+    printf("load: ferryd waited %lld ms of the storm's %lld ms for a CPU%s\n", waited_ms,
+           storm_ms, starved(waited_ms, storm_ms) ? ": the machine starved it, p99 not judged" : "");
     fflush(stdout); /* before a failed assertion ends this process */
-    if (!harness_valgrind())
-        ck_assert_msg(p99 < P99_BOUND_MS, "p99 %.2f ms is over %.0f ms", p99, P99_BOUND_MS);
+    if (!harness_valgrind() && !starved(waited_ms, storm_ms))
+        ck_assert_msg(p99 < P99_BOUND_MS, "p99 %.2f ms is over %.0f ms (ferryd waited %lld ms "
+                      "of %lld for a CPU)", p99, P99_BOUND_MS, waited_ms, storm_ms);
     long kept_bound = (p.peak_rss_kb - rss_idle) / 4;
     if (kept_bound < AFTER_SLACK_KB)
         kept_bound = AFTER_SLACK_KB;
