@@ -50,7 +50,7 @@ valgrind_log=build/meson-logs/testlog-valgrind.json
 rm -f "$valgrind_log"
 if command -v valgrind >/dev/null 2>&1; then
   meson test -C build --setup valgrind --num-processes "$jobs" --print-errorlogs \
-    spine hostile load example-handoff || status=1
+    spine hostile load example-handoff cli || status=1
 else
   echo "test.sh: valgrind not found: memcheck run skipped"
 fi
