@@ -8,9 +8,10 @@
  * While those bytes arrive, libferry has a subscription open (sub 1, whose
  * callback reads, copies and acks every delivery), one unconfirmed publish
  * (id 1), and one blocking request waiting for its answer (rid 2): by the
- * input's first byte modulo 4, a STATS (1), a ferry_connections() that
- * pages on with rid 3, 4... (3), else a GET. Everything after that first
- * byte is the broker's byte stream.
+ * input's first byte modulo 8, a STATS (1), a ferry_connections() that
+ * pages on with rid 3, 4... (3), a PEEK (4), a BINDINGS (5), a
+ * DECLARE_TEMP (6), else a GET. Everything after that first byte is the
+ * broker's byte stream.
  */
 #include <signal.h>
 #include <stdint.h>
@@ -125,11 +126,60 @@ static ferry_conn *open_client(int client_fd, int broker_fd)
     return c;
 }
 
-enum waiting { WAIT_GET, WAIT_STATS, WAIT_CONNS };
+/* Where the target reads bytes it checks no further (ASan checks the reads). */
+static volatile uint8_t last_byte;
+
+enum waiting { WAIT_GET, WAIT_STATS, WAIT_CONNS, WAIT_PEEK, WAIT_BINDINGS, WAIT_TEMP };
+
+static enum waiting waiting_of(uint8_t selector)
+{
+    switch (selector % 8) {
+    case 1: return WAIT_STATS;
+    case 3: return WAIT_CONNS;
+    case 4: return WAIT_PEEK;
+    case 5: return WAIT_BINDINGS;
+    case 6: return WAIT_TEMP;
+    default: return WAIT_GET;
+    }
+}
 
 /* The request that waits while the fuzz bytes arrive (rid 2). */
 static void wait_for_answer(ferry_conn *c, enum waiting what)
 {
+    if (what == WAIT_PEEK) {
+        ferry_message **msgs = NULL;
+        size_t n = 0;
+        if (ferry_peek(c, "fuzz", 0, &msgs, &n) == FERRY_OK) {
+            for (size_t i = 0; i < n; i++) {
+                const void *value;
+                size_t len;
+                (void)ferry_message_header(msgs[i], "trace", &value, &len);
+                if (msgs[i]->len)
+                    last_byte = ((const uint8_t *)msgs[i]->data)[msgs[i]->len - 1]; /* ASan checks it */
+            }
+        }
+        ferry_peek_free(msgs, n); /* ours whatever came back */
+        return;
+    }
+    if (what == WAIT_BINDINGS) {
+        char **patterns = NULL;
+        size_t n = 0;
+        if (ferry_bindings(c, "fuzz", &patterns, &n) == FERRY_OK) {
+            for (size_t i = 0; i < n; i++)
+                (void)strlen(patterns[i]);
+            if (patterns[n] != NULL)
+                abort(); /* NULL-terminated, as documented */
+        }
+        ferry_bindings_free(patterns);
+        return;
+    }
+    if (what == WAIT_TEMP) {
+        char name[FERRY_NAME_MAX + 1];
+        if (ferry_declare_temp(c, NULL, name, sizeof name) == FERRY_OK
+            && strnlen(name, sizeof name) == sizeof name)
+            abort(); /* NUL-terminated within its buffer */
+        return;
+    }
     if (what == WAIT_CONNS) {
         struct ferry_connections *l = NULL;
         if (ferry_connections(c, &l) == FERRY_OK) {
@@ -160,7 +210,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    enum waiting what = data[0] % 4 == 1 ? WAIT_STATS : data[0] % 4 == 3 ? WAIT_CONNS : WAIT_GET;
+    enum waiting what = waiting_of(data[0]);
     data++;
     size--;
     if (size > INPUT_MAX)

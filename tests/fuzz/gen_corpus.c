@@ -170,11 +170,15 @@ static void every_frame_type(void)
 
 /* ---- what a broker sends to libferry ------------------------------------- */
 
-/* Selector byte of fuzz_client_inbound (its value modulo 4): 1 = a STATS
- * waits, 3 = a CONNS (ferry_connections), 0 and 2 = a GET. */
+/* Selector byte of fuzz_client_inbound (its value modulo 8): 1 = a STATS
+ * waits, 3 = a CONNS (ferry_connections), 4 = a PEEK, 5 = a BINDINGS,
+ * 6 = a DECLARE_TEMP, else a GET. */
 #define WAIT_STATS 1
 #define WAIT_GET 0
 #define WAIT_CONNS 3
+#define WAIT_PEEK 4
+#define WAIT_BINDINGS 5
+#define WAIT_TEMP 6
 
 static void broker_streams(void)
 {
@@ -246,6 +250,21 @@ static void broker_streams(void)
 
     save_frame("client_inbound", "stats-reply", WAIT_STATS, &stats);
     save_frame("client_inbound", "get-reply", WAIT_GET, &got);
+
+    struct ferry_item peeked[] = {
+        { .payload = str("first"), .headers = h },
+        { .payload = str("second") },
+    };
+    struct ferry_frame peek = { .type = FERRY_F_OK, .rid = 2, .items = peeked, .item_count = 2 };
+    save_frame("client_inbound", "peek-reply", WAIT_PEEK, &peek);
+    static const struct ferry_bytes patterns[] = {
+        { (const uint8_t *)"orders.#", 8 }, { (const uint8_t *)"*.created", 9 },
+    };
+    struct ferry_frame bindings = { .type = FERRY_F_OK, .rid = 2, .has_patterns = true,
+                                    .patterns = patterns, .pattern_count = 2 };
+    save_frame("client_inbound", "bindings-reply", WAIT_BINDINGS, &bindings);
+    struct ferry_frame temp = { .type = FERRY_F_OK, .rid = 2, .queue = str("tmp.1f") };
+    save_frame("client_inbound", "declare-temp-reply", WAIT_TEMP, &temp);
     ferry_buf_free(&b);
     ferry_buf_free(&hb);
 }
