@@ -71,7 +71,8 @@ static const struct cli_command commands[] = {
      "SIGINT and SIGTERM stop it cleanly (exit 130 and 143): what was printed\n"
      "is acknowledged, the rest goes back to the queue.\n"},
     {"subscribe", cli_cmd_subscribe, "print messages published to topics matching PATTERNs",
-     "Usage: ferry subscribe [-n COUNT] [--timeout SECONDS] [--credit N] PATTERN...\n"
+     "Usage: ferry subscribe [-n COUNT] [--timeout SECONDS] [--credit N] [--no-ack]\n"
+     "                       PATTERN...\n"
      "\n"
      "Declares a temporary queue (named by the broker, deleted when ferry\n"
      "exits), binds it to each PATTERN and prints each message's payload on\n"
@@ -83,6 +84,7 @@ static const struct cli_command commands[] = {
      "  -n, --count COUNT      stop after COUNT messages\n"
      "  -t, --timeout SECONDS  stop when no message came for SECONDS (e.g. 0.5)\n"
      "  -c, --credit N         unacknowledged messages in flight, 1..65536 (default 256)\n"
+     "      --no-ack           print without acknowledging (at most N are seen)\n"
      COMMON_OPTIONS_HELP},
     {"bind", cli_cmd_bind, "bind a queue to topic patterns",
      "Usage: ferry bind QUEUE PATTERN...\n"
