@@ -41,12 +41,14 @@ static const char *const durable_conf =
     "fsync = always\n";
 
 /* "jobs" retries with short times; "djobs" is the same, durable, with a
- * durable dead-letter queue. */
+ * durable dead-letter queue. The ack deadlines are short, yet long enough
+ * that a loaded machine does not run past them between a delivery and
+ * what the test does next with it (a touch, a crash). */
 static const char *const retry_conf =
     "[server]\n"
     "data_dir = @DATA@\n"
     "[queue \"jobs\"]\n"
-    "ack_deadline = 400ms\n"
+    "ack_deadline = 1s\n"
     "retry_backoff = 100ms\n"
     "retry_backoff_max = 200ms\n"
     "max_attempts = 3\n"
@@ -59,7 +61,7 @@ static const char *const retry_conf =
     "durable = yes\n"
     "[queue \"dtimed\"]\n"
     "durable = yes\n"
-    "ack_deadline = 300ms\n";
+    "ack_deadline = 1500ms\n";
 
 static void start_with(const char *conf)
 {
@@ -156,13 +158,13 @@ START_TEST(test_an_unacked_delivery_comes_back_after_its_deadline_unless_touched
     uint64_t t0 = unix_ms();
     ferry_message *m = get_expect(c, "jobs", "slow", 1);
     ferry_message_free(m);
-    /* Not acked: back after the 400 ms deadline and a 100 ms backoff. */
+    /* Not acked: back after the 1 s deadline and a 100 ms backoff. */
     m = get_expect(c, "jobs", "slow", 2);
-    ck_assert_uint_ge(unix_ms(), t0 + 500);
+    ck_assert_uint_ge(unix_ms(), t0 + 1100);
     uint64_t tag = m->tag;
     ferry_message_free(m);
     /* Touched for 5 s more at once, then every 200 ms for 1.2 s, it stays
-     * with us (5 s, not the 400 ms of the queue, so that a loaded machine
+     * with us (5 s, not the 1 s of the queue, so that a loaded machine
      * that runs this thread late does not lose it). */
     ck_assert_int_eq(ferry_touch(c, tag, 5000), FERRY_OK);
     for (int i = 0; i < 6; i++) {
@@ -374,12 +376,12 @@ START_TEST(test_after_a_crash_deadlines_apply_again_and_nack_delays_are_kept)
     struct ferry_queue_info info = queue_info(c, "dtimed");
     ck_assert_uint_eq(info.depth, 1);
     ck_assert_uint_eq(info.delayed, 1);
-    uint64_t t0 = unix_ms(); /* before a's delivery, so its deadline is after t0 + 300 */
+    uint64_t t0 = unix_ms(); /* before a's delivery, so its deadline is after t0 + 1500 */
     a = get_expect(c, "dtimed", "a", 2);
     /* a is not acked: its deadline takes it back as before the crash. */
     ferry_message_free(a);
     a = get_expect(c, "dtimed", "a", 3);
-    ck_assert_uint_ge(unix_ms(), t0 + 300);
+    ck_assert_uint_ge(unix_ms(), t0 + 1500);
     ck_assert_int_eq(ferry_ack(c, a->tag), FERRY_OK);
     ferry_message_free(a);
     b = get_expect(c, "dtimed", "b", 2);
