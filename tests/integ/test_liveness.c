@@ -205,7 +205,7 @@ END_TEST
 START_TEST(test_a_reloaded_heartbeat_timeout_applies_to_open_connections)
 {
     ck_assert_int_eq(ferryd_write_conf(&daemon_, "[limits]\nheartbeat_timeout = 30s\n"), 0);
-    ferryd_terminate(&daemon_);
+    ck_assert_int_eq(ferryd_terminate(&daemon_), 0); /* exited cleanly */
     ck_assert_int_eq(ferryd_restart(&daemon_, NULL), 0);
     struct raw r;
     raw_open(&r, &daemon_);
@@ -531,7 +531,7 @@ static void ack_then_close(bool stop)
 {
     enum { BIG = 4 * 1024 * 1024 };
     if (!stop) {
-        ferryd_terminate(&daemon_);
+        ck_assert_int_eq(ferryd_terminate(&daemon_), 0); /* exited cleanly */
         ck_assert_int_eq(ferryd_write_conf(&daemon_, "[limits]\nmax_output = 64KiB\n"), 0);
         ck_assert_int_eq(ferryd_restart(&daemon_, NULL), 0);
     }
