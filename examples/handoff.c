@@ -68,9 +68,14 @@ static void *worker_thread(void *p)
 static int worker_process(uint32_t worker)
 {
     ferry_conn *c;
-    if (ferry_connect(url, &c) != FERRY_OK)
+    int rc = ferry_connect(url, &c);
+    if (rc != FERRY_OK) {
+        fprintf(stderr, "handoff: worker %u: connect: %s\n", worker, ferry_strerror(rc));
         return 1;
-    int rc = publish_jobs(c, worker);
+    }
+    rc = publish_jobs(c, worker);
+    if (rc != FERRY_OK)
+        fprintf(stderr, "handoff: worker %u: publish: %s\n", worker, ferry_strerror(rc));
     ferry_close(c);
     return rc == FERRY_OK ? 0 : 1;
 }
@@ -88,12 +93,20 @@ static void *coordinate(void *p)
     struct coordinator *co = p;
     for (int i = 0; i < THREADS; i++) {
         pthread_join(co->threads[i], NULL);
-        co->failed |= co->args[i].rc != FERRY_OK;
+        if (co->args[i].rc != FERRY_OK) {
+            fprintf(stderr, "handoff: worker %u: publish: %s\n", co->args[i].worker,
+                    ferry_strerror(co->args[i].rc));
+            co->failed = 1;
+        }
     }
     for (int i = 0; i < PROCESSES; i++) {
         int status;
         waitpid(co->children[i], &status, 0);
-        co->failed |= !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            fprintf(stderr, "handoff: worker process %d failed (status %#x)\n",
+                    (int)co->children[i], status);
+            co->failed = 1;
+        }
     }
     ferry_conn *c;
     if (ferry_connect(url, &c) != FERRY_OK) {
